@@ -1,0 +1,64 @@
+# dxtalent — two commands on a fresh machine: `make demo` and `make test`.
+# Everything installs itself: a pinned uv in .tools/, then the locked environment in .venv/.
+
+SHELL := /bin/bash
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+UV_VERSION := 0.13.8
+UV := .tools/bin/uv
+VENV := .venv
+BIN := $(VENV)/bin
+PACKAGES := src/dxtalent contracts/src/dxtalent_contracts infra/src/dxtalent_infra \
+            services/enrollment/src/dxtalent_enrollment \
+            services/certification/src/dxtalent_certification \
+            services/reporting/src/dxtalent_reporting
+PYTEST_ARGS ?=
+
+.PHONY: test lint typecheck pytest unit integration e2e demo schemas bench-infra bench-e2e clean
+
+$(UV):
+	$(PYTHON) -m venv .tools
+	.tools/bin/pip install --quiet --disable-pip-version-check uv==$(UV_VERSION)
+
+$(VENV)/.synced: $(UV) uv.lock pyproject.toml */pyproject.toml services/*/pyproject.toml
+	UV_PYTHON=$(PYTHON) $(UV) sync --locked --quiet
+	touch $@
+
+test: lint typecheck pytest ## ruff, mypy --strict, then the whole pytest suite
+
+lint: $(VENV)/.synced
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+typecheck: $(VENV)/.synced
+	$(BIN)/mypy $(PACKAGES) tests
+
+pytest: $(VENV)/.synced
+	$(BIN)/pytest $(PYTEST_ARGS)
+
+unit: $(VENV)/.synced
+	$(BIN)/pytest -m unit $(PYTEST_ARGS)
+
+integration: $(VENV)/.synced
+	$(BIN)/pytest -m integration $(PYTEST_ARGS)
+
+e2e: $(VENV)/.synced
+	$(BIN)/pytest -m e2e $(PYTEST_ARGS)
+
+schemas: $(VENV)/.synced ## regenerate contracts/schemas from the pydantic models
+	$(BIN)/python -m dxtalent_contracts.schemagen contracts/schemas
+
+coverage: $(VENV)/.synced ## branch coverage of the pure domain core
+	$(BIN)/pytest -m unit --cov=dxtalent_certification.domain --cov=dxtalent_reporting.domain \
+	  --cov=dxtalent_contracts --cov-branch --cov-report=term-missing
+
+demo: $(VENV)/.synced ## run the whole system on embedded servers and show the result
+	$(BIN)/dxtalent demo
+
+bench-infra: $(VENV)/.synced ## event store / relay / consumer rates (prints figures)
+	$(BIN)/python -m dxtalent_infra.bench
+
+bench-e2e: $(VENV)/.synced ## CourseCompleted -> LevelCertified latency (prints figures)
+	$(BIN)/dxtalent bench latency
+
+clean:
+	rm -rf .venv .tools .pytest_cache .mypy_cache .ruff_cache

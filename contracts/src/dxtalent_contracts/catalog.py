@@ -1,0 +1,281 @@
+"""The catalog: every rule of a municipality's plan as data, validated at load.
+
+A catalog file (YAML) names skills, courses and what they grant, DX-leader level rules with
+● (required) and ★ (duty) skills, level equivalences, staff-category requirements and yearly
+headcount targets, under a policy version. `load_catalog(path)` refuses a malformed file with
+the file, the line and the reason (`CatalogError`).
+"""
+
+from __future__ import annotations
+
+from functools import cached_property
+from importlib import resources
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from dxtalent_contracts.types import Code, FiscalYear, NonEmptyText
+
+Track = Literal["L1", "L2", "L3", "staff", "FY2024"]
+DEFAULT_CATALOG = "hirakata-2025.yaml"
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class Municipality(_Frozen):
+    code: Code
+    name: NonEmptyText
+
+
+class Plan(_Frozen):
+    name: NonEmptyText
+    first_fiscal_year: FiscalYear
+    last_fiscal_year: FiscalYear
+    nomination_history_from: FiscalYear
+
+
+class Policy(_Frozen):
+    """Decisions where the plan is silent; each is the city's to change."""
+
+    nomination_required: bool = True
+    nomination_floor: bool = True
+    duty_skills_required: bool = True
+
+
+class Area(_Frozen):
+    code: Code
+    name: NonEmptyText
+
+
+class Skill(_Frozen):
+    code: Code
+    name: NonEmptyText
+    area: Code
+
+
+class LevelRule(_Frozen):
+    """Skills held at a level: ● `required` (cumulative) and ★ `duty` (when the duties call)."""
+
+    level: Annotated[int, Field(ge=1, le=9)]
+    name: NonEmptyText
+    required: list[Code]
+    duty: list[Code] = Field(default_factory=list)
+
+
+class Course(_Frozen):
+    id: Code
+    name: NonEmptyText
+    grants: list[Code] = Field(min_length=1)
+    track: Track
+
+
+class Equivalence(_Frozen):
+    """Completing all of `courses` certifies `level` (e.g. the FY2024 level-1 training)."""
+
+    name: NonEmptyText
+    level: int
+    courses: list[Code] = Field(min_length=1)
+
+
+class Category(_Frozen):
+    """A staff category and the knowledge it requires (plus every skill of `includes_level`)."""
+
+    code: Code
+    name: NonEmptyText
+    required: list[Code]
+    includes_level: int | None = None
+    implicit: bool = False
+
+
+class Target(_Frozen):
+    fiscal_year: FiscalYear
+    level: int
+    headcount: Annotated[int, Field(ge=0)]
+    note: str | None = None
+
+
+def _dupes(values: list[str]) -> list[str]:
+    seen: set[str] = set()
+    return sorted({v for v in values if v in seen or seen.add(v)})  # type: ignore[func-returns-value]
+
+
+class Catalog(_Frozen):
+    """A municipality's plan as data. Derived look-ups are computed once per catalog."""
+
+    policy_version: NonEmptyText
+    municipality: Municipality
+    plan: Plan
+    policy: Policy = Policy()
+    areas: list[Area]
+    skills: list[Skill]
+    levels: list[LevelRule]
+    courses: list[Course]
+    equivalences: list[Equivalence] = Field(default_factory=list)
+    categories: list[Category]
+    targets: list[Target]
+
+    @model_validator(mode="after")
+    def _references_resolve(self) -> Catalog:
+        problems = []
+        for what, codes in (
+            ("area", [a.code for a in self.areas]),
+            ("skill", [s.code for s in self.skills]),
+            ("course", [c.id for c in self.courses]),
+            ("category", [c.code for c in self.categories]),
+            ("level", [str(r.level) for r in self.levels]),
+        ):
+            problems += [f"{what} {d!r} is defined twice" for d in _dupes(codes)]
+        areas = {a.code for a in self.areas}
+        skills = {s.code for s in self.skills}
+        courses = {c.id for c in self.courses}
+        level_numbers = [r.level for r in self.levels]
+        if level_numbers != list(range(1, len(level_numbers) + 1)):
+            problems.append(f"levels must be numbered 1, 2, ... in order, got {level_numbers}")
+        problems += [
+            f"skill {s.code!r}: unknown area {s.area!r}" for s in self.skills if s.area not in areas
+        ]
+        for rule in self.levels:
+            problems += [
+                f"level {rule.level}: unknown skill {c!r}"
+                for c in [*rule.required, *rule.duty]
+                if c not in skills
+            ]
+        for course in self.courses:
+            problems += [
+                f"course {course.id!r}: grants unknown skill {c!r}"
+                for c in course.grants
+                if c not in skills
+            ]
+        for eq in self.equivalences:
+            problems += [
+                f"equivalence {eq.name!r}: unknown course {c!r}"
+                for c in eq.courses
+                if c not in courses
+            ]
+            if eq.level not in level_numbers:
+                problems.append(f"equivalence {eq.name!r}: unknown level {eq.level}")
+        for cat in self.categories:
+            problems += [
+                f"category {cat.code!r}: unknown skill {c!r}"
+                for c in cat.required
+                if c not in skills
+            ]
+            if cat.includes_level is not None and cat.includes_level not in level_numbers:
+                problems.append(f"category {cat.code!r}: unknown level {cat.includes_level}")
+        problems += [
+            f"target {t.fiscal_year}/{t.level}: unknown level {t.level}"
+            for t in self.targets
+            if t.level not in level_numbers
+        ]
+        if problems:
+            raise ValueError("; ".join(problems))
+        return self
+
+    # --- derived look-ups --------------------------------------------------------------------
+
+    @cached_property
+    def course_by_id(self) -> dict[str, Course]:
+        return {c.id: c for c in self.courses}
+
+    @cached_property
+    def skill_by_code(self) -> dict[str, Skill]:
+        return {s.code: s for s in self.skills}
+
+    @cached_property
+    def category_by_code(self) -> dict[str, Category]:
+        return {c.code: c for c in self.categories}
+
+    @property
+    def top_level(self) -> int:
+        return len(self.levels)
+
+    def level_rule(self, level: int) -> LevelRule:
+        return self.levels[level - 1]
+
+    def skills_added_at(self, level: int) -> frozenset[str]:
+        """● skills that `level` requires beyond the level below it."""
+        below = set(self.level_rule(level - 1).required) if level > 1 else set()
+        return frozenset(self.level_rule(level).required) - below
+
+    def courses_granting(self, skill: str) -> list[Course]:
+        return [c for c in self.courses if skill in c.grants]
+
+    def category_requirements(self, code: str) -> frozenset[str]:
+        """Every skill a category requires, its level's skill map included."""
+        cat = self.category_by_code[code]
+        required = set(cat.required)
+        if cat.includes_level is not None:
+            rule = self.level_rule(cat.includes_level)
+            required |= set(rule.required) | set(rule.duty)
+        return frozenset(required)
+
+    def target(self, fiscal_year: int, level: int) -> int | None:
+        for t in self.targets:
+            if t.fiscal_year == fiscal_year and t.level == level:
+                return t.headcount
+        return None
+
+    @property
+    def fiscal_years(self) -> list[int]:
+        return sorted({t.fiscal_year for t in self.targets})
+
+
+class CatalogError(ValueError):
+    """A catalog file that cannot be used: names the file, the location and the reason."""
+
+
+def _line_of(root: yaml.Node | None, loc: tuple[int | str, ...]) -> int | None:
+    node = root
+    for part in loc:
+        if isinstance(node, yaml.MappingNode):
+            node = next((v for k, v in node.value if k.value == part), None)
+        elif (
+            isinstance(node, yaml.SequenceNode) and isinstance(part, int) and part < len(node.value)
+        ):
+            node = node.value[part]
+        else:
+            break
+        if node is None:
+            break
+    return None if node is None else node.start_mark.line + 1
+
+
+def parse_catalog(text: str, origin: str) -> Catalog:
+    """Validate catalog YAML text; `origin` names where it came from in error messages."""
+    try:
+        doc: Any = yaml.safe_load(text)
+        root = yaml.compose(text)
+    except yaml.YAMLError as exc:
+        raise CatalogError(f"{origin}: not valid YAML: {exc}") from exc
+    try:
+        return Catalog.model_validate(doc)
+    except ValidationError as exc:
+        lines = []
+        for err in exc.errors(include_url=False):
+            loc = tuple(err["loc"])
+            line = _line_of(root, loc)
+            where = ".".join(str(p) for p in loc) or "(top level)"
+            at = f"{origin}:{line}" if line else origin
+            lines.append(f"{at}: {where}: {err['msg']}")
+        raise CatalogError("invalid catalog\n" + "\n".join(lines)) from exc
+
+
+def load_catalog(path: str | Path | None = None) -> Catalog:
+    """Load a catalog file, or the shipped Hirakata default when `path` is None."""
+    if path is None:
+        text = (
+            resources.files("dxtalent_contracts.catalogs")
+            .joinpath(DEFAULT_CATALOG)
+            .read_text("utf-8")
+        )
+        return parse_catalog(text, f"<default catalog {DEFAULT_CATALOG}>")
+    p = Path(path)
+    try:
+        text = p.read_text("utf-8")
+    except OSError as exc:
+        raise CatalogError(f"{p}: cannot read catalog: {exc.strerror}") from exc
+    return parse_catalog(text, str(p))

@@ -1,0 +1,35 @@
+"""Japanese fiscal years (年度): April 1 to March 31, labelled in the 令和 era."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+_REIWA_FIRST_YEAR = 2019  # 令和元年 began on 2019-05-01; FY2019 is 令和元年度
+
+
+def fiscal_year_of(day: dt.date) -> int:
+    """The fiscal year a date falls in: 2026-03-31 is FY2025, 2026-04-01 is FY2026."""
+    return day.year if day.month >= 4 else day.year - 1
+
+
+def fiscal_year_start(fiscal_year: int) -> dt.date:
+    """April 1 of the fiscal year."""
+    return dt.date(fiscal_year, 4, 1)
+
+
+def fiscal_year_end(fiscal_year: int) -> dt.date:
+    """March 31 of the following calendar year, the last day of the fiscal year."""
+    return dt.date(fiscal_year + 1, 3, 31)
+
+
+def reiwa_label(fiscal_year: int) -> str:
+    """The fiscal year as the DX office writes it: 2025 -> 令和7年度, 2019 -> 令和元年度."""
+    if fiscal_year < _REIWA_FIRST_YEAR:
+        raise ValueError(f"fiscal year {fiscal_year} is before the Reiwa era (2019)")
+    n = fiscal_year - _REIWA_FIRST_YEAR + 1
+    return "令和元年度" if n == 1 else f"令和{n}年度"
+
+
+def both_labels(fiscal_year: int) -> str:
+    """Both forms, for reports: 'FY2025 (令和7年度)'."""
+    return f"FY{fiscal_year} ({reiwa_label(fiscal_year)})"

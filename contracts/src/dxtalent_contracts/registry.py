@@ -1,0 +1,136 @@
+"""Every v1 event type in one place, and the parser that turns raw bytes into a typed event.
+
+`parse_event(raw)` never raises on bad input: it returns a `Rejection` whose `reason` is one
+sentence a person can act on and whose `errors` name each field and its problem.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Annotated, Any
+
+from pydantic import Field, TypeAdapter, ValidationError
+
+from dxtalent_contracts.envelope import CloudEvent
+from dxtalent_contracts.events import (
+    CERTIFICATION_EVENT_CLASSES,
+    ENROLLMENT_EVENT_CLASSES,
+    CompletionVoidedRecordedEvent,
+    CourseCompletedRecordedEvent,
+    CourseEnrolledRecordedEvent,
+    EmployeeLeftRecordedEvent,
+    EmployeeUpdatedEvent,
+    FieldError,
+    ImprovementCaseRecordedEvent,
+    LeaderNominatedRecordedEvent,
+    LevelCertifiedEvent,
+    LevelRevokedEvent,
+    MessageRejectedEvent,
+    SkillAcquiredEvent,
+    SkillRevokedEvent,
+)
+from dxtalent_contracts.inbound import INBOUND_EVENT_CLASSES, InboundEvent
+
+DomainEvent = (
+    EmployeeUpdatedEvent
+    | EmployeeLeftRecordedEvent
+    | LeaderNominatedRecordedEvent
+    | CourseEnrolledRecordedEvent
+    | CourseCompletedRecordedEvent
+    | CompletionVoidedRecordedEvent
+    | ImprovementCaseRecordedEvent
+    | SkillAcquiredEvent
+    | SkillRevokedEvent
+    | LevelCertifiedEvent
+    | LevelRevokedEvent
+)
+AnyEvent = InboundEvent | DomainEvent | MessageRejectedEvent
+
+ALL_EVENT_CLASSES: tuple[type[CloudEvent], ...] = (
+    *INBOUND_EVENT_CLASSES,
+    *ENROLLMENT_EVENT_CLASSES,
+    *CERTIFICATION_EVENT_CLASSES,
+    MessageRejectedEvent,
+)
+
+
+def type_name(cls: type[CloudEvent]) -> str:
+    """The CloudEvents `type` string a class stands for."""
+    return str(cls.model_fields["type"].annotation.__args__[0])  # type: ignore[union-attr]
+
+
+EVENT_CLASS_BY_TYPE: dict[str, type[CloudEvent]] = {type_name(c): c for c in ALL_EVENT_CLASSES}
+SUBJECT_BY_TYPE: dict[str, str] = {type_name(c): c.nats_subject for c in ALL_EVENT_CLASSES}
+
+_inbound_adapter: TypeAdapter[InboundEvent] = TypeAdapter(
+    Annotated[InboundEvent, Field(discriminator="type")]
+)
+_any_adapter: TypeAdapter[AnyEvent] = TypeAdapter(Annotated[AnyEvent, Field(discriminator="type")])
+
+
+@dataclass(frozen=True)
+class Rejection:
+    """Why raw bytes are not a valid event."""
+
+    reason: str
+    errors: list[FieldError] = field(default_factory=list)
+    event_type: str | None = None
+    event_id: str | None = None
+
+
+def _field_errors(exc: ValidationError) -> list[FieldError]:
+    out = []
+    for err in exc.errors(include_url=False):
+        loc = [str(p) for p in err["loc"]]
+        # the discriminator's tag is not a field of the message; drop it from the path
+        if len(loc) > 1 and loc[0] in EVENT_CLASS_BY_TYPE:
+            loc = loc[1:]
+        out.append(FieldError(field=".".join(loc) or "(message)", problem=err["msg"]))
+    return out
+
+
+def _describe(errors: list[FieldError], what: str) -> str:
+    shown = "; ".join(f"{e.field}: {e.problem}" for e in errors[:3])
+    more = f" (and {len(errors) - 3} more)" if len(errors) > 3 else ""
+    return f"{what} is not valid: {shown}{more}."
+
+
+def _parse(raw: bytes, adapter: TypeAdapter[Any], known: set[str]) -> Any:
+    try:
+        doc = json.loads(raw)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        return Rejection(f"The message is not valid JSON: {exc}.")
+    if not isinstance(doc, dict):
+        return Rejection("The message is JSON but not an object; a CloudEvent is a JSON object.")
+    etype, eid = doc.get("type"), doc.get("id")
+    etype = etype if isinstance(etype, str) else None
+    eid = eid if isinstance(eid, str) else None
+    if etype is None:
+        return Rejection("The message has no CloudEvents 'type' attribute.", event_id=eid)
+    if etype not in known:
+        return Rejection(
+            f"Unknown event type {etype!r}; expected one of: {', '.join(sorted(known))}.",
+            event_type=etype,
+            event_id=eid,
+        )
+    try:
+        return adapter.validate_json(raw)
+    except ValidationError as exc:
+        errors = _field_errors(exc)
+        return Rejection(_describe(errors, f"Event {etype!r}"), errors, etype, eid)
+
+
+_INBOUND_TYPES = {type_name(c) for c in INBOUND_EVENT_CLASSES}
+
+
+def parse_inbound(raw: bytes) -> InboundEvent | Rejection:
+    """Raw bytes from `dx.inbound.>` into a typed inbound fact, or why not."""
+    result: InboundEvent | Rejection = _parse(raw, _inbound_adapter, _INBOUND_TYPES)
+    return result
+
+
+def parse_event(raw: bytes) -> AnyEvent | Rejection:
+    """Raw bytes of any v1 event (inbound, domain or dead letter) into a typed event, or why not."""
+    result: AnyEvent | Rejection = _parse(raw, _any_adapter, set(EVENT_CLASS_BY_TYPE))
+    return result

