@@ -1,0 +1,38 @@
+"""One settings class for every service, from `DXT_` environment variables (see README)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    """Configuration of a dxtalent process. Nothing connects when this is built."""
+
+    model_config = SettingsConfigDict(env_prefix="DXT_", extra="ignore", frozen=True)
+
+    nats_url: str | None = Field(default=None, description="NATS server; unset = embedded")
+    database_url: str | None = Field(default=None, description="PostgreSQL DSN; unset = embedded")
+    data_dir: Path = Field(
+        default=Path(".dxtalent"), description="where embedded servers keep data"
+    )
+    prefix: str = Field(default="", description="stream/subject prefix (tests, tenants)")
+    catalog: Path | None = Field(default=None, description="catalog YAML; unset = Hirakata default")
+    http_host: str = "127.0.0.1"
+    http_port: int | None = Field(
+        default=None, description="HTTP port; unset = per-service default"
+    )
+    api_token: SecretStr | None = Field(default=None, description="bearer token for /v1 queries")
+    stream_replicas: int = Field(default=1, ge=1, le=5)
+    duplicate_window_s: float = Field(default=600.0, gt=0)
+    batch_size: int = Field(default=500, ge=1, le=10_000)
+    max_deliver: int = Field(default=5, ge=1)
+    relay_poll_interval_s: float = Field(default=1.0, gt=0)
+    log_level: str = "info"
+    log_json: bool = True
+    nats_user: str | None = None
+    nats_password: SecretStr | None = None
+    nats_creds: Path | None = None
+    nats_tls_ca: Path | None = None
