@@ -98,9 +98,26 @@ class Target(_Frozen):
     note: str | None = None
 
 
-def _dupes(values: list[str]) -> list[str]:
+Loc = tuple[str | int, ...]
+Problem = tuple[Loc, str]
+
+
+class CatalogReferenceError(ValueError):
+    """Cross-reference problems, each with its location (path in the document)."""
+
+    def __init__(self, problems: list[Problem]) -> None:
+        super().__init__("; ".join(msg for _, msg in problems))
+        self.problems = problems
+
+
+def _dupes(section: str, codes: list[str], what: str) -> list[Problem]:
     seen: set[str] = set()
-    return sorted({v for v in values if v in seen or seen.add(v)})  # type: ignore[func-returns-value]
+    out: list[Problem] = []
+    for i, code in enumerate(codes):
+        if code in seen:
+            out.append(((section, i), f"{what} {code!r} is defined twice"))
+        seen.add(code)
+    return out
 
 
 class Catalog(_Frozen):
@@ -120,59 +137,9 @@ class Catalog(_Frozen):
 
     @model_validator(mode="after")
     def _references_resolve(self) -> Catalog:
-        problems = []
-        for what, codes in (
-            ("area", [a.code for a in self.areas]),
-            ("skill", [s.code for s in self.skills]),
-            ("course", [c.id for c in self.courses]),
-            ("category", [c.code for c in self.categories]),
-            ("level", [str(r.level) for r in self.levels]),
-        ):
-            problems += [f"{what} {d!r} is defined twice" for d in _dupes(codes)]
-        areas = {a.code for a in self.areas}
-        skills = {s.code for s in self.skills}
-        courses = {c.id for c in self.courses}
-        level_numbers = [r.level for r in self.levels]
-        if level_numbers != list(range(1, len(level_numbers) + 1)):
-            problems.append(f"levels must be numbered 1, 2, ... in order, got {level_numbers}")
-        problems += [
-            f"skill {s.code!r}: unknown area {s.area!r}" for s in self.skills if s.area not in areas
-        ]
-        for rule in self.levels:
-            problems += [
-                f"level {rule.level}: unknown skill {c!r}"
-                for c in [*rule.required, *rule.duty]
-                if c not in skills
-            ]
-        for course in self.courses:
-            problems += [
-                f"course {course.id!r}: grants unknown skill {c!r}"
-                for c in course.grants
-                if c not in skills
-            ]
-        for eq in self.equivalences:
-            problems += [
-                f"equivalence {eq.name!r}: unknown course {c!r}"
-                for c in eq.courses
-                if c not in courses
-            ]
-            if eq.level not in level_numbers:
-                problems.append(f"equivalence {eq.name!r}: unknown level {eq.level}")
-        for cat in self.categories:
-            problems += [
-                f"category {cat.code!r}: unknown skill {c!r}"
-                for c in cat.required
-                if c not in skills
-            ]
-            if cat.includes_level is not None and cat.includes_level not in level_numbers:
-                problems.append(f"category {cat.code!r}: unknown level {cat.includes_level}")
-        problems += [
-            f"target {t.fiscal_year}/{t.level}: unknown level {t.level}"
-            for t in self.targets
-            if t.level not in level_numbers
-        ]
+        problems = _reference_problems(self)
         if problems:
-            raise ValueError("; ".join(problems))
+            raise CatalogReferenceError(problems)
         return self
 
     # --- derived look-ups --------------------------------------------------------------------
@@ -224,6 +191,77 @@ class Catalog(_Frozen):
         return sorted({t.fiscal_year for t in self.targets})
 
 
+def _reference_problems(cat: Catalog) -> list[Problem]:
+    """Every duplicate definition and unresolved reference in a structurally valid catalog."""
+    problems = [
+        *_dupes("areas", [a.code for a in cat.areas], "area"),
+        *_dupes("skills", [s.code for s in cat.skills], "skill"),
+        *_dupes("courses", [c.id for c in cat.courses], "course"),
+        *_dupes("categories", [c.code for c in cat.categories], "category"),
+        *_dupes("levels", [str(r.level) for r in cat.levels], "level"),
+    ]
+    numbers = [r.level for r in cat.levels]
+    problems += [
+        (("levels", i, "level"), f"levels must be numbered 1, 2, ... in order, got {numbers}")
+        for i, n in enumerate(numbers)
+        if n != i + 1
+    ][:1]
+    skills, courses = {s.code for s in cat.skills}, {c.id for c in cat.courses}
+    areas = {a.code for a in cat.areas}
+    # (location, references, what they must be among, message about one unknown reference)
+    refs: list[tuple[Loc, list[str], set[str], str]] = []
+    for i, s in enumerate(cat.skills):
+        refs.append((("skills", i, "area"), [s.area], areas, f"skill {s.code!r}: unknown area"))
+    for i, rule in enumerate(cat.levels):
+        for part, codes in (("required", rule.required), ("duty", rule.duty)):
+            refs.append((("levels", i, part), codes, skills, f"level {rule.level}: unknown skill"))
+    for i, course in enumerate(cat.courses):
+        grants = f"course {course.id!r}: grants unknown skill"
+        refs.append((("courses", i, "grants"), course.grants, skills, grants))
+    for i, eq in enumerate(cat.equivalences):
+        refs.append(
+            (
+                ("equivalences", i, "courses"),
+                eq.courses,
+                courses,
+                f"equivalence {eq.name!r}: unknown course",
+            )
+        )
+    for i, c in enumerate(cat.categories):
+        refs.append(
+            (
+                ("categories", i, "required"),
+                c.required,
+                skills,
+                f"category {c.code!r}: unknown skill",
+            )
+        )
+    for loc, codes, known, message in refs:
+        problems += [
+            ((*loc, j), f"{message} {ref!r}") for j, ref in enumerate(codes) if ref not in known
+        ]
+    levels: list[tuple[Loc, int | None, str]] = [
+        *(
+            (("equivalences", i, "level"), e.level, f"equivalence {e.name!r}")
+            for i, e in enumerate(cat.equivalences)
+        ),
+        *(
+            (("categories", i, "includes_level"), c.includes_level, f"category {c.code!r}")
+            for i, c in enumerate(cat.categories)
+        ),
+        *(
+            (("targets", i, "level"), t.level, f"target {t.fiscal_year}/{t.level}")
+            for i, t in enumerate(cat.targets)
+        ),
+    ]
+    problems += [
+        (loc, f"{what}: unknown level {n}")
+        for loc, n, what in levels
+        if n is not None and n not in numbers
+    ]
+    return problems
+
+
 class CatalogError(ValueError):
     """A catalog file that cannot be used: names the file, the location and the reason."""
 
@@ -255,13 +293,24 @@ def parse_catalog(text: str, origin: str) -> Catalog:
         return Catalog.model_validate(doc)
     except ValidationError as exc:
         lines = []
-        for err in exc.errors(include_url=False):
-            loc = tuple(err["loc"])
+        for loc, msg in _located_problems(exc):
             line = _line_of(root, loc)
             where = ".".join(str(p) for p in loc) or "(top level)"
             at = f"{origin}:{line}" if line else origin
-            lines.append(f"{at}: {where}: {err['msg']}")
-        raise CatalogError("invalid catalog\n" + "\n".join(lines)) from exc
+            lines.append(f"{at}: {where}: {msg}")
+        raise CatalogError(f"{origin}: invalid catalog\n" + "\n".join(lines)) from exc
+
+
+def _located_problems(exc: ValidationError) -> list[Problem]:
+    """Validation errors with their locations; cross-reference problems keep their own."""
+    out: list[Problem] = []
+    for err in exc.errors(include_url=False):
+        cause = err.get("ctx", {}).get("error")
+        if isinstance(cause, CatalogReferenceError):
+            out += cause.problems
+        else:
+            out.append((tuple(err["loc"]), err["msg"]))
+    return out
 
 
 def load_catalog(path: str | Path | None = None) -> Catalog:

@@ -40,5 +40,14 @@ class CloudEvent(Model):
     data: Any
 
     def to_json_bytes(self) -> bytes:
-        """Structured-mode JSON, without unset optional attributes."""
-        return self.model_dump_json(exclude_none=True).encode()
+        """Structured-mode JSON, without unset optional envelope attributes.
+
+        Only envelope attributes are left out when None: inside `data`, a nullable field
+        without a default (e.g. LevelCertified.department_code) must stay as `null`, or the
+        bytes would not parse back.
+        """
+        unset = {name for name in _OPTIONAL_ATTRIBUTES if getattr(self, name) is None}
+        return self.model_dump_json(exclude=unset).encode()
+
+
+_OPTIONAL_ATTRIBUTES = ("subject", "time", "causationid", "correlationid")
