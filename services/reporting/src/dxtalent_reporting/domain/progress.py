@@ -1,0 +1,150 @@
+"""Progress against the headcount targets (到達目標人数), as a pure function of standings.
+
+"Reached level N" = certified at level N or higher on or before the report date and still
+employed then (never left, or left after the report date). "Exactly at level N" = the highest
+level held on the report date is N. Staff who left are counted apart (`left`).
+
+Decisions where domain.md is silent:
+- A department's report uses the city-wide target of the catalog, so its percent is the share
+  of the city's target that department contributes.
+- An employee without any record counts in department "unknown"; an employee whose records
+  all start after the report date counts where their earliest record places them. Two records
+  effective on the same day: the greatest department code wins (the records carry no fact id;
+  the projection should keep one per day).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from decimal import ROUND_HALF_UP, Decimal
+from types import MappingProxyType
+
+from dxtalent_contracts.catalog import Catalog
+from dxtalent_contracts.fiscal import fiscal_year_end, reiwa_label
+
+UNKNOWN_DEPARTMENT = "unknown"
+_ONE_DECIMAL = Decimal("0.1")
+
+
+@dataclass(frozen=True, slots=True)
+class Standing:
+    """One employee as the report reads them: effective-dated departments, departure, levels.
+
+    `records` holds (effective_date, department_code) pairs; `levels` maps each certified level
+    to its certified_on.
+    """
+
+    employee_id: str
+    records: tuple[tuple[dt.date, str], ...] = ()
+    left_on: dt.date | None = None
+    levels: Mapping[int, dt.date] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "levels", MappingProxyType(dict(self.levels)))
+
+    def department_on(self, day: dt.date) -> str:
+        """Where the record effective on `day` places the employee (see the module notes)."""
+        effective = [r for r in self.records if r[0] <= day]
+        if effective:
+            return max(effective)[1]
+        return min(self.records)[1] if self.records else UNKNOWN_DEPARTMENT
+
+    def highest_level_on(self, day: dt.date) -> int:
+        """The highest level certified on or before `day`, 0 when none."""
+        return max((n for n, on in self.levels.items() if on <= day), default=0)
+
+    def employed_on(self, day: dt.date) -> bool:
+        """Never left, or left after `day` (left_on is the last day of employment)."""
+        return self.left_on is None or self.left_on > day
+
+
+@dataclass(frozen=True, slots=True)
+class LevelProgress:
+    """One level of the report; `percent` is None when the target is 0 or not set."""
+
+    level: int
+    target: int | None
+    reached: int
+    exactly: int
+    percent: Decimal | None
+    left: int
+
+
+@dataclass(frozen=True, slots=True)
+class Progress:
+    """The target report of one fiscal year on one date, city-wide or for one department."""
+
+    fiscal_year: int
+    fiscal_year_label: str
+    as_of: dt.date
+    department: str | None
+    levels: tuple[LevelProgress, ...]
+    left: int
+
+
+def percent(reached: int, target: int | None) -> Decimal | None:
+    """reached / target × 100, rounded half-up to one decimal; None for a target of 0 or None."""
+    if not target:
+        return None
+    return (Decimal(reached) * 100 / Decimal(target)).quantize(_ONE_DECIMAL, ROUND_HALF_UP)
+
+
+def target_progress(
+    catalog: Catalog,
+    fiscal_year: int,
+    standings: Iterable[Standing],
+    as_of: dt.date | None = None,
+    department: str | None = None,
+) -> Progress:
+    """Progress of `fiscal_year` on `as_of` (default: the fiscal year's last day).
+
+    With `department`, only the employees the report date places there count.
+    """
+    day = as_of or fiscal_year_end(fiscal_year)
+    chosen = [s for s in standings if department is None or s.department_on(day) == department]
+    employed = [s.highest_level_on(day) for s in chosen if s.employed_on(day)]
+    departed = [s.highest_level_on(day) for s in chosen if not s.employed_on(day)]
+    levels = tuple(
+        _level_progress(n, catalog.target(fiscal_year, n), employed, departed)
+        for n in range(1, catalog.top_level + 1)
+    )
+    return Progress(
+        fiscal_year=fiscal_year,
+        fiscal_year_label=reiwa_label(fiscal_year),
+        as_of=day,
+        department=department,
+        levels=levels,
+        left=sum(1 for h in departed if h >= 1),
+    )
+
+
+def _level_progress(
+    level: int, target: int | None, employed: list[int], departed: list[int]
+) -> LevelProgress:
+    """Counts for one level from the highest levels held by employed and departed staff."""
+    reached = sum(1 for h in employed if h >= level)
+    return LevelProgress(
+        level=level,
+        target=target,
+        reached=reached,
+        exactly=sum(1 for h in employed if h == level),
+        percent=percent(reached, target),
+        left=sum(1 for h in departed if h >= level),
+    )
+
+
+def progress_by_department(
+    catalog: Catalog,
+    fiscal_year: int,
+    standings: Iterable[Standing],
+    as_of: dt.date | None = None,
+) -> Mapping[str, Progress]:
+    """One report per department the report date places someone in, by department code."""
+    day = as_of or fiscal_year_end(fiscal_year)
+    everyone = list(standings)
+    departments = sorted({s.department_on(day) for s in everyone})
+    return MappingProxyType(
+        {d: target_progress(catalog, fiscal_year, everyone, day, d) for d in departments}
+    )
