@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
+import tempfile
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
@@ -60,18 +62,22 @@ def server_urls(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerUrls
         urls = _containers(stack)
         nats_url = nats_url or urls.nats_url
         database_url = database_url or urls.database_url
-    if nats_url is None:
-        nats_server = EmbeddedNats(tmp_path_factory.mktemp("nats")).start()
-        started.append(nats_server)
-        nats_url = nats_server.url
-    if database_url is None:
-        pg = EmbeddedPostgres(tmp_path_factory.mktemp("pg")).start()
-        started.append(pg)
-        database_url = pg.url
-    yield ServerUrls(nats_url, database_url)
-    for server in reversed(started):
-        server.stop()
-    stack.close()
+    scratch = Path(tempfile.mkdtemp(prefix="dxt-test-servers-"))
+    try:
+        if nats_url is None:
+            nats_server = EmbeddedNats(scratch / "nats").start()
+            started.append(nats_server)
+            nats_url = nats_server.url
+        if database_url is None:
+            pg = EmbeddedPostgres(scratch / "pg").start()
+            started.append(pg)
+            database_url = pg.url
+        yield ServerUrls(nats_url, database_url)
+    finally:
+        for server in reversed(started):
+            server.stop()
+        stack.close()
+        shutil.rmtree(scratch, ignore_errors=True)
 
 
 @pytest.fixture
@@ -128,8 +134,15 @@ def own_nats(tmp_path: Path) -> Iterator[EmbeddedNats]:
 
 
 @pytest.fixture
-def own_postgres(tmp_path: Path) -> Iterator[EmbeddedPostgres]:
-    """A PostgreSQL server of this test's own, to stop and start (fault injection)."""
-    server = EmbeddedPostgres(tmp_path / "own-pg").start()
-    yield server
-    server.stop()
+def own_postgres() -> Iterator[EmbeddedPostgres]:
+    """A PostgreSQL server of this test's own, to stop and start (fault injection).
+
+    Its data lives outside pytest's temporary tree: a concurrent pytest session resets that
+    tree's permissions, which the unprivileged server user needs to traverse."""
+    scratch = Path(tempfile.mkdtemp(prefix="dxt-own-pg-"))
+    server = EmbeddedPostgres(scratch / "pg").start()
+    try:
+        yield server
+    finally:
+        server.stop()
+        shutil.rmtree(scratch, ignore_errors=True)

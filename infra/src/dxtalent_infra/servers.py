@@ -128,12 +128,15 @@ class EmbeddedPostgres:
         return self.data_dir / "pgdata"
 
     def _run(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[bytes]:
-        user = "nobody" if os.geteuid() == 0 else None
+        as_root = os.geteuid() == 0
         return subprocess.run(
             [str(postgres_bin_dir() / args[0]), *args[1:]],
             check=check,
             capture_output=True,
-            user=user,
+            # the server user must not keep root's groups: only its data directory is its own
+            user="nobody" if as_root else None,
+            group="nogroup" if as_root else None,
+            extra_groups=[] if as_root else None,
             stdin=subprocess.DEVNULL,
             cwd="/",
         )

@@ -1,0 +1,487 @@
+"""`PostgresEventStore`: an append-only event store with optimistic concurrency per stream.
+
+Tables in the service's schema (see `MIGRATIONS`):
+
+- `streams(stream_id, version)`: the current version of each stream. Appends lock its row
+  (`UPDATE … WHERE version = expected`, or an upsert for "any version"), so two writers at one
+  expected version never both succeed: the second waits for the first, re-checks and fails
+  with `ConcurrencyError`. Positions are allocated only after that lock, so within a stream
+  position order is version order.
+- `events`: the log. `position` is global, `event_id` unique (idempotency), `event_type` the
+  CloudEvents type with its version (never a Python path). Rows are immutable (a trigger
+  refuses UPDATE, DELETE and TRUNCATE); corrections are new events.
+- `outbox(position, event_id)`: filled in the same transaction as `events` (transactional
+  outbox); the relay deletes a row only after JetStream acknowledged the event.
+
+Gap safety of `read_all`. A transaction may take position 10, stay open, and commit after a
+transaction holding position 11 committed; a reader that had moved past 11 would never see 10.
+Each append therefore allocates its positions in `allocate_positions()`, inside a short
+critical section (a session advisory lock held for microseconds, not until commit), and
+stamps its rows with `stamp` = the greatest transaction id of every appender that allocated
+so far (its own included). Stamps thus never decrease along positions. `read_all` returns only
+rows with `stamp < pg_snapshot_xmin(current snapshot)`: every transaction that allocated a
+position below such a row has finished, so nothing earlier can still appear. (Filtering on
+each row's own transaction id alone is not enough: an older transaction can allocate after a
+younger one that is still open.) An open writing transaction anywhere in the cluster delays
+`read_all` until it ends; it never makes it skip.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import zlib
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from typing import Any, cast
+
+import asyncpg
+
+from dxtalent_infra.migrations import Migration, migrate, quote_ident
+from dxtalent_infra.records import NewEvent, RecordedEvent
+
+_EVENT_TYPE = re.compile(r"^[a-z][a-z0-9]*(\.[A-Za-z][A-Za-z0-9_-]*)+\.v[0-9]+$")
+
+MIGRATIONS: list[Migration] = [
+    Migration(
+        1,
+        "streams, events, outbox, position allocation",
+        """
+CREATE SEQUENCE {schema}.position_seq AS bigint;
+CREATE SEQUENCE {schema}.stamp_seq AS bigint MINVALUE 0 START 0;
+CREATE TABLE {schema}.streams (
+    stream_id text PRIMARY KEY,
+    version int NOT NULL CHECK (version >= 0)
+);
+CREATE TABLE {schema}.events (
+    position bigint PRIMARY KEY,
+    stream_id text NOT NULL,
+    stream_version int NOT NULL CHECK (stream_version > 0),
+    event_id text NOT NULL CONSTRAINT events_event_id_key UNIQUE,
+    event_type text NOT NULL,
+    data jsonb NOT NULL,
+    subject text,
+    causation_id text,
+    correlation_id text,
+    occurred_at timestamptz NOT NULL,
+    recorded_at timestamptz NOT NULL DEFAULT now(),
+    stamp xid8 NOT NULL,
+    CONSTRAINT events_stream_version_key UNIQUE (stream_id, stream_version)
+);
+CREATE TABLE {schema}.outbox (
+    position bigint PRIMARY KEY,
+    event_id text NOT NULL
+);
+CREATE FUNCTION {schema}.events_immutable() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    RAISE EXCEPTION 'events are immutable: append a correcting event instead';
+END $$;
+CREATE TRIGGER events_immutable BEFORE UPDATE OR DELETE ON {schema}.events
+    FOR EACH ROW EXECUTE FUNCTION {schema}.events_immutable();
+CREATE TRIGGER events_no_truncate BEFORE TRUNCATE ON {schema}.events
+    FOR EACH STATEMENT EXECUTE FUNCTION {schema}.events_immutable();
+-- n positions and a stamp >= the xid of every earlier allocator (see the module docstring);
+-- the session lock is released on every path, cancellation included.
+CREATE TYPE {schema}.allocation AS (first_position bigint, stamp xid8);
+CREATE FUNCTION {schema}.allocate_positions(n int, lock_key bigint, channel text)
+RETURNS {schema}.allocation LANGUAGE plpgsql AS $$
+DECLARE
+    s bigint;
+    first bigint;
+BEGIN
+    BEGIN
+        PERFORM pg_advisory_lock(lock_key);
+        SELECT greatest(last_value, pg_current_xact_id()::text::bigint) INTO s
+            FROM {schema}.stamp_seq;
+        PERFORM setval('{schema}.stamp_seq', s);
+        first := nextval('{schema}.position_seq');
+        IF n > 1 THEN
+            PERFORM setval('{schema}.position_seq', first + n - 1);
+        END IF;
+    EXCEPTION WHEN OTHERS OR query_canceled THEN
+        PERFORM pg_advisory_unlock(lock_key);
+        RAISE;
+    END;
+    PERFORM pg_advisory_unlock(lock_key);
+    IF channel IS NOT NULL THEN
+        PERFORM pg_notify(channel, '');
+    END IF;
+    RETURN ROW(first, s::text::xid8)::{schema}.allocation;
+END $$;
+-- insert missing streams at version 0 and lock all, both in stream order (no deadlocks)
+CREATE FUNCTION {schema}.lock_streams(ids text[])
+RETURNS TABLE (stream_id text, version int) LANGUAGE plpgsql AS $$
+BEGIN
+    INSERT INTO {schema}.streams AS s (stream_id, version)
+        SELECT i, 0 FROM unnest(ids) AS i ORDER BY i ON CONFLICT DO NOTHING;
+    RETURN QUERY SELECT s.stream_id, s.version FROM {schema}.streams AS s
+        WHERE s.stream_id = ANY(ids) ORDER BY s.stream_id FOR UPDATE;
+END $$;
+""",
+    ),
+]
+
+
+class EventStoreError(Exception):
+    """Base of the event store's errors."""
+
+
+class ConcurrencyError(EventStoreError):
+    """The stream is not at the version the writer expected (someone else appended first)."""
+
+    def __init__(self, stream_id: str, expected: int | None, actual: int | None) -> None:
+        self.stream_id = stream_id
+        self.expected = expected
+        self.actual = actual
+        now = "at another version" if actual is None else f"at version {actual}"
+        wanted = "any version" if expected is None else f"version {expected}"
+        super().__init__(
+            f"stream {stream_id!r} is {now}; the append expected {wanted} "
+            "(another writer appended first: reload the stream and decide again)"
+        )
+
+
+class DuplicateEventError(EventStoreError):
+    """An event with this id is already stored (events are idempotent by id)."""
+
+    def __init__(self, event_id: str | None) -> None:
+        self.event_id = event_id
+        super().__init__(f"event {event_id!r} is already in the store")
+
+
+def outbox_channel(schema: str) -> str:
+    """The LISTEN/NOTIFY channel that appends to `schema` notify (at most 63 bytes)."""
+    return f"dxt_outbox_{schema}"[:63]
+
+
+def lock_key(schema: str, purpose: str) -> int:
+    """A bigint advisory-lock key for `purpose` in `schema`."""
+    return zlib.crc32(f"dxtalent-{purpose}:{schema}".encode()) - 2**31
+
+
+_COLUMNS = (
+    "position, stream_id, stream_version, event_id, event_type, data::text AS data, "
+    "occurred_at, recorded_at, subject, causation_id, correlation_id"
+)
+
+
+def to_recorded(row: asyncpg.Record) -> RecordedEvent:
+    """A row selected with the store's columns as a `RecordedEvent`."""
+    return RecordedEvent(
+        stream_id=row["stream_id"],
+        stream_version=row["stream_version"],
+        position=row["position"],
+        event_id=row["event_id"],
+        event_type=row["event_type"],
+        data=json.loads(row["data"]),
+        occurred_at=row["occurred_at"],
+        recorded_at=row["recorded_at"],
+        subject=row["subject"],
+        causation_id=row["causation_id"],
+        correlation_id=row["correlation_id"],
+    )
+
+
+def _columns_of(events: Sequence[NewEvent]) -> list[list[Any]]:
+    """The events as seven parallel arrays for `unnest`, validated."""
+    cols: list[list[Any]] = [[], [], [], [], [], [], []]
+    for e in events:
+        if not _EVENT_TYPE.match(e.event_type):
+            raise ValueError(
+                f"event type {e.event_type!r} must be a CloudEvents type ending in its version, "
+                "like 'dxtalent.enrollment.CourseCompleted.v1'"
+            )
+        if e.occurred_at.tzinfo is None:
+            raise ValueError(f"event {e.event_id!r}: occurred_at must be timezone-aware")
+        cols[0].append(e.event_id)
+        cols[1].append(e.event_type)
+        cols[2].append(json.dumps(e.data, separators=(",", ":"), ensure_ascii=False))
+        cols[3].append(e.subject)
+        cols[4].append(e.causation_id)
+        cols[5].append(e.correlation_id)
+        cols[6].append(e.occurred_at)
+    return cols
+
+
+# One round trip per append: lock and bump the stream, then (only if that matched) allocate
+# positions, insert the events and their outbox rows. $1 stream, $2 count, $3 lock key,
+# $4 channel, $5..$11 event columns, $12 expected version (BUMP_AT only).
+_BUMP_ANY = """INSERT INTO {s}.streams AS s (stream_id, version) VALUES ($1, $2)
+    ON CONFLICT (stream_id) DO UPDATE SET version = s.version + $2 RETURNING s.version"""
+_BUMP_NEW = """INSERT INTO {s}.streams AS s (stream_id, version) VALUES ($1, $2)
+    ON CONFLICT (stream_id) DO UPDATE SET version = $2 WHERE s.version = 0
+    RETURNING s.version"""
+_BUMP_AT = """UPDATE {s}.streams AS s SET version = s.version + $2
+    WHERE s.stream_id = $1 AND s.version = $12 RETURNING s.version"""
+_APPEND = """
+WITH bump AS MATERIALIZED ({bump}),
+alloc AS MATERIALIZED (
+    SELECT b.version, {s}.allocate_positions($2, $3, $4) AS a FROM bump AS b
+),
+ins AS (
+    INSERT INTO {s}.events (position, stream_id, stream_version, event_id, event_type, data,
+                            subject, causation_id, correlation_id, occurred_at, stamp)
+    SELECT (x.a).first_position + e.ord - 1, $1, x.version - $2 + e.ord, e.event_id,
+           e.event_type, e.data::jsonb, e.subject, e.causation_id, e.correlation_id,
+           e.occurred_at, (x.a).stamp
+    FROM alloc AS x, unnest($5::text[], $6::text[], $7::text[], $8::text[], $9::text[],
+                            $10::text[], $11::timestamptz[]) WITH ORDINALITY
+        AS e(event_id, event_type, data, subject, causation_id, correlation_id,
+             occurred_at, ord)
+    RETURNING position, event_id
+),
+ob AS (INSERT INTO {s}.outbox (position, event_id) SELECT position, event_id FROM ins)
+SELECT version FROM alloc"""
+
+# Many streams, already locked by lock_streams(): $1/$2 new stream versions, $3 count,
+# $4 lock key, $5 channel, $6 stream ids, $7 stream versions, $8..$14 event columns.
+_APPEND_MANY = """
+WITH upd AS (
+    UPDATE {s}.streams AS s SET version = u.version
+    FROM unnest($1::text[], $2::int[]) AS u(stream_id, version)
+    WHERE s.stream_id = u.stream_id
+),
+alloc AS MATERIALIZED (SELECT {s}.allocate_positions($3, $4, $5) AS a),
+ins AS (
+    INSERT INTO {s}.events (position, stream_id, stream_version, event_id, event_type, data,
+                            subject, causation_id, correlation_id, occurred_at, stamp)
+    SELECT (x.a).first_position + e.ord - 1, e.stream_id, e.stream_version, e.event_id,
+           e.event_type, e.data::jsonb, e.subject, e.causation_id, e.correlation_id,
+           e.occurred_at, (x.a).stamp
+    FROM alloc AS x, unnest($6::text[], $7::int[], $8::text[], $9::text[], $10::text[],
+                            $11::text[], $12::text[], $13::text[], $14::timestamptz[])
+        WITH ORDINALITY AS e(stream_id, stream_version, event_id, event_type, data,
+                             subject, causation_id, correlation_id, occurred_at, ord)
+    RETURNING position, event_id
+)
+INSERT INTO {s}.outbox (position, event_id) SELECT position, event_id FROM ins"""
+
+
+class PostgresEventStore:
+    """The event store of one service, in its own PostgreSQL schema.
+
+    Every method takes an optional `conn`: given, it runs on that connection, inside the
+    caller's transaction when one is open (a handler appending inside its batch transaction);
+    otherwise on a pooled connection in a transaction of its own. `ConcurrencyError` is
+    raised before anything is written and leaves the caller's transaction usable;
+    `DuplicateEventError` leaves it aborted, so append inside a savepoint
+    (`conn.transaction()`) to carry on after one. Appends must run at READ COMMITTED (the
+    default): they rely on seeing rows that concurrent writers just committed.
+
+    With `notify` (the default) every append sends a NOTIFY on `outbox_channel(schema)` so
+    the relay wakes at once; PostgreSQL serialises the commits of notifying transactions,
+    so a store with many concurrent single-event writers may turn it off and let the relay
+    poll.
+    """
+
+    def __init__(self, pool: asyncpg.Pool, schema: str, *, notify: bool = True) -> None:
+        self._pool = pool
+        self.schema = schema
+        self._s = s = quote_ident(schema)
+        self._lock_key = lock_key(schema, "allocate")
+        # NOTIFY wakes the relay at once, but PostgreSQL serialises the commits of notifying
+        # transactions; without it the relay finds new events by polling
+        self._channel = outbox_channel(schema) if notify else None
+        self._append_sql = {
+            kind: _APPEND.format(s=s, bump=bump.format(s=s))
+            for kind, bump in (("any", _BUMP_ANY), ("new", _BUMP_NEW), ("at", _BUMP_AT))
+        }
+        self._append_many_sql = _APPEND_MANY.format(s=s)
+
+    @property
+    def pool(self) -> asyncpg.Pool:
+        """The connection pool the store uses when no connection is passed."""
+        return self._pool
+
+    async def migrate(self) -> list[int]:
+        """Create or upgrade the store's tables; safe when several processes start at once."""
+        async with self._pool.acquire() as conn:
+            return await migrate(
+                cast(asyncpg.Connection, conn), self.schema, "eventstore", MIGRATIONS
+            )
+
+    @asynccontextmanager
+    async def _connection(
+        self, conn: asyncpg.Connection | None, *, transaction: bool = False
+    ) -> AsyncIterator[asyncpg.Connection]:
+        if conn is None:
+            async with self._pool.acquire() as proxy:
+                pooled = cast(asyncpg.Connection, proxy)
+                if transaction:
+                    async with pooled.transaction():
+                        yield pooled
+                else:
+                    yield pooled
+        elif transaction and not conn.is_in_transaction():
+            async with conn.transaction():
+                yield conn
+        else:
+            yield conn
+
+    async def append(
+        self,
+        stream_id: str,
+        expected_version: int | None,
+        events: Sequence[NewEvent],
+        *,
+        conn: asyncpg.Connection | None = None,
+    ) -> int:
+        """Append `events` to `stream_id`; returns the stream's new version.
+
+        `expected_version` None appends whatever the version; 0 requires a new stream; n
+        requires the stream to be at version n, else `ConcurrencyError`.
+        """
+        if expected_version is not None and expected_version < 0:
+            raise ValueError(f"expected_version must be None or >= 0, not {expected_version}")
+        if not events:
+            return await self._check_version(stream_id, expected_version, conn)
+        cols = _columns_of(events)
+        args: list[Any] = [stream_id, len(events), self._lock_key, self._channel, *cols]
+        if expected_version is None:
+            kind = "any"
+        elif expected_version == 0:
+            kind = "new"
+        else:
+            kind = "at"
+            args.append(expected_version)
+        async with self._connection(conn) as c:
+            try:
+                version: int | None = await c.fetchval(self._append_sql[kind], *args)
+            except asyncpg.UniqueViolationError as exc:
+                raise _unique_violation(exc, stream_id, expected_version) from exc
+            if version is None:
+                actual = await self.stream_version(stream_id, conn=c)
+                raise ConcurrencyError(stream_id, expected_version, actual)
+            return version
+
+    async def _check_version(
+        self, stream_id: str, expected: int | None, conn: asyncpg.Connection | None
+    ) -> int:
+        actual = await self.stream_version(stream_id, conn=conn)
+        if expected is not None and expected != actual:
+            raise ConcurrencyError(stream_id, expected, actual)
+        return actual
+
+    async def append_many(
+        self,
+        batches: Sequence[tuple[str, int | None, Sequence[NewEvent]]],
+        *,
+        conn: asyncpg.Connection | None = None,
+    ) -> list[int]:
+        """Append to many streams in one transaction, all or nothing; new version per batch.
+
+        Each batch is `(stream_id, expected_version, events)` with `append`'s rules; a stream
+        may appear more than once (later batches see the earlier ones' versions). Streams are
+        locked in id order, so concurrent calls cannot deadlock each other.
+        """
+        if not batches:
+            return []
+        async with self._connection(conn, transaction=True) as c:
+            rows = await c.fetch(
+                f"SELECT stream_id, version FROM {self._s}.lock_streams($1::text[])",
+                sorted({b[0] for b in batches}),
+            )
+            versions: dict[str, int] = {r["stream_id"]: r["version"] for r in rows}
+            start = dict(versions)
+            stream_col: list[str] = []
+            version_col: list[int] = []
+            results: list[int] = []
+            for stream_id, expected, events in batches:
+                actual = versions[stream_id]
+                if expected is not None and expected != actual:
+                    raise ConcurrencyError(stream_id, expected, actual)
+                stream_col += [stream_id] * len(events)
+                version_col += range(actual + 1, actual + len(events) + 1)
+                versions[stream_id] = actual + len(events)
+                results.append(versions[stream_id])
+            if stream_col:
+                changed = [k for k, v in versions.items() if v != start[k]]
+                all_events = [e for _, _, events in batches for e in events]
+                try:
+                    await c.execute(
+                        self._append_many_sql,
+                        changed,
+                        [versions[k] for k in changed],
+                        len(all_events),
+                        self._lock_key,
+                        self._channel,
+                        stream_col,
+                        version_col,
+                        *_columns_of(all_events),
+                    )
+                except asyncpg.UniqueViolationError as exc:
+                    raise _unique_violation(exc, None, None) from exc
+            return results
+
+    async def read_stream(
+        self, stream_id: str, from_version: int = 1, *, conn: asyncpg.Connection | None = None
+    ) -> list[RecordedEvent]:
+        """The events of one stream from `from_version` on, in version order."""
+        async with self._connection(conn) as c:
+            rows = await c.fetch(
+                f"SELECT {_COLUMNS} FROM {self._s}.events "
+                "WHERE stream_id = $1 AND stream_version >= $2 ORDER BY stream_version",
+                stream_id,
+                from_version,
+            )
+        return [to_recorded(r) for r in rows]
+
+    async def read_all(
+        self, after_position: int, limit: int = 1000, *, conn: asyncpg.Connection | None = None
+    ) -> list[RecordedEvent]:
+        """Up to `limit` events after `after_position`, in position order, never skipping one.
+
+        Only events no earlier position can still join are returned (module docstring), so
+        a reader may always continue from the last position it got. Events of transactions
+        still open, the caller's own included, are not returned yet.
+        """
+        async with self._connection(conn) as c:
+            rows = await c.fetch(
+                f"SELECT {_COLUMNS} FROM {self._s}.events WHERE position > $1 "
+                "AND stamp < pg_snapshot_xmin(pg_current_snapshot()) ORDER BY position LIMIT $2",
+                after_position,
+                limit,
+            )
+        return [to_recorded(r) for r in rows]
+
+    async def stream_version(
+        self, stream_id: str, *, conn: asyncpg.Connection | None = None
+    ) -> int:
+        """The stream's current version; 0 when it has no events."""
+        async with self._connection(conn) as c:
+            version: int | None = await c.fetchval(
+                f"SELECT version FROM {self._s}.streams WHERE stream_id = $1", stream_id
+            )
+        return version or 0
+
+    async def event_exists(self, event_id: str, *, conn: asyncpg.Connection | None = None) -> bool:
+        """Whether an event with this id is stored."""
+        return bool(await self.existing_event_ids([event_id], conn=conn))
+
+    async def existing_event_ids(
+        self, event_ids: Sequence[str], *, conn: asyncpg.Connection | None = None
+    ) -> set[str]:
+        """Which of `event_ids` are stored (one query for a whole batch)."""
+        async with self._connection(conn) as c:
+            rows = await c.fetch(
+                f"SELECT event_id FROM {self._s}.events WHERE event_id = ANY($1::text[])",
+                list(event_ids),
+            )
+        return {r["event_id"] for r in rows}
+
+
+_KEY_DETAIL = re.compile(r"^Key \((?P<cols>[^)]*)\)=\((?P<vals>.*)\) already exists\.?$")
+
+
+def _unique_violation(
+    exc: asyncpg.UniqueViolationError, stream_id: str | None, expected: int | None
+) -> Exception:
+    """Map a unique violation of the events table to the store's errors."""
+    match = _KEY_DETAIL.match(exc.detail or "")
+    values = match.group("vals").split(", ") if match else []
+    if exc.constraint_name == "events_event_id_key":
+        return DuplicateEventError(values[0] if values else None)
+    if exc.constraint_name == "events_stream_version_key":
+        stream = stream_id or (values[0] if values else "?")
+        return ConcurrencyError(stream, expected, None)
+    return exc

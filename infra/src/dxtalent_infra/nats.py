@@ -1,0 +1,81 @@
+"""Connecting to NATS the same way everywhere: reconnect forever, log every state change."""
+
+from __future__ import annotations
+
+import asyncio
+import ssl
+from pathlib import Path
+
+import nats
+import structlog
+from nats.aio.client import Client
+
+log = structlog.get_logger(__name__)
+
+
+async def connect_nats(
+    url: str,
+    *,
+    name: str,
+    user: str | None = None,
+    password: str | None = None,
+    creds: str | Path | None = None,
+    tls_ca: str | Path | None = None,
+    reconnect_wait_s: float = 1.0,
+    connect_wait_s: float = 30.0,
+) -> Client:
+    """A NATS connection that reconnects forever (nats-py keeps unsent messages meanwhile).
+
+    The first connection is retried for up to `connect_wait_s` seconds, so a service may
+    start before the server. `creds` is a `.creds` file (JWT + NKey); `tls_ca` a CA bundle
+    that turns TLS on.
+    """
+    log_ = log.bind(nats_name=name)
+
+    async def on_error(exc: Exception) -> None:
+        log_.warning("nats.error", error=repr(exc))
+
+    made: list[Client] = []  # the connection, once made (callbacks may run before)
+
+    async def on_disconnected() -> None:
+        if made and made[0].is_closed:
+            return  # an orderly close, not an outage
+        log_.warning("nats.disconnected")
+
+    async def on_reconnected() -> None:
+        log_.info("nats.reconnected")
+
+    async def on_closed() -> None:
+        log_.info("nats.closed")
+
+    tls = ssl.create_default_context(cafile=str(tls_ca)) if tls_ca is not None else None
+    deadline = asyncio.get_running_loop().time() + connect_wait_s
+    wait = 0.2
+    while True:
+        try:
+            nc = await nats.connect(
+                url,
+                name=name,
+                user=user,
+                password=password,
+                user_credentials=str(creds) if creds is not None else None,
+                tls=tls,
+                allow_reconnect=True,
+                max_reconnect_attempts=-1,
+                reconnect_time_wait=reconnect_wait_s,
+                connect_timeout=5,
+                error_cb=on_error,
+                disconnected_cb=on_disconnected,
+                reconnected_cb=on_reconnected,
+                closed_cb=on_closed,
+            )
+        except (OSError, nats.errors.Error, TimeoutError) as exc:
+            if asyncio.get_running_loop().time() + wait > deadline:
+                raise
+            log_.warning("nats.connect_retry", url=url, error=repr(exc), retry_in=wait)
+            await asyncio.sleep(wait)
+            wait = min(wait * 2, 5.0)
+            continue
+        made.append(nc)
+        log_.info("nats.connected", url=url, server_version=str(nc.connected_server_version))
+        return nc

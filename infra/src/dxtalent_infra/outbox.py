@@ -1,0 +1,294 @@
+"""`OutboxRelay`: publishes committed events from the event store's outbox to JetStream.
+
+Design (architecture guarantee 2, no dual write):
+
+- Appends write an `outbox` row in the same transaction as the event. The relay reads
+  outbox rows in position order, publishes them, waits for every JetStream ack and only then
+  deletes the rows, in one PostgreSQL transaction per batch. A crash anywhere before that
+  transaction commits leaves the rows in place: they are published again, and JetStream drops
+  the copies by `Nats-Msg-Id` (= event id) within the stream's duplicate window.
+- Nothing is skipped when transactions commit out of position order: the relay keeps no
+  cursor; a row whose transaction commits late (earlier position, later commit) simply shows
+  up in a later batch. Order on the wire is therefore visibility order: every batch in
+  position order, and an event that commits late goes out after events already published
+  (transaction B committed first → B, then A).
+- Per stream the order is always version order: an append locks its stream row before
+  taking positions, so version n+1 has a higher position and becomes visible only after
+  version n; a batch that holds n+1 holds n unless n was published already.
+- One batch at a time per schema: each batch holds a transaction-level advisory lock, so
+  relays in several replicas take turns instead of interleaving (which could reorder a
+  stream). The lock transaction writes nothing until the final DELETE, so it never holds
+  back `read_all` (no transaction id while waiting for acks).
+- Publishing is pipelined (`publish_async`, acks awaited per batch with a timeout).
+  After a failed batch (NATS restart mid-batch) an event can be stored once out of order
+  relative to another event of the same batch; consumers de-duplicate by id and the domain
+  is order-independent (guarantee 4).
+- Wakes on LISTEN/NOTIFY (appends notify), polls every `poll_interval` as a fallback, and
+  backs off exponentially up to `max_backoff` while NATS or PostgreSQL is unreachable; the
+  pool hands out fresh connections and nats-py reconnects by itself. Keep the streams'
+  duplicate window well above `max_backoff` (`streams.ensure_streams` checks it).
+
+Event types that have no contract subject (`subjects`) are private to the service: they stay
+in the store, are not published, and are logged.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime as dt
+import json
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from typing import Any, cast
+
+import asyncpg
+import structlog
+from asyncpg.pool import PoolConnectionProxy
+from nats.js.client import JetStreamContext
+
+from dxtalent_contracts.envelope import CONTENT_TYPE
+from dxtalent_contracts.registry import SUBJECT_BY_TYPE
+from dxtalent_infra.eventstore import lock_key, outbox_channel
+from dxtalent_infra.migrations import quote_ident
+from dxtalent_infra.topology import Topology
+
+log = structlog.get_logger(__name__)
+
+#: Called with a batch's event ids after JetStream acked them, before the outbox rows are
+#: deleted. An exception aborts the batch (the events are published again later).
+PublishedHook = Callable[[Sequence[str]], Awaitable[None]]
+
+
+def cloudevent_bytes(row: asyncpg.Record, source: str) -> bytes:
+    """A stored event as a CloudEvents 1.0 structured-mode JSON document.
+
+    `row["data"]` is the stored JSON text; it is spliced in unparsed.
+    """
+    doc: dict[str, Any] = {
+        "specversion": "1.0",
+        "id": row["event_id"],
+        "source": source,
+        "type": row["event_type"],
+    }
+    if row["subject"] is not None:
+        doc["subject"] = row["subject"]
+    occurred: dt.datetime = row["occurred_at"]
+    doc["time"] = occurred.isoformat()
+    doc["datacontenttype"] = "application/json"
+    if row["causation_id"] is not None:
+        doc["causationid"] = row["causation_id"]
+    if row["correlation_id"] is not None:
+        doc["correlationid"] = row["correlation_id"]
+    head = json.dumps(doc, separators=(",", ":"), ensure_ascii=False)
+    return f'{head[:-1]},"data":{row["data"]}}}'.encode()
+
+
+class OutboxRelay:
+    """Publishes the committed events of one schema's outbox to JetStream (module docstring)."""
+
+    def __init__(
+        self,
+        pool: asyncpg.Pool,
+        schema: str,
+        js: JetStreamContext,
+        topology: Topology,
+        *,
+        source: str,
+        batch_size: int = 500,
+        poll_interval: float = 1.0,
+        max_backoff: float = 30.0,
+        publish_timeout: float = 10.0,
+        subjects: Mapping[str, str] = SUBJECT_BY_TYPE,
+        on_published: PublishedHook | None = None,
+    ) -> None:
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be at least 1, not {batch_size}")
+        self._pool = pool
+        self.schema = schema
+        self._js = js
+        self._topology = topology
+        self._source = source
+        self._batch_size = batch_size
+        self._poll_interval = poll_interval
+        self._max_backoff = max_backoff
+        self._publish_timeout = publish_timeout
+        self._subjects = subjects
+        self._on_published = on_published
+        self._lock_key = lock_key(schema, "relay")
+        self._channel = outbox_channel(schema)
+        s = quote_ident(schema)
+        self._select_sql = (
+            "SELECT o.position, e.event_id, e.event_type, e.data::text AS data, e.subject,"
+            " e.occurred_at, e.causation_id, e.correlation_id"
+            f" FROM {s}.outbox AS o JOIN {s}.events AS e ON e.position = o.position"
+            " ORDER BY o.position LIMIT $1"
+        )
+        self._delete_sql = f"DELETE FROM {s}.outbox WHERE position = ANY($1::bigint[])"
+        self._count_sql = f"SELECT count(*) FROM {s}.outbox"
+        self._wake = asyncio.Event()
+        self._stop = asyncio.Event()
+        self._done: asyncio.Event | None = None
+        self._listener: PoolConnectionProxy[asyncpg.Record] | None = None  # kept for LISTEN
+
+    async def pending(self) -> int:
+        """How many committed events wait in the outbox."""
+        async with self._pool.acquire() as conn:
+            count: int = await conn.fetchval(self._count_sql)
+        return count
+
+    async def drain_once(self) -> int:
+        """Publish everything committed so far; returns how many events this call published."""
+        total = 0
+        while True:
+            n = await self._relay_batch()
+            total += n
+            if n < self._batch_size:
+                return total
+
+    async def run(self) -> None:
+        """Relay until `stop()`: drain, then sleep until notified or `poll_interval` passes.
+
+        Failures (NATS or PostgreSQL away) are logged and retried with exponential backoff;
+        `run()` returns only after `stop()` (or raises if cancelled). One `run()` per relay.
+        """
+        self._done = asyncio.Event()
+        backoff, failing = 0.1, False
+        log.info("outbox.relay_started", schema=self.schema)
+        try:
+            while not self._stop.is_set():
+                try:
+                    await self._ensure_listener()
+                    self._wake.clear()
+                    await self.drain_once()
+                except Exception as exc:
+                    failing = True
+                    log.warning(
+                        "outbox.relay_failed", schema=self.schema, error=repr(exc), retry_in=backoff
+                    )
+                    await self._sleep(backoff, wake_on_notify=False)
+                    backoff = min(backoff * 2, self._max_backoff)
+                    continue
+                if failing:
+                    log.info("outbox.relay_recovered", schema=self.schema)
+                backoff, failing = 0.1, False
+                await self._sleep(self._poll_interval, wake_on_notify=True)
+        finally:
+            await self._release_listener()
+            self._done.set()
+            log.info("outbox.relay_stopped", schema=self.schema)
+
+    async def stop(self) -> None:
+        """Ask `run()` to return after the batch in flight, and wait until it has."""
+        self._stop.set()
+        self._wake.set()
+        if self._done is not None:
+            await self._done.wait()
+
+    async def _sleep(self, seconds: float, *, wake_on_notify: bool) -> None:
+        event = self._wake if wake_on_notify else self._stop
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(event.wait(), seconds)
+
+    def _notified(self, *_: object) -> None:
+        self._wake.set()
+
+    def _listening(self) -> bool:
+        if self._listener is None:
+            return False
+        try:
+            return not self._listener.is_closed()
+        except asyncpg.InterfaceError:  # the pool took the broken connection back
+            return False
+
+    async def _ensure_listener(self) -> None:
+        if self._listening():
+            return
+        await self._release_listener()
+        proxy = await self._pool.acquire()
+        try:
+            await proxy.add_listener(self._channel, self._notified)
+            # a lost listener connection wakes the loop, which then reconnects
+            proxy.add_termination_listener(self._notified)
+        except BaseException:
+            await self._pool.release(proxy)
+            raise
+        self._listener = proxy
+
+    async def _release_listener(self) -> None:
+        proxy, self._listener = self._listener, None
+        if proxy is None:
+            return
+        with contextlib.suppress(Exception):
+            proxy.remove_termination_listener(self._notified)
+            await proxy.remove_listener(self._channel, self._notified)
+        with contextlib.suppress(Exception):
+            await self._pool.release(proxy)
+
+    async def _relay_batch(self) -> int:
+        """One batch: lock, read in position order, publish, await acks, delete, commit."""
+        async with self._pool.acquire() as proxy:
+            conn = cast(asyncpg.Connection, proxy)
+            async with conn.transaction():
+                await conn.execute("SELECT pg_advisory_xact_lock($1)", self._lock_key)
+                rows = await conn.fetch(self._select_sql, self._batch_size)
+                if not rows:
+                    return 0
+                event_ids = [r["event_id"] for r in rows]
+                try:
+                    duplicates = await self._publish(rows)
+                except BaseException:
+                    log.warning(
+                        "outbox.publish_failed",
+                        schema=self.schema,
+                        count=len(rows),
+                        first_event_id=event_ids[0],
+                        last_event_id=event_ids[-1],
+                        detail="kept in the outbox; published again on the next attempt",
+                    )
+                    raise
+                if self._on_published is not None:
+                    await self._on_published(event_ids)
+                await conn.execute(self._delete_sql, [r["position"] for r in rows])
+        log.debug(
+            "outbox.published",
+            schema=self.schema,
+            count=len(rows),
+            duplicates=duplicates,
+            first_position=rows[0]["position"],
+            last_position=rows[-1]["position"],
+            first_event_id=event_ids[0],
+            last_event_id=event_ids[-1],
+        )
+        return len(rows)
+
+    async def _publish(self, rows: Sequence[asyncpg.Record]) -> int:
+        """Publish `rows` pipelined, in order; returns how many JetStream saw as duplicates."""
+        futures: list[asyncio.Future[Any]] = []
+        unroutable: list[str] = []
+        try:
+            for row in rows:
+                contract_subject = self._subjects.get(row["event_type"])
+                if contract_subject is None:
+                    unroutable.append(row["event_id"])
+                    continue
+                headers = {"Nats-Msg-Id": row["event_id"], "Content-Type": CONTENT_TYPE}
+                # no wait_stall: with a timeout nats-py yields per message, which makes its
+                # flusher write every message on its own; a batch (< 4000) never stalls
+                future = await self._js.publish_async(
+                    self._topology.subject(contract_subject),
+                    cloudevent_bytes(row, self._source),
+                    headers=headers,
+                )
+                futures.append(future)
+            acks = await asyncio.wait_for(asyncio.gather(*futures), self._publish_timeout)
+        finally:
+            for future in futures:
+                future.cancel()  # no-op when done; frees nats-py's slot when not
+        if unroutable:
+            log.error(
+                "outbox.unroutable",
+                schema=self.schema,
+                reason="event type has no contract subject; kept in the store only",
+                event_ids=unroutable,
+            )
+        return sum(1 for ack in acks if ack.duplicate)

@@ -1,0 +1,264 @@
+"""PostgresEventStore against a real PostgreSQL: optimistic concurrency, idempotency by
+event id, immutability, gap-safe `read_all`, and migrations started several times at once."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime as dt
+import random
+import uuid
+from collections.abc import AsyncIterator
+from typing import cast
+
+import asyncpg
+import pytest
+
+from dxtalent_infra.eventstore import ConcurrencyError, DuplicateEventError, PostgresEventStore
+from dxtalent_infra.migrations import quote_ident
+from dxtalent_infra.records import NewEvent
+
+TYPE = "dxtalent.enrollment.CourseCompleted.v1"
+
+
+def event(n: int = 0, subject: str = "E000001") -> NewEvent:
+    return NewEvent(
+        event_id=str(uuid.uuid4()),
+        event_type=TYPE,
+        data={"n": n, "course_id": "DX-101", "note": None},
+        occurred_at=dt.datetime(2025, 6, 12, 9, 30, tzinfo=dt.timezone(dt.timedelta(hours=9))),
+        subject=subject,
+        causation_id="cause-1",
+        correlation_id="corr-1",
+    )
+
+
+@pytest.fixture
+async def pool(database_url: str) -> AsyncIterator[asyncpg.Pool]:
+    async with asyncpg.create_pool(database_url, min_size=1, max_size=6) as p:
+        yield p
+
+
+@pytest.fixture
+async def store(pool: asyncpg.Pool, db_schema: str) -> PostgresEventStore:
+    s = PostgresEventStore(pool, db_schema)
+    await s.migrate()
+    return s
+
+
+@contextlib.asynccontextmanager
+async def connection(pool: asyncpg.Pool) -> AsyncIterator[asyncpg.Connection]:
+    async with pool.acquire() as proxy:
+        yield cast(asyncpg.Connection, proxy)
+
+
+async def test_migrations_started_five_times_at_once_apply_once(
+    pool: asyncpg.Pool, db_schema: str
+) -> None:
+    """Five replicas migrating concurrently: one applies version 1, the others find it done."""
+    store = PostgresEventStore(pool, db_schema)
+    results = await asyncio.gather(*(store.migrate() for _ in range(5)))
+    assert sorted(results) == [[], [], [], [], [1]]
+    assert await store.append("s", 0, [event()]) == 1
+
+
+async def test_two_concurrent_appends_at_one_expected_version_exactly_one_wins(
+    store: PostgresEventStore,
+) -> None:
+    """Given a stream at version 1, two writers appending at version 1 at once: one wins."""
+    for round_ in range(10):
+        stream = f"employee-{round_}"
+        await store.append(stream, 0, [event()])
+        results = await asyncio.gather(
+            store.append(stream, 1, [event(1)]),
+            store.append(stream, 1, [event(2)]),
+            return_exceptions=True,
+        )
+        assert sorted(map(type, results), key=str) == sorted([int, ConcurrencyError], key=str)
+        error = next(r for r in results if isinstance(r, ConcurrencyError))
+        assert (error.stream_id, error.expected, error.actual) == (stream, 1, 2)
+        assert f"'{stream}' is at version 2" in str(error)
+        assert "expected version 1" in str(error)
+        assert [e.stream_version for e in await store.read_stream(stream)] == [1, 2]
+
+
+async def test_a_writer_waiting_on_an_open_append_fails_once_it_commits(
+    store: PostgresEventStore, pool: asyncpg.Pool
+) -> None:
+    """Writer A holds version 1 uncommitted; B at version 0 waits, then gets ConcurrencyError."""
+    async with connection(pool) as conn:
+        tx = conn.transaction()
+        await tx.start()
+        await store.append("s", 0, [event()], conn=conn)
+        waiting = asyncio.create_task(store.append("s", 0, [event()]))
+        await asyncio.sleep(0.2)  # gives B time to block; the assertions hold either way
+        assert not waiting.done()
+        await tx.commit()
+        with pytest.raises(ConcurrencyError, match=r"'s' is at version 1.*expected version 0"):
+            await waiting
+
+
+async def test_expected_versions_are_checked(store: PostgresEventStore) -> None:
+    """0 means a new stream, n means exactly n, None means any version."""
+    assert await store.append("s", 0, [event(), event()]) == 2
+    assert await store.append("s", None, [event()]) == 3
+    assert await store.append("s", 3, [event()]) == 4
+    with pytest.raises(ConcurrencyError, match="expected version 0"):
+        await store.append("s", 0, [event()])
+    with pytest.raises(ConcurrencyError, match="'other' is at version 0"):
+        await store.append("other", 2, [event()])
+    assert await store.stream_version("s") == 4
+    assert await store.stream_version("other") == 0
+    assert await store.append("s", 4, []) == 4
+
+
+async def test_appending_an_existing_event_id_is_detected(store: PostgresEventStore) -> None:
+    """Idempotency: the same event id twice is refused with DuplicateEventError."""
+    first = event()
+    await store.append("a", None, [first])
+    assert await store.event_exists(first.event_id)
+    with pytest.raises(DuplicateEventError) as caught:
+        await store.append("b", None, [first])
+    assert caught.value.event_id == first.event_id
+    with pytest.raises(DuplicateEventError):
+        await store.append_many([("c", None, [event()]), ("d", None, [first])])
+    assert await store.stream_version("b") == 0
+    assert await store.stream_version("c") == 0
+    assert await store.existing_event_ids([first.event_id, "nope"]) == {first.event_id}
+
+
+async def test_events_round_trip_and_are_immutable(
+    store: PostgresEventStore, pool: asyncpg.Pool, db_schema: str
+) -> None:
+    """What is appended reads back unchanged; UPDATE and DELETE on events are refused."""
+    appended = event(7)
+    await store.append("s", 0, [appended])
+    [recorded] = await store.read_stream("s")
+    assert recorded.event_id == appended.event_id
+    assert recorded.event_type == TYPE
+    assert recorded.data == appended.data
+    assert recorded.occurred_at == appended.occurred_at
+    assert (recorded.subject, recorded.causation_id, recorded.correlation_id) == (
+        "E000001",
+        "cause-1",
+        "corr-1",
+    )
+    for sql in ("UPDATE {}.events SET data = '{{}}'", "DELETE FROM {}.events"):
+        with pytest.raises(asyncpg.RaiseError, match="immutable"):
+            await pool.execute(sql.format(quote_ident(db_schema)))
+
+
+async def test_append_inside_the_callers_transaction_rolls_back_with_it(
+    store: PostgresEventStore, pool: asyncpg.Pool
+) -> None:
+    """With conn=, the append is part of the caller's transaction; a ConcurrencyError leaves
+    that transaction usable."""
+    async with connection(pool) as conn:
+        async with conn.transaction():
+            await store.append("s", 0, [event()], conn=conn)
+            with pytest.raises(ConcurrencyError):
+                await store.append("s", 0, [event()], conn=conn)
+            assert await store.append("s", 1, [event()], conn=conn) == 2
+            assert await store.append_many([("t", 0, [event()])], conn=conn) == [1]
+        tx = conn.transaction()
+        await tx.start()
+        await store.append("s", 2, [event()], conn=conn)
+        await tx.rollback()
+    assert await store.stream_version("s") == 2
+    assert await store.stream_version("t") == 1
+
+
+async def test_append_many_writes_many_streams_atomically(store: PostgresEventStore) -> None:
+    """One transaction over many streams; one stale expectation fails them all."""
+    await store.append("x", 0, [event()])
+    versions = await store.append_many(
+        [("x", 1, [event(), event()]), ("y", 0, [event()]), ("x", 3, [event()])]
+    )
+    assert versions == [3, 1, 4]
+    with pytest.raises(ConcurrencyError, match="'x' is at version 4"):
+        await store.append_many([("z", 0, [event()]), ("x", 1, [event()])])
+    assert await store.stream_version("z") == 0
+    assert [e.stream_version for e in await store.read_stream("x")] == [1, 2, 3, 4]
+
+
+async def test_concurrent_append_many_on_overlapping_streams_neither_deadlocks_nor_loses(
+    store: PostgresEventStore,
+) -> None:
+    """Batches over the same streams in different orders, at once: every event kept."""
+    streams = [f"s{i}" for i in range(30)]
+
+    async def writer() -> None:
+        for _ in range(5):
+            chosen = random.sample(streams, 20)
+            await store.append_many([(s, None, [event()]) for s in chosen])
+
+    await asyncio.wait_for(asyncio.gather(*(writer() for _ in range(4))), 30)
+    total = sum([await store.stream_version(s) for s in streams])
+    assert total == 4 * 5 * 20
+    for s in streams:
+        versions = [e.stream_version for e in await store.read_stream(s)]
+        assert versions == list(range(1, len(versions) + 1))
+        positions = [e.position for e in await store.read_stream(s)]
+        assert positions == sorted(positions)
+
+
+async def read_everything(store: PostgresEventStore, after: int = 0) -> list[int]:
+    positions: list[int] = []
+    while batch := await store.read_all(after, limit=2):
+        positions += [e.position for e in batch]
+        after = batch[-1].position
+    return positions
+
+
+async def test_read_all_never_skips_an_earlier_position_that_commits_late(
+    store: PostgresEventStore, pool: asyncpg.Pool
+) -> None:
+    """A takes position 1 and stays open, B takes 2 and commits: read_all holds 2 back until
+    A commits, then returns 1 and 2."""
+    async with connection(pool) as conn_a:
+        tx = conn_a.transaction()
+        await tx.start()
+        await store.append("a", 0, [event()], conn=conn_a)
+        await store.append("b", 0, [event()])
+        assert await read_everything(store) == []
+        await tx.commit()
+    await eventually_positions(store, [1, 2])
+
+
+async def test_read_all_waits_for_a_younger_transaction_that_allocated_first(
+    store: PostgresEventStore, pool: asyncpg.Pool
+) -> None:
+    """An older transaction (smaller xid) that takes a later position and commits first is
+    still held back while the younger one with the earlier position is open (a filter on
+    each row's own xid would return it and skip position 1)."""
+    async with connection(pool) as older, connection(pool) as younger:
+        tx_old, tx_young = older.transaction(), younger.transaction()
+        await tx_old.start()
+        await older.fetchval("SELECT pg_current_xact_id()")
+        await tx_young.start()
+        await store.append("young", 0, [event()], conn=younger)
+        await store.append("old", 0, [event()], conn=older)
+        await tx_old.commit()
+        assert await read_everything(store) == []
+        await tx_young.commit()
+    await eventually_positions(store, [1, 2])
+
+
+async def eventually_positions(store: PostgresEventStore, expected: list[int]) -> None:
+    """read_all may lag behind other tests' open transactions on a shared server: poll."""
+    deadline = asyncio.get_running_loop().time() + 20
+    while (got := await read_everything(store)) != expected:
+        assert asyncio.get_running_loop().time() < deadline, f"read_all gave {got}"
+        await asyncio.sleep(0.05)
+
+
+async def test_a_store_without_notify_appends_all_the_same(
+    pool: asyncpg.Pool, db_schema: str
+) -> None:
+    """notify=False only drops the NOTIFY; the events and their outbox rows are written."""
+    quiet = PostgresEventStore(pool, db_schema, notify=False)
+    await quiet.migrate()
+    assert await quiet.append("s", 0, [event()]) == 1
+    assert await quiet.append_many([("s", 1, [event()]), ("t", 0, [event()])]) == [2, 1]
+    outbox = await pool.fetchval(f"SELECT count(*) FROM {quote_ident(db_schema)}.outbox")
+    assert outbox == 3

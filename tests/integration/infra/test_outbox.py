@@ -1,0 +1,330 @@
+"""OutboxRelay against real NATS JetStream and PostgreSQL: CloudEvents on the wire, nothing
+skipped when transactions commit out of position order, exactly once after a crash between
+publish and mark, and recovery by itself when NATS or PostgreSQL restarts."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime as dt
+import json
+import time
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from typing import Any, cast
+
+import asyncpg
+import pytest
+from nats.aio.client import Client
+from nats.js.api import RawStreamMsg
+from nats.js.client import JetStreamContext
+
+from dxtalent_infra.eventstore import PostgresEventStore
+from dxtalent_infra.nats import connect_nats
+from dxtalent_infra.outbox import OutboxRelay
+from dxtalent_infra.records import NewEvent
+from dxtalent_infra.servers import EmbeddedNats, EmbeddedPostgres
+from dxtalent_infra.streams import ensure_streams
+from dxtalent_infra.topology import EVENTS, Topology
+
+TYPE = "dxtalent.enrollment.CourseCompleted.v1"
+SUBJECT = "dx.events.enrollment.course-completed"
+SOURCE = "urn:test:enrollment"
+
+
+def event(n: int = 0) -> NewEvent:
+    return NewEvent(
+        event_id=f"ev-{uuid.uuid4()}",
+        event_type=TYPE,
+        data={"employee_id": "E000001", "n": n, "skills": [], "fiscal_year": None},
+        occurred_at=dt.datetime(2025, 6, 12, 0, 30, tzinfo=dt.UTC),
+        subject="E000001",
+        causation_id="cause-1",
+        correlation_id="corr-1",
+    )
+
+
+async def eventually(check: Callable[[], Awaitable[bool]], what: str, within: float = 30) -> None:
+    """Poll `check` until it holds; fail naming `what` after `within` seconds."""
+    deadline = time.monotonic() + within
+    while True:
+        with contextlib.suppress(Exception):
+            if await check():
+                return
+        if time.monotonic() > deadline:
+            raise AssertionError(f"not within {within}s: {what}")
+        await asyncio.sleep(0.05)
+
+
+async def stream_messages(js: JetStreamContext, topology: Topology) -> list[RawStreamMsg]:
+    name = topology.stream(EVENTS.name)
+    info = await js.stream_info(name)
+    return [
+        await js.get_msg(name, seq) for seq in range(info.state.first_seq, info.state.last_seq + 1)
+    ]
+
+
+async def stream_ids(js: JetStreamContext, topology: Topology) -> list[str]:
+    return [json.loads(m.data or b"")["id"] for m in await stream_messages(js, topology)]
+
+
+@pytest.fixture
+async def pool(database_url: str) -> AsyncIterator[asyncpg.Pool]:
+    async with asyncpg.create_pool(database_url, min_size=1, max_size=6) as p:
+        yield p
+
+
+@pytest.fixture
+async def store(pool: asyncpg.Pool, db_schema: str) -> PostgresEventStore:
+    s = PostgresEventStore(pool, db_schema)
+    await s.migrate()
+    return s
+
+
+async def nats_for(url: str, topology: Topology) -> Client:
+    nc = await connect_nats(url, name="test-outbox", reconnect_wait_s=0.2)
+    await ensure_streams(nc.jetstream(), topology)
+    return nc
+
+
+@pytest.fixture
+async def nc(nats_url: str, topology: Topology) -> AsyncIterator[Client]:
+    conn = await nats_for(nats_url, topology)
+    yield conn
+    await conn.close()
+
+
+def relay_for(
+    pool: asyncpg.Pool, schema: str, nc: Client, topology: Topology, **kwargs: Any
+) -> OutboxRelay:
+    options: dict[str, Any] = {"publish_timeout": 2.0, "max_backoff": 0.5, **kwargs}
+    return OutboxRelay(pool, schema, nc.jetstream(), topology, source=SOURCE, **options)
+
+
+@contextlib.asynccontextmanager
+async def running(relay: OutboxRelay) -> AsyncIterator[asyncio.Task[None]]:
+    task = asyncio.create_task(relay.run())
+    try:
+        yield task
+    finally:
+        await asyncio.wait_for(relay.stop(), 15)
+        await task
+
+
+async def test_committed_events_go_out_as_cloudevents_in_stream_order(
+    store: PostgresEventStore, pool: asyncpg.Pool, db_schema: str, nc: Client, topology: Topology
+) -> None:
+    """Given appended events, the relay publishes each once as a structured CloudEvent with
+    Nats-Msg-Id and Content-Type headers, per stream in version order."""
+    events = [event(i) for i in range(5)]
+    await store.append("E000001", 0, events[:3])
+    await store.append("E000002", 0, events[3:])
+    relay = relay_for(pool, db_schema, nc, topology, batch_size=2)
+    assert await relay.pending() == 5
+    assert await relay.drain_once() == 5
+    assert await relay.pending() == 0
+    messages = await stream_messages(nc.jetstream(), topology)
+    assert [m.headers and m.headers["Nats-Msg-Id"] for m in messages] == [
+        e.event_id for e in events
+    ]
+    first = messages[0]
+    assert first.subject == topology.subject(SUBJECT)
+    assert first.headers is not None
+    assert first.headers["Content-Type"] == "application/cloudevents+json"
+    assert json.loads(first.data or b"") == {
+        "specversion": "1.0",
+        "id": events[0].event_id,
+        "source": SOURCE,
+        "type": TYPE,
+        "subject": "E000001",
+        "time": "2025-06-12T00:30:00+00:00",
+        "datacontenttype": "application/json",
+        "causationid": "cause-1",
+        "correlationid": "corr-1",
+        "data": events[0].data,
+    }
+
+
+async def test_an_event_committing_late_with_an_earlier_position_is_not_skipped(
+    store: PostgresEventStore, pool: asyncpg.Pool, db_schema: str, nc: Client, topology: Topology
+) -> None:
+    """A appends (position 1) and stays open; B appends (position 2) and commits; the relay
+    publishes B; when A commits it publishes A too: commit order B, A, nothing skipped."""
+    a, b = event(1), event(2)
+    relay = relay_for(pool, db_schema, nc, topology)
+    async with pool.acquire() as proxy:
+        conn = cast(asyncpg.Connection, proxy)
+        tx = conn.transaction()
+        await tx.start()
+        await store.append("A", 0, [a], conn=conn)
+        await store.append("B", 0, [b])
+        assert await relay.drain_once() == 1
+        await tx.commit()
+    assert await relay.drain_once() == 1
+    assert await stream_ids(nc.jetstream(), topology) == [b.event_id, a.event_id]
+    recorded: list[str] = []
+
+    async def read_all_has_both() -> bool:
+        recorded[:] = [e.event_id for e in await store.read_all(0)]
+        return len(recorded) == 2
+
+    await eventually(read_all_has_both, "read_all returns A and B")
+    assert recorded == [a.event_id, b.event_id]
+
+
+class CrashError(Exception):
+    """Stands for the process dying between the JetStream ack and marking the batch done."""
+
+
+async def test_a_crash_between_publish_and_mark_publishes_each_event_exactly_once(
+    store: PostgresEventStore, pool: asyncpg.Pool, db_schema: str, nc: Client, topology: Topology
+) -> None:
+    """The first relay publishes then dies before deleting the outbox rows (failing hook,
+    then a cancelled task); a new relay republishes and JetStream keeps one copy of each."""
+    events = [event(i) for i in range(40)]
+    await store.append_many([(f"E{i}", 0, [e]) for i, e in enumerate(events)])
+
+    async def crash(_: Sequence[str]) -> None:
+        raise CrashError
+
+    with pytest.raises(CrashError):
+        await relay_for(
+            pool, db_schema, nc, topology, batch_size=10, on_published=crash
+        ).drain_once()
+    assert await relay_for(pool, db_schema, nc, topology).pending() == 40
+
+    published = asyncio.Event()
+
+    async def hang(_: Sequence[str]) -> None:
+        published.set()
+        await asyncio.Event().wait()
+
+    hanging = relay_for(pool, db_schema, nc, topology, batch_size=25, on_published=hang)
+    task = asyncio.create_task(hanging.run())
+    await asyncio.wait_for(published.wait(), 10)
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+
+    restarted = relay_for(pool, db_schema, nc, topology)
+    assert await restarted.drain_once() == 40
+    assert await restarted.pending() == 0
+    assert await stream_ids(nc.jetstream(), topology) == [e.event_id for e in events]
+
+
+async def test_running_relay_wakes_on_notify(
+    store: PostgresEventStore, pool: asyncpg.Pool, db_schema: str, nc: Client, topology: Topology
+) -> None:
+    """With a 60 s poll interval, an append still reaches JetStream at once (LISTEN/NOTIFY)."""
+    relay = relay_for(pool, db_schema, nc, topology, poll_interval=60.0)
+    async with running(relay):
+        await asyncio.sleep(0.2)  # let the relay drain and go to sleep; not for correctness
+        e = event()
+        await store.append("s", None, [e])
+        js = nc.jetstream()
+        await eventually(
+            lambda: _equal(stream_ids(js, topology), [e.event_id]), "notified publish", within=5
+        )
+
+
+async def test_event_types_without_a_contract_subject_stay_private(
+    store: PostgresEventStore, pool: asyncpg.Pool, db_schema: str, nc: Client, topology: Topology
+) -> None:
+    """An internal event type is kept in the store, not published, and does not block others."""
+    private = NewEvent("p-1", "dxtalent.enrollment.InternalNote.v1", {}, dt.datetime.now(dt.UTC))
+    public = event()
+    await store.append("s", 0, [private, public])
+    relay = relay_for(pool, db_schema, nc, topology)
+    assert await relay.drain_once() == 2
+    assert await stream_ids(nc.jetstream(), topology) == [public.event_id]
+    assert await store.event_exists("p-1")
+
+
+async def _equal(got: Awaitable[list[str]], expected: list[str]) -> bool:
+    return await got == expected
+
+
+async def append_in_batches(store: PostgresEventStore, events: list[NewEvent]) -> None:
+    for start in range(0, len(events), 50):
+        chunk = events[start : start + 50]
+        await store.append_many([(f"E{start + i}", None, [e]) for i, e in enumerate(chunk)])
+
+
+async def test_relay_rides_out_a_nats_restart(
+    store: PostgresEventStore,
+    pool: asyncpg.Pool,
+    db_schema: str,
+    own_nats: EmbeddedNats,
+    topology: Topology,
+) -> None:
+    """NATS stops mid-stream and starts again on the same port and data: the running relay
+    reconnects by itself; every event is on the stream exactly once."""
+    nc = await nats_for(own_nats.url, topology)
+    try:
+        js = nc.jetstream()
+        before, during = [event(i) for i in range(200)], [event(i) for i in range(200)]
+        relay = relay_for(pool, db_schema, nc, topology, batch_size=50, publish_timeout=0.5)
+        async with running(relay):
+            await append_in_batches(store, before)
+            await eventually(
+                lambda: _equal(stream_ids(js, topology), [e.event_id for e in before]),
+                "first events published",
+            )
+            await asyncio.to_thread(own_nats.stop)
+            await append_in_batches(store, during)
+            await asyncio.sleep(1.5)  # several publish timeouts pass while NATS is away
+            assert await relay.pending() == len(during), "nothing is marked without an ack"
+            await asyncio.to_thread(own_nats.start)
+            expected = [e.event_id for e in before + during]
+            await eventually(lambda: _count(js, topology, len(expected)), "all published")
+            await eventually(_empty(relay), "outbox drained")
+        ids = await stream_ids(js, topology)
+        assert sorted(ids) == sorted(expected)
+        assert len(ids) == len(set(ids))
+    finally:
+        await nc.close()
+
+
+async def _count(js: JetStreamContext, topology: Topology, n: int) -> bool:
+    info = await js.stream_info(topology.stream(EVENTS.name))
+    return bool(info.state.messages >= n)
+
+
+def _empty(relay: OutboxRelay) -> Callable[[], Awaitable[bool]]:
+    async def check() -> bool:
+        return await relay.pending() == 0
+
+    return check
+
+
+async def test_relay_rides_out_a_postgres_restart(
+    own_postgres: EmbeddedPostgres,
+    nc: Client,
+    topology: Topology,
+) -> None:
+    """PostgreSQL stops mid-stream and starts again: the relay reconnects through the pool,
+    listens again (the 60 s poll never fires) and publishes everything, each event once."""
+    schema = "relaytest"
+    async with asyncpg.create_pool(own_postgres.url, min_size=1, max_size=4) as pool:
+        store = PostgresEventStore(pool, schema)
+        await store.migrate()
+        js = nc.jetstream()
+        before, after = [event(i) for i in range(100)], [event(i) for i in range(100)]
+        relay = relay_for(pool, schema, nc, topology, batch_size=25, poll_interval=60.0)
+        async with running(relay):
+            await append_in_batches(store, before)
+            await eventually(lambda: _count(js, topology, 100), "first events published")
+            await asyncio.to_thread(own_postgres.stop, "immediate")
+            await asyncio.sleep(0.5)  # the relay now fails and backs off
+            await asyncio.to_thread(own_postgres.start)
+            await eventually(lambda: _appended(store, after), "append after restart")
+            await eventually(lambda: _count(js, topology, 200), "all published")
+            await eventually(_empty(relay), "outbox drained")
+        ids = await stream_ids(js, topology)
+        assert sorted(ids) == sorted(e.event_id for e in before + after)
+
+
+async def _appended(store: PostgresEventStore, events: list[NewEvent]) -> bool:
+    if not await store.event_exists(events[0].event_id):
+        await append_in_batches(store, events)
+    return True

@@ -1,0 +1,67 @@
+"""ensure_streams against a real JetStream: the contract's three streams, created once and
+updated in place when the configuration changes."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import pytest
+from nats.aio.client import Client
+from nats.js.api import RetentionPolicy, StorageType
+
+from dxtalent_infra.nats import connect_nats
+from dxtalent_infra.streams import ensure_streams
+from dxtalent_infra.topology import Topology
+
+
+@pytest.fixture
+async def nc(nats_url: str) -> AsyncIterator[Client]:
+    conn = await connect_nats(nats_url, name="test-streams")
+    yield conn
+    await conn.close()
+
+
+async def test_streams_are_created_once_with_the_contract_configuration(
+    nc: Client, topology: Topology
+) -> None:
+    """Ensuring twice gives the same three file-backed, limits-retention streams."""
+    js = nc.jetstream()
+    first = await ensure_streams(js, topology)
+    again = await ensure_streams(js, topology)
+    assert [i.config.name for i in first] == [i.config.name for i in again]
+    assert [i.created for i in first] == [i.created for i in again]
+    assert all(i.created is not None for i in first)
+    by_name = {i.config.name: i.config for i in again}
+    p = topology.prefix
+    assert {name: cfg.subjects for name, cfg in by_name.items()} == {
+        f"{p.upper()}_DX_INBOUND": [f"{p}.dx.inbound.>"],
+        f"{p.upper()}_DX_EVENTS": [f"{p}.dx.events.>"],
+        f"{p.upper()}_DX_DEADLETTER": [f"{p}.dx.deadletter.>"],
+    }
+    for cfg in by_name.values():
+        assert cfg.storage == StorageType.FILE
+        assert cfg.retention == RetentionPolicy.LIMITS
+        assert cfg.num_replicas == 1
+        assert cfg.duplicate_window == pytest.approx(600.0)
+
+
+async def test_a_changed_duplicate_window_updates_the_streams_in_place(
+    nc: Client, topology: Topology
+) -> None:
+    """Existing streams with another duplicate window are updated, keeping their messages."""
+    js = nc.jetstream()
+    await ensure_streams(js, topology)
+    await js.publish(topology.subject("dx.events.test"), b"{}", headers={"Nats-Msg-Id": "m1"})
+    updated = await ensure_streams(js, topology, duplicate_window_s=1200.0)
+    assert all(i.config.duplicate_window == pytest.approx(1200.0) for i in updated)
+    events = await js.stream_info(topology.stream("DX_EVENTS"))
+    assert events.config.duplicate_window == pytest.approx(1200.0)
+    assert events.state.messages == 1
+
+
+async def test_a_duplicate_window_shorter_than_the_relay_retries_is_refused(
+    nc: Client, topology: Topology
+) -> None:
+    """A window that several relay retries do not fit in could let republished events through."""
+    with pytest.raises(ValueError, match=r"duplicate window 60\.0s is shorter"):
+        await ensure_streams(nc.jetstream(), topology, duplicate_window_s=60.0)
