@@ -1,0 +1,164 @@
+"""Enrollment rules, pure: is an inbound fact acceptable under the catalog, and what it records.
+
+No I/O and no clock: the time a message was received is passed in.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+from dxtalent_contracts.catalog import Catalog
+from dxtalent_contracts.envelope import CloudEvent, Model
+from dxtalent_contracts.events import (
+    CompletionVoidedRecordedEvent,
+    CourseCompletedRecordedEvent,
+    CourseCompletionRecorded,
+    CourseEnrolledRecordedEvent,
+    CourseEnrollmentRecorded,
+    EmployeeLeftRecordedEvent,
+    EmployeeUpdatedEvent,
+    FieldError,
+    ImprovementCaseRecordedEvent,
+    LeaderNominatedRecordedEvent,
+    LeaderNominationRecorded,
+)
+from dxtalent_contracts.fiscal import fiscal_year_of
+from dxtalent_contracts.inbound import (
+    CompletionVoidedEvent,
+    CourseCompletedEvent,
+    CourseEnrolledEvent,
+    EmployeeLeftEvent,
+    EmployeeUpsertedEvent,
+    ImprovementCaseReportedEvent,
+    InboundEvent,
+    LeaderNominatedEvent,
+)
+from dxtalent_contracts.registry import type_name
+
+#: Namespace of the ids enrollment gives the facts it records: uuid5(source + id), so the
+#: same (source, id) twice is the same recorded event (the contract's idempotency key).
+FACT_NAMESPACE = uuid.UUID("6f1d2c1e-5a0b-4c1f-9d8e-2b7c4e0a9f31")
+
+
+@dataclass(frozen=True)
+class RecordedFact:
+    """What enrollment appends for one accepted inbound fact."""
+
+    stream_id: str
+    event_id: str
+    event_type: str
+    data: dict[str, Any]
+    subject: str | None
+    occurred_at: dt.datetime
+    causation_id: str
+    correlation_id: str
+
+
+def fact_event_id(source: str, event_id: str) -> str:
+    """The recorded event's id for an inbound (source, id)."""
+    return str(uuid.uuid5(FACT_NAMESPACE, f"{source}\x00{event_id}"))
+
+
+def _unknown(known: set[str], values: list[str], path: str, what: str) -> list[FieldError]:
+    return [
+        FieldError(field=f"{path}.{i}", problem=f"unknown {what} {v!r}: not in the catalog")
+        for i, v in enumerate(values)
+        if v not in known
+    ]
+
+
+def catalog_problems(catalog: Catalog, event: InboundEvent) -> list[FieldError]:
+    """Field errors of a well-formed fact that the catalog does not allow (unknown codes)."""
+    courses = set(catalog.course_by_id)
+    skills = set(catalog.skill_by_code)
+    match event:
+        case CourseCompletedEvent() | CourseEnrolledEvent() | CompletionVoidedEvent():
+            if event.data.course_id not in courses:
+                return [
+                    FieldError(
+                        field="data.course_id",
+                        problem=f"unknown course {event.data.course_id!r}: not in the catalog "
+                        f"{catalog.policy_version}",
+                    )
+                ]
+            return []
+        case EmployeeUpsertedEvent():
+            return _unknown(
+                set(catalog.category_by_code),
+                event.data.categories,
+                "data.categories",
+                "staff category",
+            ) + _unknown(skills, event.data.duty_skills, "data.duty_skills", "skill")
+        case ImprovementCaseReportedEvent():
+            return _unknown(skills, event.data.skills_applied, "data.skills_applied", "skill")
+        case _:
+            return []
+
+
+def subject_problem(event: InboundEvent, subject: str) -> str | None:
+    """Each inbound type has one subject; a fact on another subject is refused."""
+    if subject != event.nats_subject:
+        return (
+            f"Event type {event.type!r} belongs on subject {event.nats_subject!r} "
+            f"but arrived on {subject!r}."
+        )
+    return None
+
+
+def _on_employee(
+    cls: type[CloudEvent], employee_id: str, data: Model
+) -> tuple[str, str, dict[str, Any]]:
+    return f"employee-{employee_id}", type_name(cls), data.model_dump(mode="json")
+
+
+def _stream_and_record(catalog: Catalog, event: InboundEvent) -> tuple[str, str, dict[str, Any]]:
+    """The stream it belongs to, the recorded event's type and its data."""
+    match event:
+        case EmployeeUpsertedEvent(data=d):
+            return _on_employee(EmployeeUpdatedEvent, d.employee_id, d)
+        case EmployeeLeftEvent(data=d):
+            return _on_employee(EmployeeLeftRecordedEvent, d.employee_id, d)
+        case LeaderNominatedEvent(data=d):
+            nomination = LeaderNominationRecorded(**d.model_dump())
+            return _on_employee(LeaderNominatedRecordedEvent, d.employee_id, nomination)
+        case CourseEnrolledEvent(data=d):
+            enrolment = CourseEnrollmentRecorded(
+                employee_id=d.employee_id,
+                course_id=d.course_id,
+                enrolled_on=d.enrolled_on,
+                fiscal_year=fiscal_year_of(d.enrolled_on),
+            )
+            return _on_employee(CourseEnrolledRecordedEvent, d.employee_id, enrolment)
+        case CourseCompletedEvent(data=d):
+            completion = CourseCompletionRecorded(
+                employee_id=d.employee_id,
+                course_id=d.course_id,
+                completed_on=d.completed_on,
+                fiscal_year=fiscal_year_of(d.completed_on),
+                skills=list(catalog.course_by_id[d.course_id].grants),
+                fact_id=event.id,
+            )
+            return _on_employee(CourseCompletedRecordedEvent, d.employee_id, completion)
+        case CompletionVoidedEvent(data=d):
+            return _on_employee(CompletionVoidedRecordedEvent, d.employee_id, d)
+        case ImprovementCaseReportedEvent(data=d):
+            stream = f"case-{d.case_id}"
+            return stream, type_name(ImprovementCaseRecordedEvent), d.model_dump(mode="json")
+
+
+def record(catalog: Catalog, event: InboundEvent, received_at: dt.datetime) -> RecordedFact:
+    """The domain event enrollment records for an accepted inbound fact."""
+    stream_id, event_type, data = _stream_and_record(catalog, event)
+    return RecordedFact(
+        stream_id=stream_id,
+        event_id=fact_event_id(event.source, event.id),
+        event_type=event_type,
+        data=data,
+        subject=event.subject,
+        occurred_at=event.time or received_at,
+        causation_id=event.id,
+        correlation_id=event.correlationid or event.id,
+    )

@@ -1,0 +1,3 @@
+from dxtalent.cli import app
+
+app()

@@ -1,0 +1,172 @@
+"""A whole dxtalent system on one machine: embedded servers when none are configured, and the
+three services as separate processes. Used by `dxtalent up`, `dxtalent demo` and the e2e tests.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import structlog
+
+from dxtalent_infra.servers import EmbeddedNats, EmbeddedPostgres, free_port
+
+log = structlog.get_logger(__name__)
+
+SERVICES = ("enrollment", "certification", "reporting")
+
+
+@dataclass
+class ServiceProcess:
+    """One service running as a child process."""
+
+    name: str
+    port: int
+    proc: subprocess.Popen[bytes]
+    log_path: Path
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+
+def http_json(url: str, token: str | None = None, timeout: float = 5.0) -> tuple[int, Any]:
+    """GET a JSON document; returns (status, body) and never raises for HTTP errors."""
+    req = urllib.request.Request(url)
+    if token:
+        req.add_header("Authorization", f"Bearer {token}")
+    try:
+        with urllib.request.urlopen(req, timeout=timeout) as resp:
+            return resp.status, json.loads(resp.read() or b"null")
+    except urllib.error.HTTPError as exc:
+        body = exc.read()
+        try:
+            return exc.code, json.loads(body or b"null")
+        except ValueError:
+            return exc.code, body.decode(errors="replace")
+
+
+@dataclass
+class LocalStack:
+    """Servers (embedded unless URLs are given) plus service processes under `data_dir`."""
+
+    data_dir: Path
+    nats_url: str | None = None
+    database_url: str | None = None
+    prefix: str = ""
+    extra_env: Mapping[str, str] = field(default_factory=dict)
+    services: dict[str, ServiceProcess] = field(default_factory=dict)
+    _servers: list[EmbeddedNats | EmbeddedPostgres] = field(default_factory=list)
+
+    def start_servers(self) -> None:
+        """Start embedded NATS/PostgreSQL for whichever URL is not configured."""
+        if self.nats_url is None:
+            nats = EmbeddedNats(self.data_dir / "nats").start()
+            self._servers.append(nats)
+            self.nats_url = nats.url
+        if self.database_url is None:
+            pg = EmbeddedPostgres(self.data_dir / "postgres").start()
+            self._servers.append(pg)
+            self.database_url = pg.url
+
+    def env_for(self, port: int | None = None) -> dict[str, str]:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("DXT_")}
+        env.update(self.extra_env)
+        env["DXT_NATS_URL"] = str(self.nats_url)
+        env["DXT_DATABASE_URL"] = str(self.database_url)
+        env["DXT_PREFIX"] = self.prefix
+        if port is not None:
+            env["DXT_HTTP_PORT"] = str(port)
+        return env
+
+    def start_service(self, name: str, port: int | None = None) -> ServiceProcess:
+        """Start (or restart) one service as `dxtalent serve NAME` in a child process."""
+        port = port or free_port()
+        logs = self.data_dir / "logs"
+        logs.mkdir(parents=True, exist_ok=True)
+        log_path = logs / f"{name}.log"
+        with log_path.open("ab") as out:
+            proc = subprocess.Popen(
+                [sys.executable, "-m", "dxtalent", "serve", name],
+                env=self.env_for(port),
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+            )
+        self.services[name] = ServiceProcess(name, port, proc, log_path)
+        return self.services[name]
+
+    def start_services(self, names: tuple[str, ...] = SERVICES) -> None:
+        for name in names:
+            self.start_service(name)
+
+    def kill_service(self, name: str, sig: int = signal.SIGKILL) -> None:
+        svc = self.services[name]
+        svc.proc.send_signal(sig)
+        svc.proc.wait(timeout=30)
+
+    def ready(self) -> dict[str, bool]:
+        out = {}
+        for name, svc in self.services.items():
+            if svc.proc.poll() is not None:
+                out[name] = False
+                continue
+            status, _ = http_json(svc.base_url + "/readyz", timeout=2)
+            out[name] = status == 200
+        return out
+
+    def wait_ready(self, timeout: float = 120.0, settle_checks: int = 3) -> None:
+        """Wait until every service is connected and caught up, several checks in a row
+        (events move from one service to the next, so one green check is not enough)."""
+        deadline = time.monotonic() + timeout
+        streak = 0
+        while time.monotonic() < deadline:
+            for name, svc in self.services.items():
+                if svc.proc.poll() is not None:
+                    raise RuntimeError(
+                        f"service {name} exited with {svc.proc.returncode}; see {svc.log_path}"
+                    )
+            streak = streak + 1 if all(self.ready().values()) else 0
+            if streak >= settle_checks:
+                return
+            time.sleep(0.3)
+        raise TimeoutError(f"services not caught up within {timeout}s: {self.ready()}")
+
+    def stop_services(self) -> None:
+        for svc in self.services.values():
+            if svc.proc.poll() is None:
+                svc.proc.send_signal(signal.SIGTERM)
+        for svc in self.services.values():
+            try:
+                svc.proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                svc.proc.kill()
+                svc.proc.wait()
+
+    def stop(self) -> None:
+        self.stop_services()
+        for server in reversed(self._servers):
+            server.stop()
+        self._servers.clear()
+
+
+@contextlib.contextmanager
+def running_stack(stack: LocalStack, services: tuple[str, ...] = SERVICES) -> Iterator[LocalStack]:
+    """Servers and services up for the block; everything stopped after, whatever happens."""
+    try:
+        stack.start_servers()
+        stack.start_services(services)
+        yield stack
+    finally:
+        stack.stop()
