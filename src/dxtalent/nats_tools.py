@@ -13,7 +13,7 @@ import nats
 from nats.js.api import ConsumerConfig, DeliverPolicy
 
 from dxtalent_contracts.envelope import CONTENT_TYPE
-from dxtalent_contracts.events import MessageRejected
+from dxtalent_contracts.events import MessageRejected, MessageRejectedEvent
 from dxtalent_contracts.registry import SUBJECT_BY_TYPE
 from dxtalent_infra.topology import DEADLETTER, Topology
 
@@ -109,14 +109,8 @@ async def list_dead_letters(nats_url: str, topology: Topology | None = None) -> 
             except nats.errors.TimeoutError:
                 break
             for msg in msgs:
-                doc = json.loads(msg.data)
-                out.append(
-                    DeadLetter(
-                        msg.metadata.sequence.stream,
-                        doc["id"],
-                        MessageRejected.model_validate(doc["data"]),
-                    )
-                )
+                letter = MessageRejectedEvent.model_validate_json(msg.data)
+                out.append(DeadLetter(msg.metadata.sequence.stream, letter.id, letter.data))
                 await msg.ack()
         await sub.unsubscribe()
     finally:

@@ -118,7 +118,8 @@ def _parse(raw: bytes, adapter: TypeAdapter[Any], known: set[str]) -> Any:
         return adapter.validate_json(raw)
     except ValidationError as exc:
         errors = _field_errors(exc)
-        return Rejection(_describe(errors, f"Event {etype!r}"), errors, etype, eid)
+        what = f"Event {etype!r} {eid!r}" if eid else f"Event {etype!r}"
+        return Rejection(_describe(errors, what), errors, etype, eid)
 
 
 _INBOUND_TYPES = {type_name(c) for c in INBOUND_EVENT_CLASSES}

@@ -29,6 +29,7 @@ import asyncpg
 import uvloop
 from nats.aio.client import Client
 
+from dxtalent_infra.bench_consumer import bench_consumer
 from dxtalent_infra.eventstore import PostgresEventStore
 from dxtalent_infra.logs import configure_logging
 from dxtalent_infra.migrations import quote_ident
@@ -147,6 +148,7 @@ async def bench_relay(nats_url: str, database_url: str, n: int) -> Metrics:
 SECTIONS: list[tuple[str, Section]] = [
     ("event store", bench_append),
     ("outbox relay", bench_relay),
+    ("consumer", bench_consumer),
 ]
 
 
