@@ -1,0 +1,141 @@
+"""The three services end to end, as separate processes, through NATS and HTTP only."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import random
+import signal
+import time
+
+from dxtalent.citygen import City, generate_city
+from dxtalent.nats_tools import list_dead_letters, publish_raw, subject_for
+from dxtalent.stack import LocalStack, http_json
+from dxtalent_contracts.catalog import load_catalog
+from dxtalent_infra.topology import Topology
+from tests.e2e.helpers import (
+    assert_matches_core,
+    events_on,
+    handled,
+    no_duplicate_ids,
+    publish_with_ids,
+)
+
+CATALOG = load_catalog()
+STAFF = 500
+
+
+def _city(seed: int) -> City:
+    return generate_city(CATALOG, seed=seed, staff=STAFF)
+
+
+def _topology(stack: LocalStack) -> Topology:
+    return Topology(stack.prefix)
+
+
+def test_shuffled_and_duplicated_city_gives_exactly_what_the_core_computes(
+    system: LocalStack,
+) -> None:
+    """The demo scenario in random order, with a fifth of the facts sent twice under fresh
+    Nats-Msg-Ids (so JetStream cannot drop them): certifications and progress tables equal the
+    pure core's on the same facts, and no certification event is published twice."""
+    city = _city(seed=11)
+    rng = random.Random(11)
+    items = []
+    for event in city.events:
+        raw = event.to_json_bytes()
+        subject, _ = subject_for(raw)
+        items.append((subject, raw, event.id))
+        if rng.random() < 0.2:
+            items.append((subject, raw, f"resent-{event.id}"))
+    rng.shuffle(items)
+    asyncio.run(publish_with_ids(str(system.nats_url), _topology(system), items))
+    system.wait_ready(timeout=300, settle_checks=3)
+
+    assert_matches_core(system, CATALOG, city.events)
+    certified = asyncio.run(
+        events_on(str(system.nats_url), _topology(system), "dx.events.certification.>")
+    )
+    no_duplicate_ids(certified)
+    recorded = asyncio.run(
+        events_on(str(system.nats_url), _topology(system), "dx.events.enrollment.>")
+    )
+    no_duplicate_ids(recorded)
+    assert len(recorded) == len(city.events)
+
+
+def _valid(employee: str, event_id: str, course: str = "DX-101") -> dict[str, object]:
+    return {
+        "specversion": "1.0",
+        "id": event_id,
+        "source": "urn:test:lms",
+        "type": "dxtalent.lms.CourseCompleted.v1",
+        "subject": employee,
+        "time": "2025-06-12T09:30:00+09:00",
+        "data": {"employee_id": employee, "course_id": course, "completed_on": "2025-06-12"},
+    }
+
+
+def test_bad_messages_are_dead_lettered_with_a_reason_and_the_rest_processed(
+    system: LocalStack,
+) -> None:
+    """Malformed JSON, a missing field, an unknown course, an impossible date and an unknown
+    type each land in the dead-letter stream naming the problem; valid messages around them
+    are recorded."""
+    missing = _valid("E900001", "bad-missing")
+    del missing["data"]["course_id"]  # type: ignore[attr-defined]
+    unknown_course = _valid("E900001", "bad-course", course="NOPE-999")
+    bad_date = _valid("E900001", "bad-date")
+    bad_date["data"]["completed_on"] = "2025-02-30"  # type: ignore[index]
+    unknown_type = _valid("E900001", "bad-type") | {"type": "dxtalent.lms.CourseTeleported.v1"}
+    messages = [
+        json.dumps(_valid("E900001", "ok-1")).encode(),
+        b'{"specversion": "1.0", "id": ',
+        json.dumps(missing).encode(),
+        json.dumps(_valid("E900001", "ok-2", course="ICT-101")).encode(),
+        json.dumps(unknown_course).encode(),
+        json.dumps(bad_date).encode(),
+        json.dumps(unknown_type).encode(),
+        json.dumps(_valid("E900001", "ok-3", course="SEC-101")).encode(),
+    ]
+    asyncio.run(publish_raw(str(system.nats_url), messages, _topology(system)))
+    system.wait_ready(timeout=60, settle_checks=3)
+
+    letters = asyncio.run(list_dead_letters(str(system.nats_url), _topology(system)))
+    reasons = sorted(d.data.reason for d in letters)
+    assert len(letters) == 5, reasons
+    expectations = [
+        "not valid JSON",
+        "data.course_id: Field required",
+        "unknown course 'NOPE-999'",
+        "data.completed_on",
+        "Unknown event type 'dxtalent.lms.CourseTeleported.v1'",
+    ]
+    for expected in expectations:
+        assert any(expected in r for r in reasons), (expected, reasons)
+    assert all(d.data.original_base64 for d in letters)
+    status, body = http_json(f"{system.services['certification'].base_url}/v1/employees/E900001")
+    assert status == 200, body
+    assert {s["skill"] for s in body["skills"]} == {"dx-basics", "ict-basics", "security-basic"}
+
+
+def test_certification_killed_mid_run_loses_and_duplicates_nothing(system: LocalStack) -> None:
+    """SIGKILL the certification service while it works through a city, start it again: the
+    final certifications and progress equal the core's, and no event id is published twice."""
+    city = _city(seed=23)
+    messages = [e.to_json_bytes() for e in city.events]
+    asyncio.run(publish_raw(str(system.nats_url), messages, _topology(system)))
+    certification = system.services["certification"]
+    deadline = time.monotonic() + 120
+    # kill it once it is well into the work, not before it started nor after it finished
+    while handled(system, "certification") < len(messages) // 5 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    system.kill_service("certification", signal.SIGKILL)
+    system.start_service("certification", certification.port)
+    system.wait_ready(timeout=300, settle_checks=3)
+
+    assert_matches_core(system, CATALOG, city.events)
+    events = asyncio.run(
+        events_on(str(system.nats_url), _topology(system), "dx.events.certification.>")
+    )
+    no_duplicate_ids(events)
