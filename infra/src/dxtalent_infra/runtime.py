@@ -249,8 +249,11 @@ class _Server(uvicorn.Server):
         yield
 
 
-async def run_service(spec: ServiceSpec, settings: Settings) -> None:
-    """Run until SIGTERM/SIGINT, then shut down gracefully."""
+async def run_service(
+    spec: ServiceSpec, settings: Settings, stop: asyncio.Event | None = None
+) -> None:
+    """Run until SIGTERM/SIGINT (or until `stop` is set, for callers that own the signals),
+    then shut down gracefully."""
     ctx = await build_context(spec, settings)
     app = build_app(spec, ctx)
     port = settings.http_port if settings.http_port is not None else spec.default_port
@@ -264,10 +267,11 @@ async def run_service(spec: ServiceSpec, settings: Settings) -> None:
             lifespan="off",
         )
     )
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
+    if stop is None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
     tasks = [asyncio.create_task(c.run(), name=f"consumer:{c.durable}") for c in ctx.consumers]
     if ctx.relay is not None:
         tasks.append(asyncio.create_task(ctx.relay.run(), name="relay"))
