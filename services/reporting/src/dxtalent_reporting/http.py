@@ -1,0 +1,257 @@
+"""HTTP queries of the reporting service (contract.md, "Queries"), behind the bearer token.
+
+- `GET /v1/progress` — progress against the headcount targets, city-wide or one department.
+- `GET /v1/progress.csv` — the same table as CSV for Excel.
+- `GET /v1/progress/departments` — the same levels per department, and the departments
+  that nominated no DX leader in the fiscal year.
+
+Parameters: `fiscal_year` 2019–2100 (the label is in the 令和 era, which began in FY2019); a
+year the catalog sets no target for is answered with `target`/`percent` null. `as_of`
+(YYYY-MM-DD, default the fiscal year's last day) is the state on that date as known now
+(see `readmodel`). Bad parameters get 422 naming the parameter; a database that does not
+answer gets 503.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from collections.abc import Awaitable, Callable
+from typing import Annotated, TypeVar, cast
+
+import asyncpg
+import structlog
+from fastapi import APIRouter, Depends, HTTPException, Query, Response
+from pydantic import BaseModel, ConfigDict, Field
+
+from dxtalent_contracts.fiscal import fiscal_year_end, reiwa_label
+from dxtalent_contracts.types import EARLIEST_DATE, ID_PATTERN, LATEST_DATE
+from dxtalent_infra.runtime import ServiceContext, bearer_guard
+from dxtalent_reporting.csv_export import MEDIA_TYPE, csv_filename, progress_csv
+from dxtalent_reporting.domain.progress import UNKNOWN_DEPARTMENT, Progress, target_progress
+from dxtalent_reporting.queries import ReportData, ReportReader, by_department
+
+log = structlog.get_logger(__name__)
+T = TypeVar("T")
+_ISO_DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
+
+
+class LevelProgressOut(BaseModel):
+    """One level: reached = certified at this level or higher and still employed."""
+
+    model_config = ConfigDict(frozen=True)
+
+    level: int = Field(examples=[1])
+    target: int | None = Field(
+        description="headcount target of the catalog (city-wide); null when none is set",
+        examples=[100],
+    )
+    reached: int = Field(description="employed staff at this level or higher", examples=[73])
+    exactly: int = Field(description="employed staff whose highest level is this", examples=[60])
+    percent: float | None = Field(
+        description="reached / target × 100, one decimal; null when the target is 0 or unset",
+        examples=[73.0],
+    )
+    left: int = Field(description="staff at this level or higher who had left by as_of")
+
+
+class ProgressReport(BaseModel):
+    """Progress of one fiscal year on one date, city-wide or for one department."""
+
+    model_config = ConfigDict(frozen=True)
+
+    fiscal_year: int = Field(examples=[2025])
+    fiscal_year_label: str = Field(examples=["令和7年度"])
+    as_of: dt.date = Field(examples=["2026-03-31"])
+    department: str | None = Field(default=None, description="null for the city-wide report")
+    levels: list[LevelProgressOut]
+    left: int = Field(description="staff holding any level who had left by as_of")
+
+
+class DepartmentProgressOut(BaseModel):
+    """One department's levels; `target` is the city-wide target, shown for reference."""
+
+    model_config = ConfigDict(frozen=True)
+
+    department: str
+    department_name: str | None = None
+    nominated_leader: bool = Field(description="a DX leader was nominated for this fiscal year")
+    levels: list[LevelProgressOut]
+    left: int
+
+
+class DepartmentsReport(BaseModel):
+    """Per department: where the employee records place staff on as_of."""
+
+    model_config = ConfigDict(frozen=True)
+
+    fiscal_year: int
+    fiscal_year_label: str
+    as_of: dt.date
+    departments: list[DepartmentProgressOut]
+    without_nominated_leader: list[str] = Field(
+        description="departments on the report without a nominated leader in the fiscal year"
+    )
+
+
+FiscalYearParam = Annotated[
+    int, Query(ge=2019, le=2100, description="fiscal year (年度) by its starting year")
+]
+DepartmentParam = Annotated[
+    str | None, Query(pattern=ID_PATTERN, description="department code; omit for city-wide")
+]
+
+
+def _bad_as_of(as_of: str, problem: str) -> HTTPException:
+    detail = {
+        "loc": ["query", "as_of"],
+        "msg": f"as_of must be a calendar date YYYY-MM-DD: {problem}",
+        "type": "value_error",
+        "input": as_of,
+    }
+    return HTTPException(status_code=422, detail=[detail])
+
+
+def as_of_param(
+    as_of: Annotated[
+        str | None,
+        Query(description="report date YYYY-MM-DD; default the fiscal year's last day"),
+    ] = None,
+) -> dt.date | None:
+    """`as_of` as a date, or 422 naming the parameter."""
+    if as_of is None:
+        return None
+    if not _ISO_DATE.fullmatch(as_of):
+        raise _bad_as_of(as_of, "not in the form YYYY-MM-DD")
+    try:
+        day = dt.date.fromisoformat(as_of)
+    except ValueError as exc:
+        raise _bad_as_of(as_of, str(exc)) from exc
+    if not EARLIEST_DATE <= day <= LATEST_DATE:
+        raise _bad_as_of(as_of, f"outside {EARLIEST_DATE} .. {LATEST_DATE}")
+    return day
+
+
+AsOfParam = Annotated[dt.date | None, Depends(as_of_param)]
+
+
+def _levels(progress: Progress) -> list[LevelProgressOut]:
+    return [
+        LevelProgressOut(
+            level=p.level,
+            target=p.target,
+            reached=p.reached,
+            exactly=p.exactly,
+            percent=None if p.percent is None else float(p.percent),
+            left=p.left,
+        )
+        for p in progress.levels
+    ]
+
+
+def progress_report(progress: Progress) -> ProgressReport:
+    """The JSON body of a `Progress`."""
+    return ProgressReport(
+        fiscal_year=progress.fiscal_year,
+        fiscal_year_label=progress.fiscal_year_label,
+        as_of=progress.as_of,
+        department=progress.department,
+        levels=_levels(progress),
+        left=progress.left,
+    )
+
+
+def departments_report(
+    ctx: ServiceContext, fiscal_year: int, as_of: dt.date, data: ReportData
+) -> DepartmentsReport:
+    """Every department the report date places someone in, or that nominated a leader."""
+    reports = by_department(ctx.catalog, fiscal_year, data.standings, as_of)
+    for department in data.nominated_departments - reports.keys():
+        reports[department] = target_progress(ctx.catalog, fiscal_year, (), as_of, department)
+    rows = [
+        DepartmentProgressOut(
+            department=code,
+            department_name=data.department_names.get(code),
+            nominated_leader=code in data.nominated_departments,
+            levels=_levels(reports[code]),
+            left=reports[code].left,
+        )
+        for code in sorted(reports)
+    ]
+    return DepartmentsReport(
+        fiscal_year=fiscal_year,
+        fiscal_year_label=reiwa_label(fiscal_year),
+        as_of=as_of,
+        departments=rows,
+        without_nominated_leader=[
+            r.department
+            for r in rows
+            if not r.nominated_leader and r.department != UNKNOWN_DEPARTMENT
+        ],
+    )
+
+
+def routes(ctx: ServiceContext) -> APIRouter:
+    """The `/v1` routes of the reporting service."""
+    reader = ReportReader(ctx.schema)
+    router = APIRouter(
+        prefix="/v1",
+        tags=["progress"],
+        dependencies=[Depends(bearer_guard(ctx.settings))],
+        responses={401: {"description": "missing or wrong bearer token"}},
+    )
+
+    async def read(query: Callable[[asyncpg.Connection], Awaitable[T]]) -> T:
+        try:
+            async with ctx.pool.acquire(timeout=5) as conn:
+                return await query(cast(asyncpg.Connection, conn))
+        except (OSError, TimeoutError, asyncpg.PostgresError) as exc:
+            log.warning("report.database_unavailable", error=repr(exc))
+            raise HTTPException(503, "the database does not answer; try again") from exc
+
+    async def city_or_department(
+        fiscal_year: int, as_of: dt.date | None, department: str | None
+    ) -> Progress:
+        data = await read(reader.standings)
+        return target_progress(ctx.catalog, fiscal_year, data.standings, as_of, department)
+
+    @router.get("/progress", response_model=ProgressReport, summary="Progress against targets")
+    async def progress(
+        fiscal_year: FiscalYearParam, as_of: AsOfParam, department: DepartmentParam = None
+    ) -> ProgressReport:
+        """Reached / exactly / percent per level of `fiscal_year` on `as_of`."""
+        return progress_report(await city_or_department(fiscal_year, as_of, department))
+
+    @router.get(
+        "/progress.csv",
+        response_class=Response,
+        summary="Progress against targets as CSV (UTF-8 with BOM)",
+        responses={200: {"content": {"text/csv": {}}, "description": "the report as CSV"}},
+    )
+    async def progress_csv_export(
+        fiscal_year: FiscalYearParam, as_of: AsOfParam, department: DepartmentParam = None
+    ) -> Response:
+        """The `/v1/progress` table as a CSV download."""
+        body = progress_csv(await city_or_department(fiscal_year, as_of, department))
+        filename = csv_filename(fiscal_year, department)
+        return Response(
+            body,
+            media_type=MEDIA_TYPE,
+            headers={"Content-Disposition": f'attachment; filename="{filename}"'},
+        )
+
+    @router.get(
+        "/progress/departments", response_model=DepartmentsReport, summary="Progress by department"
+    )
+    async def progress_departments(
+        fiscal_year: FiscalYearParam, as_of: AsOfParam
+    ) -> DepartmentsReport:
+        """Per department the same levels, and the departments without a nominated leader."""
+        day = as_of or fiscal_year_end(fiscal_year)
+
+        async def query(conn: asyncpg.Connection) -> ReportData:
+            return await reader.departments(conn, fiscal_year, day)
+
+        return departments_report(ctx, fiscal_year, day, await read(query))
+
+    return router

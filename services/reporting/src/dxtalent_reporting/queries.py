@@ -1,0 +1,139 @@
+"""Reading the read model for a report: a few queries, then the pure progress functions.
+
+A report reads every employee the read model knows (a few thousand rows) in one read-only,
+repeatable-read transaction, so the tables are seen at one instant while the consumer writes.
+
+Where an employee has no HR record yet, their department comes from their nominations (a
+nomination places them in its department from April 1 of its fiscal year), else from the
+department their certified levels name; `Standing.department_on` then applies as for records.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections import defaultdict
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+
+import asyncpg
+
+from dxtalent_contracts.catalog import Catalog
+from dxtalent_contracts.fiscal import fiscal_year_start
+from dxtalent_infra.migrations import quote_ident
+from dxtalent_reporting.domain.progress import Progress, Standing, target_progress
+
+RecordRow = tuple[str, dt.date, str]  # employee_id, effective_date, department_code
+DepartureRow = tuple[str, dt.date]  # employee_id, left_on
+LevelRow = tuple[str, int, dt.date, str | None]  # employee_id, level, certified_on, department
+NominationRow = tuple[str, int, str]  # employee_id, fiscal_year, department_code
+
+
+@dataclass(frozen=True)
+class ReportData:
+    """Everything a report of one fiscal year needs, read at one instant."""
+
+    standings: tuple[Standing, ...]
+    nominated_departments: frozenset[str] = frozenset()
+    department_names: Mapping[str, str] = field(default_factory=dict)
+
+
+def assemble_standings(
+    records: Iterable[RecordRow],
+    departures: Iterable[DepartureRow],
+    levels: Iterable[LevelRow],
+    nominations: Iterable[NominationRow],
+) -> list[Standing]:
+    """One `Standing` per employee found in any of the rows, sorted by employee id."""
+    by_record: dict[str, list[tuple[dt.date, str]]] = defaultdict(list)
+    for employee, effective, department in records:
+        by_record[employee].append((effective, department))
+    by_nomination: dict[str, list[tuple[dt.date, str]]] = defaultdict(list)
+    for employee, year, department in nominations:
+        by_nomination[employee].append((fiscal_year_start(year), department))
+    by_level_department: dict[str, list[tuple[dt.date, str]]] = defaultdict(list)
+    certified: dict[str, dict[int, dt.date]] = defaultdict(dict)
+    for employee, level, on, named in levels:
+        certified[employee][level] = on
+        if named is not None:
+            by_level_department[employee].append((on, named))
+    left = dict(departures)
+    everyone = sorted({*by_record, *by_nomination, *certified, *left})
+    return [
+        Standing(
+            employee_id=e,
+            records=tuple(by_record.get(e) or by_nomination.get(e) or by_level_department[e]),
+            left_on=left.get(e),
+            levels=certified.get(e, {}),
+        )
+        for e in everyone
+    ]
+
+
+def by_department(
+    catalog: Catalog, fiscal_year: int, standings: Iterable[Standing], as_of: dt.date
+) -> dict[str, Progress]:
+    """`progress_by_department`, grouping first so each employee is placed once (O(n))."""
+    groups: dict[str, list[Standing]] = defaultdict(list)
+    for standing in standings:
+        groups[standing.department_on(as_of)].append(standing)
+    return {d: target_progress(catalog, fiscal_year, groups[d], as_of, d) for d in sorted(groups)}
+
+
+class ReportReader:
+    """The reads of one report from the read model of `schema`."""
+
+    def __init__(self, schema: str) -> None:
+        q = quote_ident(schema)
+        self._records = (
+            f"SELECT employee_id, effective_date, department_code FROM {q}.employee_records"
+        )
+        self._departures = f"SELECT employee_id, left_on FROM {q}.departures"
+        self._levels = (
+            f"SELECT employee_id, level, certified_on, department_code FROM {q}.levels"
+            " WHERE NOT revoked"
+        )
+        self._nominations = f"SELECT employee_id, fiscal_year, department_code FROM {q}.nominations"
+        self._nominated = (
+            f"SELECT DISTINCT department_code FROM {q}.nominations WHERE fiscal_year = $1"
+        )
+        # the name on the record in force on the report date, else the latest one known
+        self._names = (
+            f"SELECT DISTINCT ON (department_code) department_code, department_name"
+            f" FROM {q}.employee_records WHERE department_name IS NOT NULL"
+            " ORDER BY department_code, (effective_date <= $1) DESC, effective_date DESC,"
+            " fact_id DESC"
+        )
+
+    async def standings(self, conn: asyncpg.Connection) -> ReportData:
+        """Every employee's standing (for the city-wide or one department's report)."""
+        async with conn.transaction(isolation="repeatable_read", readonly=True):
+            return ReportData(standings=tuple(await self._standings(conn)))
+
+    async def departments(
+        self, conn: asyncpg.Connection, fiscal_year: int, as_of: dt.date
+    ) -> ReportData:
+        """Standings plus the departments that nominated a leader and the department names."""
+        async with conn.transaction(isolation="repeatable_read", readonly=True):
+            standings = await self._standings(conn)
+            nominated = await conn.fetch(self._nominated, fiscal_year)
+            names = await conn.fetch(self._names, as_of)
+        return ReportData(
+            standings=tuple(standings),
+            nominated_departments=frozenset(r["department_code"] for r in nominated),
+            department_names=MappingProxyType(
+                {r["department_code"]: r["department_name"] for r in names}
+            ),
+        )
+
+    async def _standings(self, conn: asyncpg.Connection) -> list[Standing]:
+        records = await conn.fetch(self._records)
+        departures = await conn.fetch(self._departures)
+        levels = await conn.fetch(self._levels)
+        nominations = await conn.fetch(self._nominations)
+        return assemble_standings(
+            ((r[0], r[1], r[2]) for r in records),
+            ((r[0], r[1]) for r in departures),
+            ((r[0], r[1], r[2], r[3]) for r in levels),
+            ((r[0], r[1], r[2]) for r in nominations),
+        )
