@@ -49,7 +49,9 @@ async def migrate(
     applied: list[int] = []
     async with conn.transaction():
         await conn.execute("SELECT pg_advisory_xact_lock($1)", _lock_key(schema, component))
-        await conn.execute(f"CREATE SCHEMA IF NOT EXISTS {q}")
+        # a least-privilege role may own its schema without CREATE on the database
+        if await conn.fetchval("SELECT to_regnamespace($1) IS NULL", q):
+            await conn.execute(f"CREATE SCHEMA IF NOT EXISTS {q}")
         await conn.execute(
             f"CREATE TABLE IF NOT EXISTS {q}.schema_migrations ("
             " component text NOT NULL, version int NOT NULL, description text NOT NULL,"
