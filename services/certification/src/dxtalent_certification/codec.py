@@ -1,0 +1,190 @@
+"""One employee's facts and certification state as the JSON of the `employees` read model.
+
+`facts_to_json` / `facts_from_json` and `state_to_json` / `state_from_json` round-trip. Every
+document carries its format number `v`, so a later format can upcast older rows on read.
+Facts are written sorted by id, skills and levels by key, so equal values read alike.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from typing import Any
+
+from dxtalent_certification.domain.facts import (
+    Completion,
+    Departure,
+    EmployeeFacts,
+    EmployeeRecord,
+    Nomination,
+    Void,
+)
+from dxtalent_certification.domain.state import CertificationState, CertifiedLevel, HeldSkill
+from dxtalent_contracts.events import Evidence
+
+FORMAT = 1
+
+
+# --- facts ------------------------------------------------------------------------------------
+
+
+def facts_to_json(facts: EmployeeFacts) -> str:
+    """One employee's facts as a JSON document."""
+    doc = {
+        "v": FORMAT,
+        "employee_id": facts.employee_id,
+        "records": [
+            {
+                "id": r.fact_id,
+                "department_code": r.department_code,
+                "categories": sorted(r.categories),
+                "duty_skills": sorted(r.duty_skills),
+                "effective_date": r.effective_date.isoformat(),
+                "it_qualified_hire": r.it_qualified_hire,
+            }
+            for r in _by_id(facts.records)
+        ],
+        "nominations": [
+            {"id": n.fact_id, "fiscal_year": n.fiscal_year, "department_code": n.department_code}
+            for n in _by_id(facts.nominations)
+        ],
+        "completions": [
+            {"id": c.fact_id, "course_id": c.course_id, "completed_on": c.completed_on.isoformat()}
+            for c in _by_id(facts.completions)
+        ],
+        "voids": [
+            {
+                "id": v.fact_id,
+                "course_id": v.course_id,
+                "voided": v.voided_fact_id,
+                "reason": v.reason,
+            }
+            for v in _by_id(facts.voids)
+        ],
+        "departures": [
+            {"id": x.fact_id, "left_on": x.left_on.isoformat()} for x in _by_id(facts.departures)
+        ],
+    }
+    return _dumps(doc)
+
+
+def facts_from_json(text: str) -> EmployeeFacts:
+    """The inverse of `facts_to_json`."""
+    doc = _load(text)
+    e: str = doc["employee_id"]
+    day = dt.date.fromisoformat
+    return EmployeeFacts(
+        employee_id=e,
+        records=frozenset(
+            EmployeeRecord(
+                fact_id=r["id"],
+                employee_id=e,
+                department_code=r["department_code"],
+                categories=frozenset(r["categories"]),
+                duty_skills=frozenset(r["duty_skills"]),
+                effective_date=day(r["effective_date"]),
+                it_qualified_hire=r["it_qualified_hire"],
+            )
+            for r in doc["records"]
+        ),
+        nominations=frozenset(
+            Nomination(n["id"], e, n["fiscal_year"], n["department_code"])
+            for n in doc["nominations"]
+        ),
+        completions=frozenset(
+            Completion(c["id"], e, c["course_id"], day(c["completed_on"]))
+            for c in doc["completions"]
+        ),
+        voids=frozenset(
+            Void(v["id"], e, v["course_id"], v["voided"], v["reason"]) for v in doc["voids"]
+        ),
+        departures=frozenset(Departure(x["id"], e, day(x["left_on"])) for x in doc["departures"]),
+    )
+
+
+# --- state ------------------------------------------------------------------------------------
+
+
+def state_to_json(state: CertificationState) -> str:
+    """One employee's skills and levels as a JSON document."""
+    doc = {
+        "v": FORMAT,
+        "employee_id": state.employee_id,
+        "skills": [
+            {
+                "skill": s.skill,
+                "course_id": s.course_id,
+                "acquired_on": s.acquired_on.isoformat(),
+                "evidence": s.evidence_fact_id,
+            }
+            for s in state.skills.values()
+        ],
+        "levels": [
+            {
+                "level": lv.level,
+                "certified_on": lv.certified_on.isoformat(),
+                "fiscal_year": lv.fiscal_year,
+                "department_code": lv.department_code,
+                "via_equivalence": lv.via_equivalence,
+                "evidence": [
+                    {
+                        "skill": e.skill,
+                        "course_id": e.course_id,
+                        "completed_on": e.completed_on.isoformat(),
+                        "event_id": e.event_id,
+                    }
+                    for e in lv.evidence
+                ],
+            }
+            for lv in state.levels.values()
+        ],
+    }
+    return _dumps(doc)
+
+
+def state_from_json(text: str) -> CertificationState:
+    """The inverse of `state_to_json`."""
+    doc = _load(text)
+    day = dt.date.fromisoformat
+    skills = {
+        s["skill"]: HeldSkill(s["skill"], s["course_id"], day(s["acquired_on"]), s["evidence"])
+        for s in doc["skills"]
+    }
+    levels = {
+        lv["level"]: CertifiedLevel(
+            level=lv["level"],
+            certified_on=day(lv["certified_on"]),
+            fiscal_year=lv["fiscal_year"],
+            department_code=lv["department_code"],
+            evidence=tuple(
+                Evidence(
+                    skill=e["skill"],
+                    course_id=e["course_id"],
+                    completed_on=day(e["completed_on"]),
+                    event_id=e["event_id"],
+                )
+                for e in lv["evidence"]
+            ),
+            via_equivalence=lv["via_equivalence"],
+        )
+        for lv in doc["levels"]
+    }
+    return CertificationState(doc["employee_id"], skills, levels)
+
+
+# --- helpers ----------------------------------------------------------------------------------
+
+
+def _by_id(facts: frozenset[Any]) -> list[Any]:
+    return sorted(facts, key=lambda f: f.fact_id)
+
+
+def _dumps(doc: dict[str, Any]) -> str:
+    return json.dumps(doc, ensure_ascii=False, separators=(",", ":"))
+
+
+def _load(text: str) -> dict[str, Any]:
+    doc: dict[str, Any] = json.loads(text)
+    if doc.get("v") != FORMAT:
+        raise ValueError(f"unknown read-model format {doc.get('v')!r}; this code reads {FORMAT}")
+    return doc

@@ -1,0 +1,156 @@
+"""The consumer handler: one enrollment event in, the employee's row and certification events out.
+
+Runs inside the consumer's batch transaction. Per message: one `SELECT … FOR UPDATE` of the
+employee's row, one write of it, and (when something changed) one append of the emitted
+events to stream `employee-{id}` of the certification event store; the outbox relay then
+publishes them on `dx.events.certification.*`. A fact the row already holds (a re-published
+event) changes nothing and writes nothing.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+
+import asyncpg
+import structlog
+from prometheus_client import Counter
+
+from dxtalent_certification.domain.decide import DomainChange, decide
+from dxtalent_certification.domain.facts import EmployeeFacts, Fact
+from dxtalent_certification.domain.state import CertificationState
+from dxtalent_certification.enrollment_facts import UnexpectedEventError, fact_of
+from dxtalent_certification.projection import PostgresEmployeeProjection
+from dxtalent_contracts.envelope import CloudEvent
+from dxtalent_contracts.events import (
+    LevelCertified,
+    LevelCertifiedEvent,
+    LevelRevoked,
+    LevelRevokedEvent,
+    SkillAcquired,
+    SkillAcquiredEvent,
+    SkillRevoked,
+    SkillRevokedEvent,
+)
+from dxtalent_contracts.registry import AnyEvent, Rejection, parse_event, type_name
+from dxtalent_infra.consumer import Delivery, RejectMessage
+from dxtalent_infra.metrics import DUPLICATES
+from dxtalent_infra.records import NewEvent
+from dxtalent_infra.runtime import Handler, ServiceContext
+
+log = structlog.get_logger(__name__)
+
+#: Namespace of the ids of emitted events: uuid5(causing event id, index), so applying one
+#: enrollment event twice could only ever produce the same ids.
+EMITTED_NAMESPACE = uuid.UUID("3a4c1f0e-7d52-4b8e-a1c9-5e2f8b6d0c47")
+
+_TYPE_OF: dict[type[DomainChange], str] = {
+    SkillAcquired: type_name(SkillAcquiredEvent),
+    SkillRevoked: type_name(SkillRevokedEvent),
+    LevelCertified: type_name(LevelCertifiedEvent),
+    LevelRevoked: type_name(LevelRevokedEvent),
+}
+
+CHANGES = Counter(
+    "dxtalent_certification_changes_total",
+    "Certification events emitted, by CloudEvents type.",
+    ["type"],
+)
+
+
+def emitted_event_id(causing_event_id: str, index: int) -> str:
+    """The id of the `index`-th event emitted for one enrollment event."""
+    return str(uuid.uuid5(EMITTED_NAMESPACE, f"{causing_event_id}\x00{index}"))
+
+
+def to_new_events(
+    changes: list[DomainChange], cause: CloudEvent, received_at: dt.datetime
+) -> list[NewEvent]:
+    """The changes `cause` produced, as events for the certification store."""
+    correlation = cause.correlationid or cause.id
+    return [
+        NewEvent(
+            event_id=emitted_event_id(cause.id, i),
+            event_type=_TYPE_OF[type(change)],
+            data=change.model_dump(mode="json"),
+            occurred_at=cause.time or received_at,
+            subject=change.employee_id,
+            causation_id=cause.id,
+            correlation_id=correlation,
+        )
+        for i, change in enumerate(changes)
+    ]
+
+
+class CertificationHandler:
+    """Applies one enrollment event to its employee (see the module docstring)."""
+
+    def __init__(self, ctx: ServiceContext) -> None:
+        self._catalog = ctx.catalog
+        self._store = ctx.store
+        self._projection = PostgresEmployeeProjection(ctx.schema)
+        self._duplicates = DUPLICATES.labels(service=ctx.name)
+
+    async def __call__(self, conn: asyncpg.Connection, delivery: Delivery) -> None:
+        """Handle one message inside the consumer's transaction on `conn`."""
+        event = _parse(delivery)
+        fact = _fact(event)
+        if fact is None:
+            return
+        with structlog.contextvars.bound_contextvars(
+            event_id=event.id,
+            correlation_id=event.correlationid or event.id,
+            causation_id=event.causationid,
+            employee_id=fact.employee_id,
+        ):
+            await self._apply(conn, event, fact, delivery.received_at)
+
+    async def _apply(
+        self, conn: asyncpg.Connection, event: AnyEvent, fact: Fact, received_at: dt.datetime
+    ) -> None:
+        employee_id = fact.employee_id
+        row = await self._projection.lock(conn, employee_id)
+        facts = row.facts if row else EmployeeFacts(employee_id)
+        if facts.with_fact(fact) is facts:
+            self._duplicates.inc()
+            log.debug("certification.fact_known")
+            return
+        state = row.state if row else CertificationState.empty(employee_id)
+        new_facts, new_state, changes = decide(self._catalog, facts, state, fact)
+        await self._projection.save(conn, new_facts, new_state, existed=row is not None)
+        if changes:
+            events = to_new_events(changes, event, received_at)
+            await self._store.append(f"employee-{employee_id}", None, events, conn=conn)
+            _record(changes, events)
+
+
+def certification_handler(ctx: ServiceContext) -> Handler:
+    """Build the handler of `dx.events.enrollment.*` messages for a running service."""
+    return CertificationHandler(ctx)
+
+
+def _record(changes: list[DomainChange], events: list[NewEvent]) -> None:
+    """Count what was emitted; log level changes (rare enough to log each)."""
+    for change, new in zip(changes, events, strict=True):
+        CHANGES.labels(new.event_type).inc()
+        if isinstance(change, LevelCertified | LevelRevoked):
+            log.info(
+                "certification.level_changed",
+                emitted=new.event_type,
+                emitted_id=new.event_id,
+                level=change.level,
+            )
+
+
+def _parse(delivery: Delivery) -> AnyEvent:
+    parsed = parse_event(delivery.data)
+    if isinstance(parsed, Rejection):
+        raise RejectMessage(parsed.reason, parsed.errors)
+    return parsed
+
+
+def _fact(event: AnyEvent) -> Fact | None:
+    try:
+        return fact_of(event)
+    except UnexpectedEventError as exc:
+        raise RejectMessage(str(exc)) from exc

@@ -1,0 +1,76 @@
+"""HTTP queries of the certification service (`/v1`, bearer token when `DXT_API_TOKEN` is set).
+
+- `GET /v1/employees/{employee_id}`: current level, held skills with evidence, and for the next
+  level the missing skills with the catalog courses that grant them. 404 when no enrollment
+  fact about the employee has been applied; 422 for an id that is not a valid employee id.
+- `GET /v1/categories`: staff-category compliance of the employees active today (Japan date),
+  from the skills they hold now.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Annotated, cast
+
+import asyncpg
+from fastapi import APIRouter, Depends, HTTPException, Path
+
+from dxtalent_certification.domain.categories import category_statuses, staff_member
+from dxtalent_certification.projection import PostgresEmployeeProjection
+from dxtalent_certification.views import (
+    CategoriesView,
+    EmployeeView,
+    category_view,
+    employee_view,
+)
+from dxtalent_contracts.types import ID_PATTERN
+from dxtalent_infra.runtime import ServiceContext, bearer_guard
+
+JST = dt.timezone(dt.timedelta(hours=9), "JST")
+
+EmployeeId = Annotated[
+    str, Path(pattern=ID_PATTERN, description="employee id", examples=["E000123"])
+]
+
+
+def routes(ctx: ServiceContext) -> APIRouter:
+    """The service's `/v1` routes, reading the `employees` read model of `ctx.schema`."""
+    projection = PostgresEmployeeProjection(ctx.schema)
+    router = APIRouter(
+        prefix="/v1", tags=["certification"], dependencies=[Depends(bearer_guard(ctx.settings))]
+    )
+
+    @router.get(
+        "/employees/{employee_id}",
+        responses={404: {"description": "no fact about this employee has been applied"}},
+    )
+    async def get_employee(employee_id: EmployeeId) -> EmployeeView:
+        """One employee's levels, skills with evidence, and what the next level needs."""
+        async with ctx.pool.acquire() as conn:
+            row = await projection.get(cast(asyncpg.Connection, conn), employee_id)
+        if row is None:
+            raise HTTPException(
+                status_code=404,
+                detail=f"employee {employee_id!r} is unknown: no enrollment fact about them "
+                "has been applied yet",
+            )
+        return employee_view(ctx.catalog, row)
+
+    @router.get("/categories")
+    async def get_categories() -> CategoriesView:
+        """Staff-category compliance: members, compliant members, what the others lack."""
+        day = dt.datetime.now(JST).date()
+        staff = []
+        async with ctx.pool.acquire() as proxy:
+            conn = cast(asyncpg.Connection, proxy)
+            async with conn.transaction(readonly=True):
+                async for row in projection.all(conn):
+                    staff.append(staff_member(row.facts, row.state, day))
+        statuses = category_statuses(ctx.catalog, staff)
+        return CategoriesView(
+            as_of=day,
+            policy_version=ctx.catalog.policy_version,
+            categories=[category_view(s) for s in statuses],
+        )
+
+    return router

@@ -1,0 +1,33 @@
+"""The certification service: skills and DX-leader levels, from enrollment's domain events.
+
+Consumes `dx.events.enrollment.>` (stream `DX_EVENTS`, durable `certification`); each fact
+updates the employee's row in the `employees` read model, the pure rules (`domain`) decide
+what changed, and the resulting `SkillAcquired` / `SkillRevoked` / `LevelCertified` /
+`LevelRevoked` events are appended to the service's event store and published from its outbox
+on `dx.events.certification.*`. A message that is not a valid enrollment event is
+dead-lettered on `dx.deadletter.certification` with its reason. HTTP: see `http`.
+"""
+
+from __future__ import annotations
+
+from dxtalent_certification.handler import certification_handler
+from dxtalent_certification.http import routes
+from dxtalent_certification.projection import COMPONENT, MIGRATIONS
+from dxtalent_infra.runtime import ConsumerSpec, ServiceSpec
+
+SPEC = ServiceSpec(
+    name="certification",
+    default_port=8082,
+    publishes=True,
+    consumers=(
+        ConsumerSpec(
+            stream="DX_EVENTS",
+            durable="certification",
+            filter_subjects=("dx.events.enrollment.>",),
+            deadletter_subject="dx.deadletter.certification",
+            handler=certification_handler,
+        ),
+    ),
+    migrations=((COMPONENT, MIGRATIONS),),
+    routes=routes,
+)

@@ -1,0 +1,87 @@
+"""`service`: the certification service running in-process for one test, against real servers.
+
+The fixture owns shutdown through `run_service`'s stop event (what SIGTERM sets in a real
+process): a graceful stop. The test's schema and streams are removed afterwards.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import socket
+from collections.abc import AsyncIterator
+
+import asyncpg
+import httpx
+import nats
+import pytest
+from pydantic import SecretStr
+
+from dxtalent_certification.service import SPEC
+from dxtalent_infra.migrations import quote_ident
+from dxtalent_infra.runtime import run_service, schema_for
+from dxtalent_infra.settings import Settings
+from dxtalent_infra.topology import Topology
+from tests.integration.certification.harness import TOKEN, RunningService, eventually
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+async def _stop(task: asyncio.Task[None], stop: asyncio.Event) -> None:
+    stop.set()
+    with contextlib.suppress(Exception, asyncio.CancelledError):
+        await asyncio.wait_for(task, 20)
+
+
+async def _drop_schema(database_url: str, schema: str) -> None:
+    conn = await asyncpg.connect(database_url, timeout=5)
+    try:
+        await conn.execute(f"DROP SCHEMA IF EXISTS {quote_ident(schema)} CASCADE")
+    finally:
+        await conn.close()
+
+
+@pytest.fixture
+async def service(
+    nats_url: str, database_url: str, topology: Topology
+) -> AsyncIterator[RunningService]:
+    """The certification service on a free port, with DXT_API_TOKEN set, until the test ends."""
+    port = free_port()
+    settings = Settings(
+        nats_url=nats_url,
+        database_url=database_url,
+        prefix=topology.prefix,
+        http_port=port,
+        relay_poll_interval_s=0.2,
+        api_token=SecretStr(TOKEN),
+        catalog=None,
+    )
+    schema = schema_for(settings, SPEC.name)
+    stop = asyncio.Event()
+    task = asyncio.create_task(run_service(SPEC, settings, stop))
+    http = httpx.AsyncClient(
+        base_url=f"http://127.0.0.1:{port}", headers={"Authorization": f"Bearer {TOKEN}"}
+    )
+
+    async def alive() -> bool:
+        return task.done() or (await http.get("/healthz")).status_code == 200
+
+    nc = await nats.connect(nats_url)
+    pool = await asyncpg.create_pool(database_url, min_size=1, max_size=2)
+    try:
+        await eventually(alive, "the service answers /healthz")
+        if task.done():
+            raise AssertionError(f"the service stopped at start: {task.exception()!r}")
+        yield RunningService(topology, schema, nc, nc.jetstream(), pool, http)
+    finally:
+        await _stop(task, stop)
+        await http.aclose()
+        await pool.close()
+        await nc.close()
+        await _drop_schema(database_url, schema)

@@ -1,0 +1,101 @@
+"""The certification HTTP API over a running service: an employee's levels, skills with
+evidence, the next level's missing skills with courses; 404, 422 and 401 with a message."""
+
+from __future__ import annotations
+
+from tests.integration.certification.harness import L1_COURSES, Enrollment, RunningService
+
+
+async def test_an_employee_shows_level_skills_and_what_the_next_level_needs(
+    service: RunningService,
+) -> None:
+    """Level 1 with its evidence, every skill with its completion, level 2's missing skills
+    with the courses that grant them."""
+    who = Enrollment()
+    completions = [who.completion(c, "2025-06-02") for c in L1_COURSES]
+    for event in [who.record(department="D-KIKAKU"), who.nomination(2025), *completions]:
+        await service.publish(event)
+    await service.caught_up()
+
+    body = await service.employee(who.employee_id)
+    assert body["employee_id"] == who.employee_id
+    assert body["department_code"] == "D-KIKAKU"
+    assert body["categories"] == ["dx-leader"]
+    assert body["current_level"] == 1
+    assert body["left_on"] is None
+    assert body["policy_version"] == "hirakata-2025.1"
+    [level] = body["levels"]
+    assert level["level"] == 1
+    assert (level["certified_on"], level["fiscal_year"]) == ("2025-06-02", 2025)
+    assert level["fiscal_year_label"] == "令和7年度"
+    assert (level["department_code"], level["via_equivalence"]) == ("D-KIKAKU", False)
+    fact_of_course = {c.data.course_id: c.data.fact_id for c in completions}
+    assert {(e["course_id"], e["event_id"]) for e in level["evidence"]} == set(
+        fact_of_course.items()
+    )
+    skills = {s["skill"]: s for s in body["skills"]}
+    assert len(skills) == len(L1_COURSES)
+    assert skills["dx-basics"] == {
+        "skill": "dx-basics",
+        "name": "DX基礎",
+        "area": "ICT",
+        "course_id": "DX-101",
+        "acquired_on": "2025-06-02",
+        "evidence_event_id": fact_of_course["DX-101"],
+    }
+    following = body["next_level"]
+    assert (following["level"], following["nomination_missing"]) == (2, False)
+    missing = {m["skill"]: m for m in following["missing"]}
+    assert set(missing) == {
+        "bpr-basic",
+        "data-applied",
+        "design-applied",
+        "nocode-use",
+        "rpa-ocr-use",
+    }
+    assert missing["bpr-basic"]["courses"] == [
+        {"course_id": "BPR-201", "name": "BPR（基礎）", "track": "L2"}
+    ]
+
+
+async def test_an_unknown_or_invalid_employee_id_is_a_clear_4xx(service: RunningService) -> None:
+    """404 with a detail for an employee no fact names; 422 for an id outside the pattern."""
+    unknown = await service.http.get("/v1/employees/E-NOBODY")
+    assert unknown.status_code == 404
+    assert "E-NOBODY" in unknown.json()["detail"]
+    for bad in ("-starts-with-hyphen", "x" * 65, "has.dot"):
+        response = await service.http.get(f"/v1/employees/{bad}")
+        assert response.status_code == 422, bad
+        assert response.json()["detail"]
+
+
+async def test_queries_need_the_bearer_token_when_one_is_set(service: RunningService) -> None:
+    """Without `Authorization: Bearer <DXT_API_TOKEN>`: 401; health stays open."""
+    for headers in ({"Authorization": ""}, {"Authorization": "Bearer wrong"}):
+        response = await service.http.get("/v1/employees/E000001", headers=headers)
+        assert response.status_code == 401
+        assert response.json()["detail"] == "missing or wrong bearer token"
+    assert (await service.http.get("/healthz", headers={"Authorization": ""})).status_code == 200
+
+
+async def test_categories_summarise_compliance_and_openapi_documents_the_api(
+    service: RunningService,
+) -> None:
+    """/v1/categories counts members and compliance; /openapi.json documents both queries."""
+    who = Enrollment()
+    await service.publish(who.record())
+    await service.caught_up()
+
+    categories = (await service.http.get("/v1/categories")).json()
+    by_code = {c["code"]: c for c in categories["categories"]}
+    assert by_code["dx-leader"]["members"] == 1
+    assert by_code["dx-leader"]["compliant"] == 0
+    assert by_code["dx-leader"]["percent"] == 0.0
+    assert by_code["dx-leader"]["missing_by_skill"]["dx-basics"] == 1
+    assert by_code["executive"]["percent"] is None
+
+    schema = (await service.http.get("/openapi.json")).json()
+    assert "/v1/employees/{employee_id}" in schema["paths"]
+    assert "/v1/categories" in schema["paths"]
+    fields = schema["components"]["schemas"]["EmployeeView"]["properties"]
+    assert {"current_level", "levels", "skills", "next_level", "policy_version"} <= set(fields)
