@@ -122,7 +122,10 @@ class LocalStack:
             if svc.proc.poll() is not None:
                 out[name] = False
                 continue
-            status, _ = http_json(svc.base_url + "/readyz", timeout=2)
+            try:
+                status, _ = http_json(svc.base_url + "/readyz", timeout=2)
+            except OSError:  # not listening yet
+                status = 0
             out[name] = status == 200
         return out
 
