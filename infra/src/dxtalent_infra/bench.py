@@ -228,7 +228,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--no-uvloop", action="store_true", help="use the default asyncio loop")
     parser.add_argument("--only", choices=[name for name, _ in SECTIONS], help="one section")
     args = parser.parse_args(argv)
-    configure_logging(level="warning", json=False)
+    configure_logging(level="error", json=False)
     with _servers(Settings()) as servers:
         if args.no_uvloop:
             asyncio.run(_run(servers, args.events, args.only, "asyncio"))
