@@ -84,6 +84,9 @@ def serve(service: ServiceName) -> None:
 @app.command()
 def up(
     data_dir: Annotated[Path | None, typer.Option(help="where embedded servers keep data")] = None,
+    port_base: Annotated[
+        int, typer.Option(help="HTTP ports: enrollment, +1 certification, +2 reporting")
+    ] = 8081,
 ) -> None:
     """Run all three services; with no DXT_NATS_URL / DXT_DATABASE_URL, on embedded NATS and
     PostgreSQL whose data survives restarts under the data directory."""
@@ -94,11 +97,12 @@ def up(
     root = (data_dir or settings.data_dir).resolve()
     stack = LocalStack(root, settings.nats_url, settings.database_url, settings.prefix)
     stopping = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stopping.set())
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stopping.set())
     try:
         stack.start_servers()
-        for name, port in DEFAULT_PORTS.items():
-            stack.start_service(name, port)
+        for offset, name in enumerate(DEFAULT_PORTS):
+            stack.start_service(name, port_base + offset)
         info = {"nats_url": str(stack.nats_url), "database_url": str(stack.database_url)}
         info |= {name: svc.base_url for name, svc in stack.services.items()}
         (root / STACK_FILE).write_text(json.dumps(info, indent=2))

@@ -7,9 +7,11 @@ import json
 import random
 import signal
 import time
+from importlib import resources
+from pathlib import Path
 
 from dxtalent.citygen import City, generate_city
-from dxtalent.nats_tools import list_dead_letters, publish_raw, subject_for
+from dxtalent.nats_tools import list_dead_letters, publish_raw, redrive, subject_for
 from dxtalent.stack import LocalStack, http_json
 from dxtalent_contracts.catalog import load_catalog
 from dxtalent_infra.topology import Topology
@@ -139,3 +141,46 @@ def test_certification_killed_mid_run_loses_and_duplicates_nothing(system: Local
         events_on(str(system.nats_url), _topology(system), "dx.events.certification.>")
     )
     no_duplicate_ids(events)
+
+
+def test_dead_letters_are_redriven_once_the_catalog_knows_the_course(
+    system: LocalStack, tmp_path: Path
+) -> None:
+    """A completion of a course the catalog lacks is dead-lettered; after the city adds the
+    course to its catalog and the services restart, `dlq redrive` sends it through again and
+    the skill is held; the dead letter is gone."""
+    new_course = "DX-150"
+    asyncio.run(
+        publish_raw(
+            str(system.nats_url),
+            [json.dumps(_valid("E900002", "late-course", course=new_course)).encode()],
+            _topology(system),
+        )
+    )
+    system.wait_ready(timeout=60, settle_checks=3)
+    letters = asyncio.run(list_dead_letters(str(system.nats_url), _topology(system)))
+    assert [new_course in d.data.reason for d in letters] == [True]
+
+    catalog = tmp_path / "catalog.yaml"
+    default = resources.files("dxtalent_contracts.catalogs").joinpath("hirakata-2025.yaml")
+    catalog.write_text(
+        default.read_text("utf-8").replace(
+            "courses:\n",
+            f"courses:\n  - {{id: {new_course}, name: DX基礎（追加日程）, grants: [dx-basics], track: L1}}\n",
+            1,
+        ),
+        encoding="utf-8",
+    )
+    system.extra_env = {**system.extra_env, "DXT_CATALOG": str(catalog)}
+    for name in ("enrollment", "certification"):
+        port = system.services[name].port
+        system.kill_service(name, signal.SIGTERM)
+        system.start_service(name, port)
+    system.wait_ready(timeout=60, settle_checks=1)
+
+    assert asyncio.run(redrive(str(system.nats_url), None, _topology(system))) == 1
+    system.wait_ready(timeout=60, settle_checks=3)
+    status, body = http_json(f"{system.services['certification'].base_url}/v1/employees/E900002")
+    assert status == 200, body
+    assert [(s["skill"], s["course_id"]) for s in body["skills"]] == [("dx-basics", new_course)]
+    assert asyncio.run(list_dead_letters(str(system.nats_url), _topology(system))) == []
