@@ -22,7 +22,8 @@ from dxtalent_infra.migrations import quote_ident
 from dxtalent_infra.runtime import run_service, schema_for
 from dxtalent_infra.settings import Settings
 from dxtalent_infra.topology import Topology
-from tests.integration.certification.harness import TOKEN, RunningService, eventually
+from tests.integration.certification.harness import TOKEN, RunningService
+from tests.support.polling import eventually
 
 
 def free_port() -> int:

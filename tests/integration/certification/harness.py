@@ -8,13 +8,9 @@ its event store and its HTTP API.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import datetime as dt
 import json
-import time
 import uuid
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -38,6 +34,7 @@ from dxtalent_contracts.registry import type_name
 from dxtalent_infra.eventstore import PostgresEventStore
 from dxtalent_infra.records import RecordedEvent
 from dxtalent_infra.topology import DEADLETTER, EVENTS, Topology
+from tests.support.polling import eventually
 
 JST = dt.timezone(dt.timedelta(hours=9))
 SOURCE = "urn:hirakata:dxtalent:enrollment"
@@ -52,18 +49,6 @@ L1_COURSES = (
     "TOOL-ONL",
     "WS-101",
 )
-
-
-async def eventually(check: Callable[[], Awaitable[bool]], what: str, within: float = 20) -> None:
-    """Poll `check` until it holds; fail naming `what` after `within` seconds."""
-    deadline = time.monotonic() + within
-    while True:
-        with contextlib.suppress(Exception):
-            if await check():
-                return
-        if time.monotonic() > deadline:
-            raise AssertionError(f"not within {within}s: {what}")
-        await asyncio.sleep(0.05)
 
 
 @dataclass

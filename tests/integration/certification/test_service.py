@@ -9,12 +9,8 @@ from typing import Any
 
 from dxtalent_contracts.envelope import CloudEvent
 from dxtalent_contracts.events import SkillRevoked, SkillRevokedEvent
-from tests.integration.certification.harness import (
-    L1_COURSES,
-    Enrollment,
-    RunningService,
-    eventually,
-)
+from tests.integration.certification.harness import L1_COURSES, Enrollment, RunningService
+from tests.support.polling import eventually
 
 LEVEL_CERTIFIED = "dxtalent.certification.LevelCertified.v1"
 SKILL_ACQUIRED = "dxtalent.certification.SkillAcquired.v1"

@@ -9,7 +9,7 @@ import contextlib
 import json
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -29,6 +29,7 @@ from dxtalent_infra.migrations import quote_ident
 from dxtalent_infra.replay import replay
 from dxtalent_infra.servers import EmbeddedNats, EmbeddedPostgres
 from dxtalent_infra.topology import DEADLETTER, INBOUND, Topology
+from tests.support.polling import eventually
 
 SUBJECT = "dx.inbound.completion"
 DLQ = "dx.deadletter.inbound"
@@ -39,21 +40,6 @@ class ProcessDiedError(BaseException):
 
 
 # --- helpers --------------------------------------------------------------------------------
-
-
-async def eventually(check: Callable[[], Awaitable[bool]], what: str, within: float = 20.0) -> None:
-    """Poll `check` until it holds; fail with `what` after `within` seconds."""
-    deadline = time.monotonic() + within
-    while True:
-        try:
-            if await check():
-                return
-        except Exception:
-            if time.monotonic() > deadline:
-                raise
-        if time.monotonic() > deadline:
-            raise AssertionError(f"not within {within}s: {what}")
-        await asyncio.sleep(0.05)
 
 
 def fact(key: str, n: int = 0) -> bytes:

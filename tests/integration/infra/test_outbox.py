@@ -8,7 +8,6 @@ import asyncio
 import contextlib
 import datetime as dt
 import json
-import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from typing import Any, cast
@@ -26,6 +25,7 @@ from dxtalent_infra.records import NewEvent
 from dxtalent_infra.servers import EmbeddedNats, EmbeddedPostgres
 from dxtalent_infra.streams import ensure_streams
 from dxtalent_infra.topology import EVENTS, Topology
+from tests.support.polling import eventually
 
 TYPE = "dxtalent.enrollment.CourseCompleted.v1"
 SUBJECT = "dx.events.enrollment.course-completed"
@@ -42,18 +42,6 @@ def event(n: int = 0) -> NewEvent:
         causation_id="cause-1",
         correlation_id="corr-1",
     )
-
-
-async def eventually(check: Callable[[], Awaitable[bool]], what: str, within: float = 30) -> None:
-    """Poll `check` until it holds; fail naming `what` after `within` seconds."""
-    deadline = time.monotonic() + within
-    while True:
-        with contextlib.suppress(Exception):
-            if await check():
-                return
-        if time.monotonic() > deadline:
-            raise AssertionError(f"not within {within}s: {what}")
-        await asyncio.sleep(0.05)
 
 
 async def stream_messages(js: JetStreamContext, topology: Topology) -> list[RawStreamMsg]:

@@ -10,9 +10,8 @@ import asyncio
 import contextlib
 import datetime as dt
 import socket
-import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -39,21 +38,10 @@ from dxtalent_infra.runtime import run_service, schema_for
 from dxtalent_infra.settings import Settings
 from dxtalent_infra.topology import Topology
 from dxtalent_reporting.service import SPEC
+from tests.support.polling import eventually
 
 ENROLLMENT = "urn:test:dxtalent:enrollment"
 CERTIFICATION = "urn:test:dxtalent:certification"
-
-
-async def eventually(check: Callable[[], Awaitable[bool]], what: str, within: float = 15.0) -> None:
-    """Poll `check` until it holds; fail with `what` after `within` seconds."""
-    deadline = time.monotonic() + within
-    while True:
-        with contextlib.suppress(httpx.TransportError):
-            if await check():
-                return
-        if time.monotonic() > deadline:
-            raise AssertionError(f"not within {within}s: {what}")
-        await asyncio.sleep(0.05)
 
 
 def free_port() -> int:

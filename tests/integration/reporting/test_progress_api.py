@@ -15,13 +15,13 @@ from tests.integration.reporting.harness import (
     Reporting,
     certified,
     employee,
-    eventually,
     left,
     levels_up_to,
     nominated,
     revoked,
     run_reporting,
 )
+from tests.support.polling import eventually
 
 
 def counts(body: dict[str, Any]) -> dict[int, tuple[int | None, int, int, float | None]]:
