@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import asyncpg
+import structlog
 
 from dxtalent_contracts.events import FieldError
 from dxtalent_infra.migrations import Migration, migrate, quote_ident
@@ -242,8 +243,13 @@ class BatchApplier:
                 begin = pos
             index = todo[pos]
             started = time.perf_counter()
+            delivery = deliveries[index]
             try:
-                await self._handler(conn, deliveries[index])
+                # every log line of the handler carries the message's id
+                with structlog.contextvars.bound_contextvars(
+                    event_id=delivery.message_key, subject=delivery.subject
+                ):
+                    await self._handler(conn, delivery)
             except Exception as exc:
                 if _connection_lost(exc, conn):
                     raise

@@ -49,6 +49,7 @@ from nats.js.client import JetStreamContext
 from dxtalent_contracts.envelope import CONTENT_TYPE
 from dxtalent_contracts.registry import SUBJECT_BY_TYPE
 from dxtalent_infra.eventstore import lock_key, outbox_channel
+from dxtalent_infra.metrics import RELAY_PUBLISHED
 from dxtalent_infra.migrations import quote_ident
 from dxtalent_infra.topology import Topology
 
@@ -249,6 +250,7 @@ class OutboxRelay:
                 if self._on_published is not None:
                     await self._on_published(event_ids)
                 await conn.execute(self._delete_sql, [r["position"] for r in rows])
+        RELAY_PUBLISHED.labels(service=self.schema).inc(len(rows))
         log.debug(
             "outbox.published",
             schema=self.schema,

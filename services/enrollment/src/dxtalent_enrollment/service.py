@@ -39,21 +39,24 @@ def inbound_handler(ctx: ServiceContext) -> Handler:
             raise RejectMessage(
                 f"Event {parsed.type!r} {parsed.id!r} is not valid: {shown}.", problems
             )
-        fact = record(ctx.catalog, parsed, dt.datetime.now(dt.UTC))
-        if await ctx.store.event_exists(fact.event_id, conn=conn):
-            DUPLICATES.labels(service=ctx.name).inc()
-            log.info("inbound.duplicate", event_id=parsed.id, source=parsed.source)
-            return
-        event = NewEvent(
-            event_id=fact.event_id,
-            event_type=fact.event_type,
-            data=fact.data,
-            occurred_at=fact.occurred_at,
-            subject=fact.subject,
-            causation_id=fact.causation_id,
-            correlation_id=fact.correlation_id,
-        )
-        await ctx.store.append(fact.stream_id, None, [event], conn=conn)
+        with structlog.contextvars.bound_contextvars(
+            correlation_id=parsed.correlationid or parsed.id
+        ):
+            fact = record(ctx.catalog, parsed, dt.datetime.now(dt.UTC))
+            if await ctx.store.event_exists(fact.event_id, conn=conn):
+                DUPLICATES.labels(service=ctx.name).inc()
+                log.info("inbound.duplicate", event_id=parsed.id, source=parsed.source)
+                return
+            event = NewEvent(
+                event_id=fact.event_id,
+                event_type=fact.event_type,
+                data=fact.data,
+                occurred_at=fact.occurred_at,
+                subject=fact.subject,
+                causation_id=fact.causation_id,
+                correlation_id=fact.correlation_id,
+            )
+            await ctx.store.append(fact.stream_id, None, [event], conn=conn)
 
     return handle
 

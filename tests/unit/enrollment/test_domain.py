@@ -1,0 +1,125 @@
+"""Enrollment rules: which well-formed facts the catalog accepts, and what is recorded."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from typing import Any
+
+import pytest
+
+from dxtalent_contracts.catalog import load_catalog
+from dxtalent_contracts.inbound import InboundEvent
+from dxtalent_contracts.registry import Rejection, parse_inbound
+from dxtalent_enrollment.domain import catalog_problems, fact_event_id, record, subject_problem
+
+CATALOG = load_catalog()
+RECEIVED = dt.datetime(2025, 7, 1, 0, 0, tzinfo=dt.UTC)
+
+
+def _event(type_: str, data: dict[str, Any], **envelope: Any) -> InboundEvent:
+    doc = {"specversion": "1.0", "id": "f-1", "source": "urn:test", "type": type_, "data": data}
+    parsed = parse_inbound(json.dumps(doc | envelope).encode())
+    assert not isinstance(parsed, Rejection), parsed
+    return parsed
+
+
+def _completion(
+    course: str = "DX-101", completed_on: str = "2026-03-31", **env: Any
+) -> InboundEvent:
+    data = {"employee_id": "E1", "course_id": course, "completed_on": completed_on}
+    return _event("dxtalent.lms.CourseCompleted.v1", data, **env)
+
+
+def test_a_catalog_course_is_accepted() -> None:
+    """A completion of a catalog course has no problems."""
+    assert catalog_problems(CATALOG, _completion()) == []
+
+
+def test_an_unknown_course_is_refused_naming_the_field_and_the_catalog() -> None:
+    """A course id the catalog does not list is a field error on data.course_id."""
+    [problem] = catalog_problems(CATALOG, _completion(course="NOPE-1"))
+    assert problem.field == "data.course_id"
+    assert "NOPE-1" in problem.problem
+    assert CATALOG.policy_version in problem.problem
+
+
+def test_unknown_categories_and_duty_skills_are_refused_one_by_one() -> None:
+    """Each unknown staff category and duty skill of an employee record is its own error."""
+    record_ = _event(
+        "dxtalent.hr.EmployeeUpserted.v1",
+        {
+            "employee_id": "E1",
+            "department_code": "D1",
+            "categories": ["section-chief", "wizard"],
+            "duty_skills": ["nocode-build", "levitation"],
+            "effective_date": "2025-04-01",
+        },
+    )
+    fields = [p.field for p in catalog_problems(CATALOG, record_)]
+    assert fields == ["data.categories.1", "data.duty_skills.1"]
+
+
+def test_a_fact_on_the_wrong_subject_is_refused() -> None:
+    """Each inbound type has one subject; a completion on the nomination subject is refused."""
+    event = _completion()
+    assert subject_problem(event, "dx.inbound.completion") is None
+    problem = subject_problem(event, "dx.inbound.nomination")
+    assert problem is not None
+    assert "dx.inbound.completion" in problem
+
+
+def test_a_completion_is_recorded_with_its_fiscal_year_skills_and_fact_id() -> None:
+    """Recorded on the employee's stream with the fiscal year of its date (2026-03-31 is
+    FY2025), the skills its course grants and the inbound id that voids refer to."""
+    fact = record(CATALOG, _completion(), RECEIVED)
+    assert fact.stream_id == "employee-E1"
+    assert fact.event_type == "dxtalent.enrollment.CourseCompleted.v1"
+    assert fact.data["fiscal_year"] == 2025
+    assert fact.data["skills"] == ["dx-basics"]
+    assert fact.data["fact_id"] == "f-1"
+
+
+def test_the_same_source_and_id_is_the_same_recorded_event() -> None:
+    """The recorded id derives from (source, id): a resend is recognised, another source is not."""
+    assert record(CATALOG, _completion(), RECEIVED).event_id == fact_event_id("urn:test", "f-1")
+    assert fact_event_id("urn:test", "f-1") != fact_event_id("urn:other", "f-1")
+
+
+@pytest.mark.parametrize(
+    ("envelope", "occurred", "correlation"),
+    [
+        ({}, RECEIVED, "f-1"),
+        (
+            {"time": "2025-06-12T09:30:00+09:00", "correlationid": "hr-batch-7"},
+            dt.datetime(2025, 6, 12, 0, 30, tzinfo=dt.UTC),
+            "hr-batch-7",
+        ),
+    ],
+)
+def test_time_and_correlation_come_from_the_envelope_when_given(
+    envelope: dict[str, str], occurred: dt.datetime, correlation: str
+) -> None:
+    """occurred_at is the event's time, else when it was received; the correlation id is
+    carried, else the fact starts its own correlation; the fact itself is the cause."""
+    fact = record(CATALOG, _completion(**envelope), RECEIVED)
+    assert fact.occurred_at == occurred
+    assert fact.correlation_id == correlation
+    assert fact.causation_id == "f-1"
+
+
+def test_an_improvement_case_is_recorded_on_its_own_stream() -> None:
+    """Improvement cases are about a department, not one employee."""
+    case = _event(
+        "dxtalent.hr.ImprovementCaseReported.v1",
+        {
+            "case_id": "C1",
+            "department_code": "D1",
+            "fiscal_year": 2025,
+            "title": "窓口予約のオンライン化",
+            "leader_employee_ids": ["E1"],
+            "skills_applied": ["online-procedures"],
+        },
+    )
+    assert catalog_problems(CATALOG, case) == []
+    assert record(CATALOG, case, RECEIVED).stream_id == "case-C1"
