@@ -223,7 +223,7 @@ def dlq_redrive(
 @app.command()
 def demo(
     staff: Annotated[int, typer.Option(help="how many staff the generated city has")] = 3000,
-    seed: Annotated[int, typer.Option(help="seed of the generated city")] = 2025,
+    seed: Annotated[int, typer.Option(help="seed of the generated city")] = 2025,  # demo.DEMO_*
     keep_data: Annotated[bool, typer.Option(help="keep the demo's data directory")] = False,
 ) -> None:
     """Run the whole system on embedded servers, feed a generated city, print target progress."""

@@ -24,6 +24,10 @@ from dxtalent.report import fetch_progress, progress_table
 from dxtalent.stack import LocalStack, running_stack
 from dxtalent_contracts.catalog import load_catalog
 
+#: The demo's city; the end-to-end tests replay exactly this scenario, shuffled and duplicated.
+DEMO_SEED = 2025
+DEMO_STAFF = 3000
+
 
 def _publish(console: Console, stack: LocalStack, messages: list[bytes]) -> float:
     started = time.monotonic()

@@ -11,6 +11,7 @@ from importlib import resources
 from pathlib import Path
 
 from dxtalent.citygen import City, generate_city
+from dxtalent.demo import DEMO_SEED, DEMO_STAFF
 from dxtalent.nats_tools import list_dead_letters, publish_raw, redrive, subject_for
 from dxtalent.stack import LocalStack, http_json
 from dxtalent_contracts.catalog import load_catalog
@@ -38,10 +39,10 @@ def _topology(stack: LocalStack) -> Topology:
 def test_shuffled_and_duplicated_city_gives_exactly_what_the_core_computes(
     system: LocalStack,
 ) -> None:
-    """The demo scenario in random order, with a fifth of the facts sent twice under fresh
+    """The whole demo scenario in random order, with a fifth of the facts sent twice under fresh
     Nats-Msg-Ids (so JetStream cannot drop them): certifications and progress tables equal the
     pure core's on the same facts, and no certification event is published twice."""
-    city = _city(seed=11)
+    city = generate_city(CATALOG, seed=DEMO_SEED, staff=DEMO_STAFF)
     rng = random.Random(11)
     items = []
     for event in city.events:
