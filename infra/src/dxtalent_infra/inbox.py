@@ -156,6 +156,12 @@ class PostgresInbox:
         return value
 
 
+#: Optional on a handler object as `handle_many`: applies a whole segment of messages at once,
+#: raising if any of them needs one-at-a-time handling (the segment is then rolled back and
+#: each message goes through the handler itself, so rejections and retries stay per message).
+ManyHandler = Callable[[asyncpg.Connection, Sequence[Delivery]], Awaitable[None]]
+
+
 @dataclass
 class DeadLetter:
     """A message of the batch to dead-letter: `cause` is `rejected` or `max_deliver`."""
@@ -180,7 +186,8 @@ class BatchOutcome:
 class BatchApplier:
     """Applies a batch in one transaction on `conn` and says what became of each message.
 
-    Handlers run in stream order inside savepoint *segments* of up to `segment` messages (one
+    A handler with a `handle_many` method gets each segment in one call first (see
+    `ManyHandler`). Handlers run in stream order inside savepoint *segments* of up to `segment` messages (one
     round trip per segment, not per message). When a handler raises, the segment is rolled
     back, the message set aside, the handlers before it in the segment run again and the
     segment is closed there; so one bad message costs at most a segment's re-run and never
@@ -228,6 +235,37 @@ class BatchApplier:
         return outcome
 
     async def _run_handlers(
+        self,
+        conn: asyncpg.Connection,
+        deliveries: list[Delivery],
+        todo: list[int],
+        outcome: BatchOutcome,
+    ) -> None:
+        many: ManyHandler | None = getattr(self._handler, "handle_many", None)
+        if many is None:
+            await self._one_by_one(conn, deliveries, todo, outcome)
+            return
+        for start in range(0, len(todo), self._segment):
+            chunk = todo[start : start + self._segment]
+            await conn.execute("SAVEPOINT dx_many")
+            started = time.perf_counter()
+            try:
+                await many(conn, [deliveries[i] for i in chunk])
+            except Exception as exc:
+                if _connection_lost(exc, conn):
+                    raise
+                # something in the segment needs a message-by-message look: undo, then do that
+                await conn.execute("ROLLBACK TO SAVEPOINT dx_many")
+                self._log.debug("consumer.segment_fallback", size=len(chunk), error=repr(exc))
+                await self._one_by_one(conn, deliveries, list(chunk), outcome)
+            else:
+                per_message = (time.perf_counter() - started) / len(chunk)
+                for _ in chunk:
+                    self._latency.observe(per_message)
+                outcome.applied.extend(chunk)
+            await conn.execute("RELEASE SAVEPOINT dx_many")
+
+    async def _one_by_one(
         self,
         conn: asyncpg.Connection,
         deliveries: list[Delivery],

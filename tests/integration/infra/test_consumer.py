@@ -465,3 +465,51 @@ async def test_postgres_restart_mid_stream_loses_and_duplicates_nothing(
         assert env.counter("dxtalent_consumer_errors_total", kind="database") >= 1
     finally:
         await env.pool.close()
+
+
+@dataclass
+class SegmentEffects:
+    """A handler with `handle_many`: writes a whole segment's rows, then raises when the
+    segment holds a message to reject (so the fallback must undo those writes)."""
+
+    effects: Effects
+    segments_applied: int = 0
+
+    async def __call__(self, conn: asyncpg.Connection, d: Delivery) -> None:
+        await self.effects.handle(conn, d)
+
+    async def handle_many(self, conn: asyncpg.Connection, ds: Sequence[Delivery]) -> None:
+        for d in ds:
+            await self.effects._insert(conn, d)
+        if any(d.message_key in self.effects.reject for d in ds):
+            raise RejectMessage("one of the segment is bad")
+        self.segments_applied += 1
+
+
+async def test_segments_apply_at_once_and_fall_back_one_by_one_when_one_is_bad(env: Env) -> None:
+    """With `handle_many`, clean segments are applied in one call; a segment holding a bad
+    message is rolled back whole and re-applied message by message: every good message
+    lands once, only the bad ones are dead-lettered."""
+    env.effects.reject = {"m-5", "m-130"}
+    handler = SegmentEffects(env.effects)
+    await env.publish(keys(200))
+    consumer = JetStreamConsumer(
+        env.js,
+        env.pool,
+        env.schema,
+        env.topology,
+        stream=INBOUND.name,
+        durable=env.durable,
+        handler=handler,
+        deadletter_subject=DLQ,
+        filter_subjects=["dx.inbound.>"],
+        batch_size=200,
+    )
+    async with running(consumer):
+        await eventually(lambda: env.has_dead_letters(2), "2 dead letters")
+        await eventually(consumer.caught_up, "caught up")
+    assert await env.rows() == (198, 198)
+    assert handler.segments_applied >= 2  # 200 messages in segments of 50: two were clean
+    assert sorted(d["id"] for d in await env.dead_letters()) == sorted(
+        f"rejected-{k}" for k in env.effects.reject
+    )

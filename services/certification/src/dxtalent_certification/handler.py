@@ -1,16 +1,19 @@
 """The consumer handler: one enrollment event in, the employee's row and certification events out.
 
-Runs inside the consumer's batch transaction. Per message: one `SELECT … FOR UPDATE` of the
-employee's row, one write of it, and (when something changed) one append of the emitted
-events to stream `employee-{id}` of the certification event store; the outbox relay then
-publishes them on `dx.events.certification.*`. A fact the row already holds (a re-published
-event) changes nothing and writes nothing.
+Runs inside the consumer's batch transaction. A segment of messages is applied at once by
+`handle_many` (lock every row, write the changed rows, append all emitted events: three
+statements); when that fails, the consumer falls back to one message at a time: one
+`SELECT … FOR UPDATE` of the employee's row, one write of it, and (when something changed) one
+append of the emitted events to stream `employee-{id}` of the certification event store. The
+outbox relay then publishes them on `dx.events.certification.*`. A fact the row already holds
+(a re-published event) changes nothing and writes nothing.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import uuid
+from collections.abc import Sequence
 
 import asyncpg
 import structlog
@@ -121,6 +124,46 @@ class CertificationHandler:
         if changes:
             events = to_new_events(changes, event, received_at)
             await self._store.append(f"employee-{employee_id}", None, events, conn=conn)
+            _record(changes, events)
+
+    async def handle_many(self, conn: asyncpg.Connection, deliveries: Sequence[Delivery]) -> None:
+        """A whole segment of messages in three statements: lock every employee's row, write
+        the rows that changed, append all emitted events. Any problem (a message to reject, a
+        concurrent insert) raises; the consumer then rolls the segment back and applies its
+        messages one at a time through `__call__`, which handles each case."""
+        items = []
+        for delivery in deliveries:
+            event = _parse(delivery)
+            fact = _fact(event)
+            if fact is not None:
+                items.append((delivery, event, fact))
+        if not items:
+            return
+        rows = await self._projection.lock_many(conn, [f.employee_id for _, _, f in items])
+        working = {emp: (row.facts, row.state) for emp, row in rows.items()}
+        changed: set[str] = set()
+        emitted: dict[str, list[NewEvent]] = {}
+        recorded: list[tuple[list[DomainChange], list[NewEvent]]] = []
+        for delivery, event, fact in items:
+            emp = fact.employee_id
+            facts, state = working.get(emp) or (EmployeeFacts(emp), CertificationState.empty(emp))
+            if facts.with_fact(fact) is facts:
+                self._duplicates.inc()
+                continue
+            new_facts, new_state, changes = decide(self._catalog, facts, state, fact)
+            working[emp] = (new_facts, new_state)
+            changed.add(emp)
+            if changes:
+                events = to_new_events(changes, event, delivery.received_at)
+                emitted.setdefault(emp, []).extend(events)
+                recorded.append((changes, events))
+        await self._projection.save_many(
+            conn, [(*working[emp], emp in rows) for emp in sorted(changed)]
+        )
+        if emitted:
+            batches = [(f"employee-{emp}", None, events) for emp, events in emitted.items()]
+            await self._store.append_many(batches, conn=conn)
+        for changes, events in recorded:
             _record(changes, events)
 
 

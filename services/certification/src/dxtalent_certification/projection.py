@@ -8,7 +8,7 @@ events it appends, so the row, the events and "this message was applied" commit 
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 
 import asyncpg
@@ -77,6 +77,21 @@ class PostgresEmployeeProjection:
             f"INSERT INTO {t} (employee_id, facts, state) VALUES ($1, $2::jsonb, $3::jsonb)"
             " ON CONFLICT (employee_id) DO NOTHING RETURNING 1"
         )
+        self._lock_many = (
+            f"SELECT employee_id, facts::text, state::text FROM {t}"
+            " WHERE employee_id = ANY($1::text[]) ORDER BY employee_id FOR UPDATE"
+        )
+        self._update_many = (
+            f"UPDATE {t} AS e SET facts = u.facts::jsonb, state = u.state::jsonb, updated_at = now()"
+            " FROM unnest($1::text[], $2::text[], $3::text[]) AS u(employee_id, facts, state)"
+            " WHERE e.employee_id = u.employee_id"
+        )
+        self._insert_many = (
+            f"INSERT INTO {t} (employee_id, facts, state)"
+            " SELECT u.employee_id, u.facts::jsonb, u.state::jsonb"
+            " FROM unnest($1::text[], $2::text[], $3::text[]) AS u(employee_id, facts, state)"
+            " ON CONFLICT (employee_id) DO NOTHING RETURNING employee_id"
+        )
 
     async def lock(self, conn: asyncpg.Connection, employee_id: str) -> EmployeeRow | None:
         """The employee's row, locked until the caller's transaction ends; None when new."""
@@ -104,6 +119,38 @@ class PostgresEmployeeProjection:
             await conn.execute(self._update, *args)
         elif await conn.fetchval(self._insert, *args) is None:
             raise ConcurrentInsertError(facts.employee_id)
+
+    async def lock_many(
+        self, conn: asyncpg.Connection, employee_ids: Sequence[str]
+    ) -> dict[str, EmployeeRow]:
+        """The rows of several employees, locked in id order (no deadlock between replicas);
+        employees without a row are absent."""
+        records = await conn.fetch(self._lock_many, sorted(set(employee_ids)))
+        return {r[0]: EmployeeRow(facts_from_json(r[1]), state_from_json(r[2])) for r in records}
+
+    async def save_many(
+        self,
+        conn: asyncpg.Connection,
+        rows: Sequence[tuple[EmployeeFacts, CertificationState, bool]],
+    ) -> None:
+        """Write several rows in two statements; each `bool` says whether `lock_many` found it.
+        A new row inserted meanwhile by another transaction raises `ConcurrentInsertError`."""
+        for existed in (True, False):
+            chosen = [(f, st) for f, st, e in rows if e is existed]
+            if not chosen:
+                continue
+            args = (
+                [f.employee_id for f, _ in chosen],
+                [facts_to_json(f) for f, _ in chosen],
+                [state_to_json(st) for _, st in chosen],
+            )
+            if existed:
+                await conn.execute(self._update_many, *args)
+                continue
+            inserted = {r[0] for r in await conn.fetch(self._insert_many, *args)}
+            for f, _ in chosen:
+                if f.employee_id not in inserted:
+                    raise ConcurrentInsertError(f.employee_id)
 
     async def all(self, conn: asyncpg.Connection) -> AsyncIterator[EmployeeRow]:
         """Every employee's row, by employee id (run inside a transaction: it uses a cursor)."""

@@ -8,13 +8,14 @@ bytes and a readable reason. Accepted facts are appended to the enrollment event
 
 from __future__ import annotations
 
-import datetime as dt
+from collections.abc import Sequence
 
 import asyncpg
 import structlog
 
+from dxtalent_contracts.inbound import InboundEvent
 from dxtalent_contracts.registry import Rejection, parse_inbound
-from dxtalent_enrollment.domain import catalog_problems, record, subject_problem
+from dxtalent_enrollment.domain import RecordedFact, catalog_problems, record, subject_problem
 from dxtalent_infra.consumer import Delivery, RejectMessage
 from dxtalent_infra.metrics import DUPLICATES
 from dxtalent_infra.records import NewEvent
@@ -23,42 +24,75 @@ from dxtalent_infra.runtime import ConsumerSpec, Handler, ServiceContext, Servic
 log = structlog.get_logger(__name__)
 
 
-def inbound_handler(ctx: ServiceContext) -> Handler:
-    """Build the handler for one inbound message, inside the consumer's batch transaction."""
+def _accepted(ctx: ServiceContext, delivery: Delivery) -> InboundEvent:
+    """The typed fact of a message, or `RejectMessage` saying why it cannot be accepted."""
+    parsed = parse_inbound(delivery.data)
+    if isinstance(parsed, Rejection):
+        raise RejectMessage(parsed.reason, parsed.errors)
+    wrong_subject = subject_problem(parsed, delivery.subject)
+    if wrong_subject is not None:
+        raise RejectMessage(wrong_subject, [])
+    problems = catalog_problems(ctx.catalog, parsed)
+    if problems:
+        shown = "; ".join(f"{p.field}: {p.problem}" for p in problems[:3])
+        raise RejectMessage(f"Event {parsed.type!r} {parsed.id!r} is not valid: {shown}.", problems)
+    return parsed
 
-    async def handle(conn: asyncpg.Connection, delivery: Delivery) -> None:
-        parsed = parse_inbound(delivery.data)
-        if isinstance(parsed, Rejection):
-            raise RejectMessage(parsed.reason, parsed.errors)
-        wrong_subject = subject_problem(parsed, delivery.subject)
-        if wrong_subject is not None:
-            raise RejectMessage(wrong_subject, [])
-        problems = catalog_problems(ctx.catalog, parsed)
-        if problems:
-            shown = "; ".join(f"{p.field}: {p.problem}" for p in problems[:3])
-            raise RejectMessage(
-                f"Event {parsed.type!r} {parsed.id!r} is not valid: {shown}.", problems
-            )
+
+def _new_event(fact: RecordedFact) -> NewEvent:
+    return NewEvent(
+        event_id=fact.event_id,
+        event_type=fact.event_type,
+        data=fact.data,
+        occurred_at=fact.occurred_at,
+        subject=fact.subject,
+        causation_id=fact.causation_id,
+        correlation_id=fact.correlation_id,
+    )
+
+
+class InboundHandler:
+    """Records accepted inbound facts, inside the consumer's batch transaction."""
+
+    def __init__(self, ctx: ServiceContext) -> None:
+        self._ctx = ctx
+        self._duplicates = DUPLICATES.labels(service=ctx.name)
+
+    async def __call__(self, conn: asyncpg.Connection, delivery: Delivery) -> None:
+        """One message: validate, skip a fact already recorded, else append it."""
+        parsed = _accepted(self._ctx, delivery)
         with structlog.contextvars.bound_contextvars(
             correlation_id=parsed.correlationid or parsed.id
         ):
-            fact = record(ctx.catalog, parsed, dt.datetime.now(dt.UTC))
-            if await ctx.store.event_exists(fact.event_id, conn=conn):
-                DUPLICATES.labels(service=ctx.name).inc()
+            fact = record(self._ctx.catalog, parsed, delivery.received_at)
+            if await self._ctx.store.event_exists(fact.event_id, conn=conn):
+                self._duplicates.inc()
                 log.info("inbound.duplicate", event_id=parsed.id, source=parsed.source)
                 return
-            event = NewEvent(
-                event_id=fact.event_id,
-                event_type=fact.event_type,
-                data=fact.data,
-                occurred_at=fact.occurred_at,
-                subject=fact.subject,
-                causation_id=fact.causation_id,
-                correlation_id=fact.correlation_id,
-            )
-            await ctx.store.append(fact.stream_id, None, [event], conn=conn)
+            await self._ctx.store.append(fact.stream_id, None, [_new_event(fact)], conn=conn)
 
-    return handle
+    async def handle_many(self, conn: asyncpg.Connection, deliveries: Sequence[Delivery]) -> None:
+        """A segment in two statements: which facts are already recorded, then one append of
+        the rest. A message to reject raises, and the consumer goes one message at a time."""
+        facts = [
+            record(self._ctx.catalog, _accepted(self._ctx, d), d.received_at) for d in deliveries
+        ]
+        known = await self._ctx.store.existing_event_ids([f.event_id for f in facts], conn=conn)
+        by_stream: dict[str, list[NewEvent]] = {}
+        for fact in facts:
+            if fact.event_id in known:
+                self._duplicates.inc()
+                continue
+            known.add(fact.event_id)  # the same fact twice in one segment
+            by_stream.setdefault(fact.stream_id, []).append(_new_event(fact))
+        if by_stream:
+            batches = [(stream, None, events) for stream, events in by_stream.items()]
+            await self._ctx.store.append_many(batches, conn=conn)
+
+
+def inbound_handler(ctx: ServiceContext) -> Handler:
+    """Build the handler for inbound messages."""
+    return InboundHandler(ctx)
 
 
 SPEC = ServiceSpec(
