@@ -111,6 +111,13 @@ async def topology(nats_url: str) -> AsyncIterator[Topology]:
 
 
 @pytest.fixture
+async def pool(database_url: str) -> AsyncIterator[asyncpg.Pool]:
+    """A small connection pool to the test database."""
+    async with asyncpg.create_pool(database_url, min_size=1, max_size=6) as p:
+        yield p
+
+
+@pytest.fixture
 async def db_schema(database_url: str) -> AsyncIterator[str]:
     """A PostgreSQL schema of this test's own, dropped afterwards."""
     schema = unique_token()

@@ -128,7 +128,8 @@ async def build_context(spec: ServiceSpec, settings: Settings) -> ServiceContext
         duplicate_window_s=settings.duplicate_window_s,
     )
     store = PostgresEventStore(pool, schema)
-    await store.migrate()
+    if spec.publishes:  # a service that only reads keeps no event store of its own
+        await store.migrate()
     async with pool.acquire() as conn:
         for component, migrations in spec.migrations:
             await migrate(cast(asyncpg.Connection, conn), schema, component, migrations)

@@ -208,13 +208,6 @@ def prefix() -> str:
 
 
 @pytest.fixture
-async def pool(database_url: str) -> AsyncIterator[asyncpg.Pool]:
-    p = await asyncpg.create_pool(database_url, min_size=1, max_size=4)
-    yield p
-    await p.close()
-
-
-@pytest.fixture
 async def env(
     nats_url: str, pool: asyncpg.Pool, db_schema: str, topology: Topology
 ) -> AsyncIterator[Env]:

@@ -34,12 +34,6 @@ def event(n: int = 0, subject: str = "E000001") -> NewEvent:
 
 
 @pytest.fixture
-async def pool(database_url: str) -> AsyncIterator[asyncpg.Pool]:
-    async with asyncpg.create_pool(database_url, min_size=1, max_size=6) as p:
-        yield p
-
-
-@pytest.fixture
 async def store(pool: asyncpg.Pool, db_schema: str) -> PostgresEventStore:
     s = PostgresEventStore(pool, db_schema)
     await s.migrate()

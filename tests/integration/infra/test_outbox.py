@@ -57,12 +57,6 @@ async def stream_ids(js: JetStreamContext, topology: Topology) -> list[str]:
 
 
 @pytest.fixture
-async def pool(database_url: str) -> AsyncIterator[asyncpg.Pool]:
-    async with asyncpg.create_pool(database_url, min_size=1, max_size=6) as p:
-        yield p
-
-
-@pytest.fixture
 async def store(pool: asyncpg.Pool, db_schema: str) -> PostgresEventStore:
     s = PostgresEventStore(pool, db_schema)
     await s.migrate()
