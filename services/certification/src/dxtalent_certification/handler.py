@@ -1,11 +1,10 @@
 """The consumer handler: one enrollment event in, the employee's row and certification events out.
 
 Runs inside the consumer's batch transaction. A segment of messages is applied at once by
-`handle_many` (lock every row, write the changed rows, append all emitted events: three
-statements); when that fails, the consumer falls back to one message at a time: one
-`SELECT … FOR UPDATE` of the employee's row, one write of it, and (when something changed) one
-append of the emitted events to stream `employee-{id}` of the certification event store. The
-outbox relay then publishes them on `dx.events.certification.*`. A fact the row already holds
+`handle_many`, a single message (the consumer's fallback) as a segment of one: lock every
+employee's row, write the changed rows, append the emitted events to streams `employee-{id}`
+of the certification event store; three statements either way. The outbox relay then
+publishes them on `dx.events.certification.*`. A fact the row already holds
 (a re-published event) changes nothing and writes nothing.
 """
 
@@ -95,7 +94,8 @@ class CertificationHandler:
         self._duplicates = DUPLICATES.labels(service=ctx.name)
 
     async def __call__(self, conn: asyncpg.Connection, delivery: Delivery) -> None:
-        """Handle one message inside the consumer's transaction on `conn`."""
+        """Handle one message inside the consumer's transaction on `conn`: a segment of one,
+        with every log line carrying the event's ids."""
         event = _parse(delivery)
         fact = _fact(event)
         if fact is None:
@@ -106,39 +106,26 @@ class CertificationHandler:
             causation_id=event.causationid,
             employee_id=fact.employee_id,
         ):
-            await self._apply(conn, event, fact, delivery.received_at)
-
-    async def _apply(
-        self, conn: asyncpg.Connection, event: AnyEvent, fact: Fact, received_at: dt.datetime
-    ) -> None:
-        employee_id = fact.employee_id
-        row = await self._projection.lock(conn, employee_id)
-        facts = row.facts if row else EmployeeFacts(employee_id)
-        if facts.with_fact(fact) is facts:
-            self._duplicates.inc()
-            log.debug("certification.fact_known")
-            return
-        state = row.state if row else CertificationState.empty(employee_id)
-        new_facts, new_state, changes = decide(self._catalog, facts, state, fact)
-        await self._projection.save(conn, new_facts, new_state, existed=row is not None)
-        if changes:
-            events = to_new_events(changes, event, received_at)
-            await self._store.append(f"employee-{employee_id}", None, events, conn=conn)
-            _record(changes, events)
+            await self._apply(conn, [(delivery, event, fact)])
 
     async def handle_many(self, conn: asyncpg.Connection, deliveries: Sequence[Delivery]) -> None:
-        """A whole segment of messages in three statements: lock every employee's row, write
-        the rows that changed, append all emitted events. Any problem (a message to reject, a
-        concurrent insert) raises; the consumer then rolls the segment back and applies its
-        messages one at a time through `__call__`, which handles each case."""
+        """A whole segment of messages at once. Any problem (a message to reject, a concurrent
+        insert) raises; the consumer then rolls the segment back and applies its messages one
+        at a time through `__call__`, which handles each case."""
         items = []
         for delivery in deliveries:
             event = _parse(delivery)
             fact = _fact(event)
             if fact is not None:
                 items.append((delivery, event, fact))
-        if not items:
-            return
+        if items:
+            await self._apply(conn, items)
+
+    async def _apply(
+        self, conn: asyncpg.Connection, items: Sequence[tuple[Delivery, AnyEvent, Fact]]
+    ) -> None:
+        """Three statements whatever the count: lock every employee's row, write the rows
+        that changed, append all emitted events. Facts a row already holds change nothing."""
         rows = await self._projection.lock_many(conn, [f.employee_id for _, _, f in items])
         working = {emp: (row.facts, row.state) for emp, row in rows.items()}
         changed: set[str] = set()
@@ -149,6 +136,7 @@ class CertificationHandler:
             facts, state = working.get(emp) or (EmployeeFacts(emp), CertificationState.empty(emp))
             if facts.with_fact(fact) is facts:
                 self._duplicates.inc()
+                log.debug("certification.fact_known", fact_id=fact.fact_id)
                 continue
             new_facts, new_state, changes = decide(self._catalog, facts, state, fact)
             working[emp] = (new_facts, new_state)
@@ -157,9 +145,10 @@ class CertificationHandler:
                 events = to_new_events(changes, event, delivery.received_at)
                 emitted.setdefault(emp, []).extend(events)
                 recorded.append((changes, events))
-        await self._projection.save_many(
-            conn, [(*working[emp], emp in rows) for emp in sorted(changed)]
-        )
+        if changed:
+            await self._projection.save_many(
+                conn, [(*working[emp], emp in rows) for emp in sorted(changed)]
+            )
         if emitted:
             batches = [(f"employee-{emp}", None, events) for emp, events in emitted.items()]
             await self._store.append_many(batches, conn=conn)

@@ -66,17 +66,8 @@ class PostgresEmployeeProjection:
 
     def __init__(self, schema: str) -> None:
         t = f"{quote_ident(schema)}.employees"
-        self._lock = f"SELECT facts::text, state::text FROM {t} WHERE employee_id = $1 FOR UPDATE"
         self._get = f"SELECT facts::text, state::text FROM {t} WHERE employee_id = $1"
         self._all = f"SELECT facts::text, state::text FROM {t} ORDER BY employee_id"
-        self._update = (
-            f"UPDATE {t} SET facts = $2::jsonb, state = $3::jsonb, updated_at = now()"
-            " WHERE employee_id = $1"
-        )
-        self._insert = (
-            f"INSERT INTO {t} (employee_id, facts, state) VALUES ($1, $2::jsonb, $3::jsonb)"
-            " ON CONFLICT (employee_id) DO NOTHING RETURNING 1"
-        )
         self._lock_many = (
             f"SELECT employee_id, facts::text, state::text FROM {t}"
             " WHERE employee_id = ANY($1::text[]) ORDER BY employee_id FOR UPDATE"
@@ -95,7 +86,7 @@ class PostgresEmployeeProjection:
 
     async def lock(self, conn: asyncpg.Connection, employee_id: str) -> EmployeeRow | None:
         """The employee's row, locked until the caller's transaction ends; None when new."""
-        return _row(await conn.fetchrow(self._lock, employee_id))
+        return (await self.lock_many(conn, [employee_id])).get(employee_id)
 
     async def get(self, conn: asyncpg.Connection, employee_id: str) -> EmployeeRow | None:
         """The employee's row as last committed, without locking; None when unknown."""
@@ -109,16 +100,9 @@ class PostgresEmployeeProjection:
         *,
         existed: bool,
     ) -> None:
-        """Write the row; `existed` says whether `lock` found (and so locked) it.
-
-        A new row that another transaction inserted meanwhile raises `ConcurrentInsertError`
-        rather than overwriting facts this transaction never saw.
-        """
-        args = (facts.employee_id, facts_to_json(facts), state_to_json(state))
-        if existed:
-            await conn.execute(self._update, *args)
-        elif await conn.fetchval(self._insert, *args) is None:
-            raise ConcurrentInsertError(facts.employee_id)
+        """Write the row; `existed` says whether `lock` found (and so locked) it (see
+        `save_many`)."""
+        await self.save_many(conn, [(facts, state, existed)])
 
     async def lock_many(
         self, conn: asyncpg.Connection, employee_ids: Sequence[str]

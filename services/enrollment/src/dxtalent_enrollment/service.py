@@ -59,29 +59,31 @@ class InboundHandler:
         self._duplicates = DUPLICATES.labels(service=ctx.name)
 
     async def __call__(self, conn: asyncpg.Connection, delivery: Delivery) -> None:
-        """One message: validate, skip a fact already recorded, else append it."""
+        """One message (the consumer's fallback): validate, then record it as a segment of one,
+        with every log line carrying its correlation id."""
         parsed = _accepted(self._ctx, delivery)
         with structlog.contextvars.bound_contextvars(
             correlation_id=parsed.correlationid or parsed.id
         ):
-            fact = record(self._ctx.catalog, parsed, delivery.received_at)
-            if await self._ctx.store.event_exists(fact.event_id, conn=conn):
-                self._duplicates.inc()
-                log.info("inbound.duplicate", event_id=parsed.id, source=parsed.source)
-                return
-            await self._ctx.store.append(fact.stream_id, None, [_new_event(fact)], conn=conn)
+            await self._record(conn, [record(self._ctx.catalog, parsed, delivery.received_at)])
 
     async def handle_many(self, conn: asyncpg.Connection, deliveries: Sequence[Delivery]) -> None:
-        """A segment in two statements: which facts are already recorded, then one append of
-        the rest. A message to reject raises, and the consumer goes one message at a time."""
+        """A whole segment at once. A message to reject raises, and the consumer goes one
+        message at a time."""
         facts = [
             record(self._ctx.catalog, _accepted(self._ctx, d), d.received_at) for d in deliveries
         ]
+        await self._record(conn, facts)
+
+    async def _record(self, conn: asyncpg.Connection, facts: Sequence[RecordedFact]) -> None:
+        """Two statements whatever the count: which facts are already recorded (the same
+        source and id again), then one append of the rest."""
         known = await self._ctx.store.existing_event_ids([f.event_id for f in facts], conn=conn)
         by_stream: dict[str, list[NewEvent]] = {}
         for fact in facts:
             if fact.event_id in known:
                 self._duplicates.inc()
+                log.info("inbound.duplicate", fact_id=fact.causation_id)
                 continue
             known.add(fact.event_id)  # the same fact twice in one segment
             by_stream.setdefault(fact.stream_id, []).append(_new_event(fact))
