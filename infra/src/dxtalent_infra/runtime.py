@@ -109,6 +109,7 @@ async def build_context(spec: ServiceSpec, settings: Settings) -> ServiceContext
     """Connect, create streams, apply migrations: the service is then ready to run."""
     if settings.nats_url is None or settings.database_url is None:
         raise ValueError(f"{spec.name}: DXT_NATS_URL and DXT_DATABASE_URL must be set to serve")
+    catalog = load_catalog(settings.catalog)  # a bad catalog fails now, not after connecting
     topology = Topology(settings.prefix)
     schema = schema_for(settings, spec.name)
     pool = await _connect_postgres(settings.database_url, spec.name)
@@ -133,7 +134,6 @@ async def build_context(spec: ServiceSpec, settings: Settings) -> ServiceContext
     async with pool.acquire() as conn:
         for component, migrations in spec.migrations:
             await migrate(cast(asyncpg.Connection, conn), schema, component, migrations)
-    catalog = load_catalog(settings.catalog)
     ctx = ServiceContext(
         name=spec.name,
         settings=settings,
