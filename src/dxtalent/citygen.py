@@ -16,7 +16,7 @@ import uuid
 from collections import Counter
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, cast
+from typing import cast
 
 from dxtalent_contracts.catalog import Catalog
 from dxtalent_contracts.envelope import CloudEvent, Model
@@ -38,7 +38,7 @@ from dxtalent_contracts.inbound import (
     LeaderNominated,
     LeaderNominatedEvent,
 )
-from dxtalent_contracts.registry import type_name
+from dxtalent_contracts.registry import build_event, type_name
 
 JST = dt.timezone(dt.timedelta(hours=9), "JST")
 NAMESPACE = uuid.UUID("6f1d3a52-0c1e-5b7a-9a43-2d1f8e7c4b90")
@@ -568,17 +568,11 @@ class _Emitter:
 
 def _envelope(municipality: str, fact: _Fact, time: dt.datetime) -> InboundEvent:
     cls = _EVENT_CLASS[type(fact.data)]
-    etype = type_name(cls)
-    doc: dict[str, Any] = {
-        "specversion": "1.0",
-        "id": fact.fact_id,
-        "source": f"urn:{municipality}:{etype.split('.')[1]}",
-        "type": etype,
-        "subject": fact.subject,
-        "time": time,
-        "data": fact.data,
-    }
-    return cast("InboundEvent", cls.model_validate(doc))
+    source = f"urn:{municipality}:{type_name(cls).split('.')[1]}"
+    event = build_event(
+        cls, event_id=fact.fact_id, source=source, data=fact.data, subject=fact.subject, time=time
+    )
+    return cast("InboundEvent", event)
 
 
 def _summary(plan: _Planner, events: list[InboundEvent]) -> CitySummary:

@@ -24,6 +24,7 @@ from pydantic import ValidationError
 
 from dxtalent_contracts.catalog import Catalog
 from dxtalent_contracts.inbound import CourseCompleted, CourseCompletedEvent
+from dxtalent_contracts.registry import build_event
 
 REQUIRED_COLUMNS = ("employee_id", "course_id", "completed_on")
 OPTIONAL_COLUMNS = ("event_id", "source")
@@ -98,11 +99,10 @@ def _row_event(
     source = row.get("source") or default_source
     event_id = row.get("event_id") or row_event_id(source, employee_id, course_id, completed_on)
     try:
-        return CourseCompletedEvent(
-            specversion="1.0",
-            id=event_id,
+        return build_event(
+            CourseCompletedEvent,
+            event_id=event_id,
             source=source,
-            type="dxtalent.lms.CourseCompleted.v1",
             subject=employee_id,
             time=dt.datetime.combine(completed_on, dt.time(0), JST),
             data=CourseCompleted(

@@ -34,23 +34,18 @@ from dxtalent_contracts.inbound import (
     LeaderNominated,
     LeaderNominatedEvent,
 )
-from dxtalent_contracts.registry import type_name
+from dxtalent_contracts.registry import build_event
 
 SOURCE = "urn:bench:lms"
 _JST = dt.timezone(dt.timedelta(hours=9))
 
 
 def _event(cls: type[CloudEvent], data: object, employee: str) -> bytes:
-    doc = {
-        "specversion": "1.0",
-        "id": str(uuid.uuid4()),
-        "source": SOURCE,
-        "type": type_name(cls),
-        "subject": employee,
-        "time": dt.datetime(2025, 6, 1, 9, tzinfo=_JST),
-        "data": data,
-    }
-    return cls.model_validate(doc).to_json_bytes()
+    time = dt.datetime(2025, 6, 1, 9, tzinfo=_JST)
+    event = build_event(
+        cls, event_id=str(uuid.uuid4()), source=SOURCE, data=data, subject=employee, time=time
+    )
+    return event.to_json_bytes()
 
 
 def _preparation(employees: list[str], courses: list[str]) -> list[bytes]:

@@ -6,9 +6,10 @@ sentence a person can act on and whose `errors` name each field and its problem.
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 from dataclasses import dataclass, field
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 
 from pydantic import Field, TypeAdapter, ValidationError
 
@@ -58,6 +59,32 @@ ALL_EVENT_CLASSES: tuple[type[CloudEvent], ...] = (
 def type_name(cls: type[CloudEvent]) -> str:
     """The CloudEvents `type` string a class stands for."""
     return str(cls.model_fields["type"].annotation.__args__[0])  # type: ignore[union-attr]
+
+
+E = TypeVar("E", bound=CloudEvent)
+
+
+def build_event(
+    cls: type[E],
+    *,
+    event_id: str,
+    source: str,
+    data: Any,
+    subject: str | None = None,
+    time: dt.datetime | None = None,
+) -> E:
+    """A validated event of `cls`, its `type` filled in from the class."""
+    return cls.model_validate(
+        {
+            "specversion": "1.0",
+            "id": event_id,
+            "source": source,
+            "type": type_name(cls),
+            "subject": subject,
+            "time": time,
+            "data": data,
+        }
+    )
 
 
 EVENT_CLASS_BY_TYPE: dict[str, type[CloudEvent]] = {type_name(c): c for c in ALL_EVENT_CLASSES}
