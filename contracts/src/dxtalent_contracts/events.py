@@ -22,6 +22,14 @@ from dxtalent_contracts.types import CalendarDate, Code, FiscalYear, Identifier
 
 Level = Annotated[int, Field(ge=1, le=3)]
 
+SUPERSEDES = (
+    "The id of the event this one corrects: the last one sent for the same employee and level"
+    " (LevelCertified) or skill (SkillAcquired). null for a new certification or skill,"
+    " including one certified again after a LevelRevoked / SkillRevoked. Absent in events"
+    " recorded before the field existed. An event whose data, apart from `supersedes`, equals"
+    " the last one sent for its key is never sent."
+)
+
 
 # --- enrollment -------------------------------------------------------------------------------
 
@@ -101,7 +109,8 @@ class ImprovementCaseRecordedEvent(CloudEvent):
 class SkillAcquired(Model):
     """The employee holds `skill`, evidenced by its earliest non-voided completion.
 
-    Sent again with other evidence when that earliest completion changes (upsert by skill).
+    Sent again with other evidence when that earliest completion changes (upsert by skill);
+    `supersedes` then says which event it corrects (see `LevelCertified`).
     """
 
     employee_id: Identifier
@@ -109,6 +118,7 @@ class SkillAcquired(Model):
     course_id: Code
     acquired_on: CalendarDate
     evidence_event_id: EventId
+    supersedes: EventId | None = Field(default=None, description=SUPERSEDES)
 
 
 class SkillRevoked(Model):
@@ -127,8 +137,9 @@ class Evidence(Model):
 
 
 class LevelCertified(Model):
-    """DX-leader level certified. Sent again with a new `certified_on` when the evidence that
-    dates it changes (consumers upsert by employee and level)."""
+    """DX-leader level certified. Sent again, as a correction, when its date, evidence,
+    route or department changes after a late or voided fact (consumers upsert by employee and
+    level); `supersedes` tells a correction from a new certification."""
 
     employee_id: Identifier
     level: Level
@@ -138,6 +149,7 @@ class LevelCertified(Model):
     evidence: list[Evidence]
     policy_version: str
     via_equivalence: bool = False
+    supersedes: EventId | None = Field(default=None, description=SUPERSEDES)
 
 
 class LevelRevoked(Model):
