@@ -1,6 +1,8 @@
-"""One employee's facts and certification state as the JSON of the `employees` read model.
+"""One employee's facts, certification state and sent ledger as the JSON of the `employees`
+read model.
 
-`facts_to_json` / `facts_from_json` and `state_to_json` / `state_from_json` round-trip. Every
+`facts_to_json` / `facts_from_json`, `state_to_json` / `state_from_json` and `ledger_to_json` /
+`ledger_from_json` round-trip. Every
 document carries its format number `v`, so a later format can upcast older rows on read.
 Facts are written sorted by id, skills and levels by key, so equal values read alike.
 """
@@ -11,6 +13,7 @@ import datetime as dt
 import json
 from typing import Any
 
+from dxtalent_certification.domain.corrections import SentEvent, SentLedger
 from dxtalent_certification.domain.facts import (
     Completion,
     Departure,
@@ -170,6 +173,24 @@ def state_from_json(text: str) -> CertificationState:
         for lv in doc["levels"]
     }
     return CertificationState(doc["employee_id"], skills, levels)
+
+
+# --- sent ledger ------------------------------------------------------------------------------
+
+
+def ledger_to_json(ledger: SentLedger) -> str:
+    """The last event sent per level and skill, as a JSON document."""
+    doc = {
+        "v": FORMAT,
+        "sent": {k: {"id": e.event_id, "data": dict(e.data)} for k, e in ledger.entries.items()},
+    }
+    return _dumps(doc)
+
+
+def ledger_from_json(text: str) -> SentLedger:
+    """The inverse of `ledger_to_json`."""
+    doc = _load(text)
+    return SentLedger({k: SentEvent(e["id"], e["data"]) for k, e in doc["sent"].items()})
 
 
 # --- helpers ----------------------------------------------------------------------------------

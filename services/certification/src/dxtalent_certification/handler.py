@@ -5,7 +5,9 @@ Runs inside the consumer's batch transaction. A segment of messages is applied a
 employee's row, write the changed rows, append the emitted events to streams `employee-{id}`
 of the certification event store; three statements either way. The outbox relay then
 publishes them on `dx.events.certification.*`. A fact the row already holds
-(a re-published event) changes nothing and writes nothing.
+(a re-published event) changes nothing and writes nothing. What `decide` returns passes
+`corrections.mark` against the row's sent ledger: a re-sent level or skill names the event it
+supersedes, and one whose data was already sent is not sent again.
 """
 
 from __future__ import annotations
@@ -18,11 +20,13 @@ import asyncpg
 import structlog
 from prometheus_client import Counter
 
+from dxtalent_certification.domain.corrections import SentLedger, mark
 from dxtalent_certification.domain.decide import DomainChange, decide
 from dxtalent_certification.domain.facts import EmployeeFacts, Fact
 from dxtalent_certification.domain.state import CertificationState
 from dxtalent_certification.enrollment_facts import UnexpectedEventError, fact_of
-from dxtalent_certification.projection import PostgresEmployeeProjection
+from dxtalent_certification.projection import EmployeeRow, PostgresEmployeeProjection
+from dxtalent_contracts.catalog import Catalog
 from dxtalent_contracts.envelope import CloudEvent
 from dxtalent_contracts.events import (
     LevelCertified,
@@ -42,11 +46,12 @@ from dxtalent_infra.runtime import Handler, ServiceContext
 
 log = structlog.get_logger(__name__)
 
-#: Namespace of the ids of emitted events: uuid5(causing event id, index), so applying one
-#: enrollment event twice could only ever produce the same ids.
+#: Namespace of the ids of emitted events: uuid5(causing event id, index in `decide`'s list),
+#: so applying one enrollment event twice could only ever produce the same ids.
 EMITTED_NAMESPACE = uuid.UUID("3a4c1f0e-7d52-4b8e-a1c9-5e2f8b6d0c47")
 
-_TYPE_OF: dict[type[DomainChange], str] = {
+#: The CloudEvents type each kind of change is recorded as.
+EVENT_TYPE_OF: dict[type[DomainChange], str] = {
     SkillAcquired: type_name(SkillAcquiredEvent),
     SkillRevoked: type_name(SkillRevokedEvent),
     LevelCertified: type_name(LevelCertifiedEvent),
@@ -65,22 +70,34 @@ def emitted_event_id(causing_event_id: str, index: int) -> str:
     return str(uuid.uuid5(EMITTED_NAMESPACE, f"{causing_event_id}\x00{index}"))
 
 
+def apply_fact(
+    catalog: Catalog, row: EmployeeRow, fact: Fact, cause_id: str
+) -> tuple[EmployeeRow, list[tuple[str, DomainChange]]]:
+    """The row after `fact` (caused by event `cause_id`), and the changes to send with their
+    ids. Each id is fixed by `cause_id` and the change's place in `decide`'s list, before
+    `mark` drops any: a redelivery of the same event over the same row gives the same ids."""
+    facts, state, changes = decide(catalog, row.facts, row.state, fact)
+    ids = [emitted_event_id(cause_id, i) for i in range(len(changes))]
+    to_send, sent = mark(changes, ids, row.sent)
+    return EmployeeRow(facts, state, sent), to_send
+
+
 def to_new_events(
-    changes: list[DomainChange], cause: CloudEvent, received_at: dt.datetime
+    changes: list[tuple[str, DomainChange]], cause: CloudEvent, received_at: dt.datetime
 ) -> list[NewEvent]:
-    """The changes `cause` produced, as events for the certification store."""
+    """The changes `cause` produced, with their ids, as events for the certification store."""
     correlation = cause.correlationid or cause.id
     return [
         NewEvent(
-            event_id=emitted_event_id(cause.id, i),
-            event_type=_TYPE_OF[type(change)],
+            event_id=event_id,
+            event_type=EVENT_TYPE_OF[type(change)],
             data=change.model_dump(mode="json"),
             occurred_at=cause.time or received_at,
             subject=change.employee_id,
             causation_id=cause.id,
             correlation_id=correlation,
         )
-        for i, change in enumerate(changes)
+        for event_id, change in changes
     ]
 
 
@@ -127,28 +144,24 @@ class CertificationHandler:
         """Three statements whatever the count: lock every employee's row, write the rows
         that changed, append all emitted events. Facts a row already holds change nothing."""
         rows = await self._projection.lock_many(conn, [f.employee_id for _, _, f in items])
-        working = {emp: (row.facts, row.state) for emp, row in rows.items()}
-        changed: set[str] = set()
+        working = dict(rows)
         emitted: dict[str, list[NewEvent]] = {}
-        recorded: list[tuple[list[DomainChange], list[NewEvent]]] = []
+        recorded: list[tuple[list[tuple[str, DomainChange]], list[NewEvent]]] = []
         for delivery, event, fact in items:
             emp = fact.employee_id
-            facts, state = working.get(emp) or (EmployeeFacts(emp), CertificationState.empty(emp))
-            if facts.with_fact(fact) is facts:
+            row = working.get(emp) or _new_row(emp)
+            if row.facts.with_fact(fact) is row.facts:
                 self._duplicates.inc()
                 log.debug("certification.fact_known", fact_id=fact.fact_id)
                 continue
-            new_facts, new_state, changes = decide(self._catalog, facts, state, fact)
-            working[emp] = (new_facts, new_state)
-            changed.add(emp)
+            working[emp], changes = apply_fact(self._catalog, row, fact, event.id)
             if changes:
                 events = to_new_events(changes, event, delivery.received_at)
                 emitted.setdefault(emp, []).extend(events)
                 recorded.append((changes, events))
+        changed = sorted(emp for emp, row in working.items() if row is not rows.get(emp))
         if changed:
-            await self._projection.save_many(
-                conn, [(*working[emp], emp in rows) for emp in sorted(changed)]
-            )
+            await self._projection.save_many(conn, [(working[emp], emp in rows) for emp in changed])
         if emitted:
             batches = [(f"employee-{emp}", None, events) for emp, events in emitted.items()]
             await self._store.append_many(batches, conn=conn)
@@ -161,9 +174,15 @@ def certification_handler(ctx: ServiceContext) -> Handler:
     return CertificationHandler(ctx)
 
 
-def _record(changes: list[DomainChange], events: list[NewEvent]) -> None:
+def _new_row(employee_id: str) -> EmployeeRow:
+    return EmployeeRow(
+        EmployeeFacts(employee_id), CertificationState.empty(employee_id), SentLedger.empty()
+    )
+
+
+def _record(changes: list[tuple[str, DomainChange]], events: list[NewEvent]) -> None:
     """Count what was emitted; log level changes (rare enough to log each)."""
-    for change, new in zip(changes, events, strict=True):
+    for (_, change), new in zip(changes, events, strict=True):
         CHANGES.labels(new.event_type).inc()
         if isinstance(change, LevelCertified | LevelRevoked):
             log.info(
@@ -171,6 +190,7 @@ def _record(changes: list[DomainChange], events: list[NewEvent]) -> None:
                 emitted=new.event_type,
                 emitted_id=new.event_id,
                 level=change.level,
+                supersedes=change.supersedes if isinstance(change, LevelCertified) else None,
             )
 
 

@@ -1,9 +1,10 @@
 """`PostgresEmployeeProjection`: each employee's facts and certification state, one row each.
 
-`{schema}.employees(employee_id, facts, state, updated_at)` is written by the consumer's
+`{schema}.employees(employee_id, facts, state, sent, updated_at)` is written by the consumer's
 handler inside its batch transaction, together with the inbox claim and the certification
 events it appends, so the row, the events and "this message was applied" commit as one.
-`facts` is what the rules read, `state` what they last concluded (see `codec`).
+`facts` is what the rules read, `state` what they last concluded, `sent` the last event sent
+per level and skill, which corrections supersede (see `codec` and `domain.corrections`).
 """
 
 from __future__ import annotations
@@ -16,14 +17,50 @@ import asyncpg
 from dxtalent_certification.codec import (
     facts_from_json,
     facts_to_json,
+    ledger_from_json,
+    ledger_to_json,
     state_from_json,
     state_to_json,
 )
+from dxtalent_certification.domain.corrections import SentLedger
 from dxtalent_certification.domain.facts import EmployeeFacts
 from dxtalent_certification.domain.state import CertificationState
 from dxtalent_infra.migrations import Migration, quote_ident
 
 COMPONENT = "projection"
+
+#: Rows written before the ledger existed get it from the certification event store of the same
+#: schema (when there is one): per employee and key, the last event if it certifies.
+_LEDGER_FROM_STORE = """
+ALTER TABLE {schema}.employees ADD COLUMN sent jsonb NOT NULL DEFAULT '{"v":1,"sent":{}}';
+DO $$
+BEGIN
+    IF to_regclass('{schema}.events') IS NULL THEN
+        RETURN;
+    END IF;
+    WITH keyed AS (
+        SELECT data->>'employee_id' AS employee_id, event_id, event_type, data, position,
+            CASE WHEN event_type LIKE '%.Level%' THEN 'level:' || (data->>'level')
+                ELSE 'skill:' || (data->>'skill') END AS key
+        FROM {schema}.events
+        WHERE event_type IN ('dxtalent.certification.LevelCertified.v1',
+            'dxtalent.certification.LevelRevoked.v1', 'dxtalent.certification.SkillAcquired.v1',
+            'dxtalent.certification.SkillRevoked.v1')
+    ), last AS (
+        SELECT DISTINCT ON (employee_id, key) * FROM keyed
+        ORDER BY employee_id, key, position DESC
+    ), ledgers AS (
+        SELECT employee_id, jsonb_object_agg(
+            key, jsonb_build_object('id', event_id, 'data', data - 'supersedes')) AS sent
+        FROM last
+        WHERE event_type IN ('dxtalent.certification.LevelCertified.v1',
+            'dxtalent.certification.SkillAcquired.v1')
+        GROUP BY employee_id
+    )
+    UPDATE {schema}.employees AS e SET sent = jsonb_build_object('v', 1, 'sent', l.sent)
+    FROM ledgers AS l WHERE e.employee_id = l.employee_id;
+END $$;
+"""
 
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(
@@ -37,6 +74,11 @@ MIGRATIONS: tuple[Migration, ...] = (
             updated_at timestamptz NOT NULL DEFAULT now()
         );
         """,
+    ),
+    Migration(
+        2,
+        "employees.sent: the last LevelCertified / SkillAcquired sent per key, from the store",
+        _LEDGER_FROM_STORE,
     ),
 )
 
@@ -55,10 +97,15 @@ class ConcurrentInsertError(Exception):
 
 @dataclass(frozen=True, slots=True)
 class EmployeeRow:
-    """One employee's facts and state, as stored."""
+    """One employee's facts, state and sent ledger, as stored."""
 
     facts: EmployeeFacts
     state: CertificationState
+    sent: SentLedger
+
+    @property
+    def employee_id(self) -> str:
+        return self.facts.employee_id
 
 
 class PostgresEmployeeProjection:
@@ -66,21 +113,25 @@ class PostgresEmployeeProjection:
 
     def __init__(self, schema: str) -> None:
         t = f"{quote_ident(schema)}.employees"
-        self._get = f"SELECT facts::text, state::text FROM {t} WHERE employee_id = $1"
-        self._all = f"SELECT facts::text, state::text FROM {t} ORDER BY employee_id"
+        columns = "facts::text, state::text, sent::text"
+        self._get = f"SELECT {columns} FROM {t} WHERE employee_id = $1"
+        self._all = f"SELECT {columns} FROM {t} ORDER BY employee_id"
         self._lock_many = (
-            f"SELECT employee_id, facts::text, state::text FROM {t}"
+            f"SELECT {columns} FROM {t}"
             " WHERE employee_id = ANY($1::text[]) ORDER BY employee_id FOR UPDATE"
         )
+        rows = (
+            " FROM unnest($1::text[], $2::text[], $3::text[], $4::text[])"
+            " AS u(employee_id, facts, state, sent)"
+        )
         self._update_many = (
-            f"UPDATE {t} AS e SET facts = u.facts::jsonb, state = u.state::jsonb, updated_at = now()"
-            " FROM unnest($1::text[], $2::text[], $3::text[]) AS u(employee_id, facts, state)"
+            f"UPDATE {t} AS e SET facts = u.facts::jsonb, state = u.state::jsonb,"
+            f" sent = u.sent::jsonb, updated_at = now(){rows}"
             " WHERE e.employee_id = u.employee_id"
         )
         self._insert_many = (
-            f"INSERT INTO {t} (employee_id, facts, state)"
-            " SELECT u.employee_id, u.facts::jsonb, u.state::jsonb"
-            " FROM unnest($1::text[], $2::text[], $3::text[]) AS u(employee_id, facts, state)"
+            f"INSERT INTO {t} (employee_id, facts, state, sent)"
+            f" SELECT u.employee_id, u.facts::jsonb, u.state::jsonb, u.sent::jsonb{rows}"
             " ON CONFLICT (employee_id) DO NOTHING RETURNING employee_id"
         )
 
@@ -90,19 +141,13 @@ class PostgresEmployeeProjection:
 
     async def get(self, conn: asyncpg.Connection, employee_id: str) -> EmployeeRow | None:
         """The employee's row as last committed, without locking; None when unknown."""
-        return _row(await conn.fetchrow(self._get, employee_id))
+        record = await conn.fetchrow(self._get, employee_id)
+        return None if record is None else _row(record)
 
-    async def save(
-        self,
-        conn: asyncpg.Connection,
-        facts: EmployeeFacts,
-        state: CertificationState,
-        *,
-        existed: bool,
-    ) -> None:
+    async def save(self, conn: asyncpg.Connection, row: EmployeeRow, *, existed: bool) -> None:
         """Write the row; `existed` says whether `lock` found (and so locked) it (see
         `save_many`)."""
-        await self.save_many(conn, [(facts, state, existed)])
+        await self.save_many(conn, [(row, existed)])
 
     async def lock_many(
         self, conn: asyncpg.Connection, employee_ids: Sequence[str]
@@ -110,41 +155,39 @@ class PostgresEmployeeProjection:
         """The rows of several employees, locked in id order (no deadlock between replicas);
         employees without a row are absent."""
         records = await conn.fetch(self._lock_many, sorted(set(employee_ids)))
-        return {r[0]: EmployeeRow(facts_from_json(r[1]), state_from_json(r[2])) for r in records}
+        rows = [_row(r) for r in records]
+        return {row.employee_id: row for row in rows}
 
     async def save_many(
-        self,
-        conn: asyncpg.Connection,
-        rows: Sequence[tuple[EmployeeFacts, CertificationState, bool]],
+        self, conn: asyncpg.Connection, rows: Sequence[tuple[EmployeeRow, bool]]
     ) -> None:
         """Write several rows in two statements; each `bool` says whether `lock_many` found it.
         A new row inserted meanwhile by another transaction raises `ConcurrentInsertError`."""
         for existed in (True, False):
-            chosen = [(f, st) for f, st, e in rows if e is existed]
+            chosen = [row for row, e in rows if e is existed]
             if not chosen:
                 continue
             args = (
-                [f.employee_id for f, _ in chosen],
-                [facts_to_json(f) for f, _ in chosen],
-                [state_to_json(st) for _, st in chosen],
+                [row.employee_id for row in chosen],
+                [facts_to_json(row.facts) for row in chosen],
+                [state_to_json(row.state) for row in chosen],
+                [ledger_to_json(row.sent) for row in chosen],
             )
             if existed:
                 await conn.execute(self._update_many, *args)
                 continue
             inserted = {r[0] for r in await conn.fetch(self._insert_many, *args)}
-            for f, _ in chosen:
-                if f.employee_id not in inserted:
-                    raise ConcurrentInsertError(f.employee_id)
+            for row in chosen:
+                if row.employee_id not in inserted:
+                    raise ConcurrentInsertError(row.employee_id)
 
     async def all(self, conn: asyncpg.Connection) -> AsyncIterator[EmployeeRow]:
         """Every employee's row, by employee id (run inside a transaction: it uses a cursor)."""
         async for record in conn.cursor(self._all, prefetch=500):
-            row = _row(record)
-            assert row is not None
-            yield row
+            yield _row(record)
 
 
-def _row(record: asyncpg.Record | None) -> EmployeeRow | None:
-    if record is None:
-        return None
-    return EmployeeRow(facts_from_json(record[0]), state_from_json(record[1]))
+def _row(record: asyncpg.Record) -> EmployeeRow:
+    return EmployeeRow(
+        facts_from_json(record[0]), state_from_json(record[1]), ledger_from_json(record[2])
+    )
