@@ -13,9 +13,13 @@ from hypothesis import given, settings
 from dxtalent_certification.codec import (
     facts_from_json,
     facts_to_json,
+    ledger_from_json,
+    ledger_to_json,
     state_from_json,
     state_to_json,
 )
+from dxtalent_certification.domain.corrections import SentLedger, mark
+from dxtalent_certification.domain.decide import changes
 from dxtalent_certification.domain.evaluate import evaluate
 from dxtalent_certification.domain.facts import (
     Completion,
@@ -195,11 +199,21 @@ def test_state_survives_a_round_trip() -> None:
     assert state_from_json(state_to_json(state)) == state
 
 
+def test_the_sent_ledger_survives_a_round_trip() -> None:
+    """ledger_from_json(ledger_to_json(l)) == l for the ledger of every level and skill."""
+    state = rich_employee().state(CATALOG)
+    sent = changes(CATALOG, CertificationState.empty(E), state, "fact-1")
+    _, ledger = mark(sent, [f"ev-{i}" for i in range(len(sent))], SentLedger.empty())
+    assert len(ledger.entries) == len(state.skills) + len(state.levels)
+    assert ledger_from_json(ledger_to_json(ledger)) == ledger
+
+
 def test_empty_values_survive_a_round_trip() -> None:
-    """An employee with no facts and no state encodes and decodes too."""
+    """An employee with no facts, no state and nothing sent encodes and decodes too."""
     assert facts_from_json(facts_to_json(EmployeeFacts(E))) == EmployeeFacts(E)
     empty = CertificationState.empty(E)
     assert state_from_json(state_to_json(empty)) == empty
+    assert ledger_from_json(ledger_to_json(SentLedger.empty())) == SentLedger.empty()
 
 
 def test_equal_values_encode_to_equal_text() -> None:
