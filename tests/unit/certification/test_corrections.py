@@ -11,6 +11,8 @@ from dxtalent_certification.domain.corrections import SentEvent, SentLedger, mar
 from dxtalent_certification.domain.decide import DomainChange, decide, evolve
 from dxtalent_certification.domain.facts import EmployeeFacts, Fact
 from dxtalent_certification.domain.state import CertificationState
+from dxtalent_certification.handler import apply_fact, emitted_event_id
+from dxtalent_certification.projection import EmployeeRow
 from dxtalent_contracts.catalog import load_catalog
 from dxtalent_contracts.events import (
     Evidence,
@@ -199,3 +201,24 @@ def test_every_sent_event_supersedes_exactly_the_last_one_sent_for_its_key(
             assert before is None or before[1] != sent_data(change)
             last[key] = (event_id, sent_data(change))
         assert folded == evaluated(arrival[: i + 1])
+
+
+def test_applying_one_event_to_one_row_twice_gives_the_same_ids() -> None:
+    """handler.apply_fact is a function of the row and the causing event: a redelivery after
+    a crash (same row, same event) sends the same events under the same ids, each the id of
+    its place in decide's list."""
+    who = Given(E)
+    who.record()
+    who.nomination(2025)
+    row = EmployeeRow(EmployeeFacts(E), CertificationState.empty(E), SentLedger.empty())
+    for fact in [*who.facts, *who.completions(L1_COURSES[:-1], "2025-06-01")]:
+        row, _ = apply_fact(CATALOG, row, fact, f"cause-{fact.fact_id}")
+    last = who.completion(L1_COURSES[-1], "2025-07-15")
+
+    once = apply_fact(CATALOG, row, last, "cause-last")
+    again = apply_fact(CATALOG, row, last, "cause-last")
+
+    assert once == again
+    ids = [event_id for event_id, _ in once[1]]
+    assert ids == [emitted_event_id("cause-last", i) for i in range(len(ids))]
+    assert once[0].sent.entries["level:1"].event_id == ids[-1]
