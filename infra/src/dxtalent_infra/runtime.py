@@ -3,8 +3,9 @@
 A service describes itself with a `ServiceSpec` (its consumers, read-model migrations, HTTP
 routes, whether it publishes from an outbox). `run_service` builds everything from `Settings`
 (nothing connects at import), serves `/healthz`, `/readyz` and `/metrics` next to the
-service's own routes, and on SIGTERM/SIGINT stops taking new batches, finishes the one in
-flight, lets the relay publish what is committed, and closes its connections.
+service's own routes (their bearer token and error bodies: `http_api`), and on SIGTERM/SIGINT
+stops taking new batches, finishes the one in flight, lets the relay publish what is
+committed, and closes its connections.
 """
 
 from __future__ import annotations
@@ -19,7 +20,8 @@ from typing import Any, cast
 import asyncpg
 import structlog
 import uvicorn
-from fastapi import APIRouter, FastAPI, Request, Response
+from fastapi import APIRouter, FastAPI, Response
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from nats.aio.client import Client as NatsClient
 from nats.js import JetStreamContext
@@ -27,6 +29,7 @@ from nats.js import JetStreamContext
 from dxtalent_contracts.catalog import Catalog, load_catalog
 from dxtalent_infra.consumer import Delivery, JetStreamConsumer
 from dxtalent_infra.eventstore import PostgresEventStore
+from dxtalent_infra.http_api import validation_failed
 from dxtalent_infra.metrics import render_metrics
 from dxtalent_infra.migrations import Migration, migrate
 from dxtalent_infra.nats import connect_nats
@@ -203,22 +206,9 @@ async def readiness(ctx: ServiceContext) -> dict[str, Any]:
     return {"ready": bool(ready), "checks": checks}
 
 
-def bearer_guard(settings: Settings) -> Callable[[Request], Awaitable[None]]:
-    """A dependency that requires `Authorization: Bearer <DXT_API_TOKEN>` when a token is set."""
-    from fastapi import HTTPException
-
-    async def guard(request: Request) -> None:
-        if settings.api_token is None:
-            return
-        expected = f"Bearer {settings.api_token.get_secret_value()}"
-        if request.headers.get("authorization") != expected:
-            raise HTTPException(status_code=401, detail="missing or wrong bearer token")
-
-    return guard
-
-
 def build_app(spec: ServiceSpec, ctx: ServiceContext) -> FastAPI:
     app = FastAPI(title=f"dxtalent {spec.name}", version="1", docs_url="/docs")
+    app.add_exception_handler(RequestValidationError, validation_failed)
 
     @app.get("/healthz", include_in_schema=False)
     async def healthz() -> dict[str, str]:

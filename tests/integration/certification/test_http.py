@@ -1,9 +1,10 @@
 """The certification HTTP API over a running service: an employee's levels, skills with
-evidence, the next level's missing skills with courses; 404, 422 and 401 with a message."""
+evidence, the next level's missing skills with courses; 404, 422 and 401 with a message; the
+bearer token as clients expect it (RFC 6750) and declared in OpenAPI."""
 
 from __future__ import annotations
 
-from tests.integration.certification.harness import L1_COURSES, Enrollment, RunningService
+from tests.integration.certification.harness import L1_COURSES, TOKEN, Enrollment, RunningService
 
 
 async def test_an_employee_shows_level_skills_and_what_the_next_level_needs(
@@ -66,16 +67,74 @@ async def test_an_unknown_or_invalid_employee_id_is_a_clear_4xx(service: Running
     for bad in ("-starts-with-hyphen", "x" * 65, "has.dot"):
         response = await service.http.get(f"/v1/employees/{bad}")
         assert response.status_code == 422, bad
-        assert response.json()["detail"]
+        body = response.json()
+        assert body["message"].startswith("path parameter employee_id: String should match")
+        assert body["detail"][0]["loc"] == ["path", "employee_id"]
 
 
-async def test_queries_need_the_bearer_token_when_one_is_set(service: RunningService) -> None:
-    """Without `Authorization: Bearer <DXT_API_TOKEN>`: 401; health stays open."""
-    for headers in ({"Authorization": ""}, {"Authorization": "Bearer wrong"}):
-        response = await service.http.get("/v1/employees/E000001", headers=headers)
-        assert response.status_code == 401
-        assert response.json()["detail"] == "missing or wrong bearer token"
+async def test_without_the_bearer_token_queries_get_401_with_a_bearer_challenge(
+    service: RunningService,
+) -> None:
+    """No token, another scheme, or an empty token: 401 with `WWW-Authenticate: Bearer
+    realm=...` and a message naming the header; a wrong token adds `error="invalid_token"`
+    (RFC 6750); health stays open."""
+    for headers in (
+        {"Authorization": ""},
+        {"Authorization": "Basic dXNlcjpwdw=="},
+        {"Authorization": "Bearer"},
+    ):
+        response = await service.http.get("/v1/categories", headers=headers)
+        assert response.status_code == 401, headers
+        assert response.headers["www-authenticate"] == 'Bearer realm="dxtalent"'
+        assert "Authorization: Bearer <token>" in response.json()["detail"]
+
+    wrong = await service.http.get("/v1/categories", headers={"Authorization": f"Bearer {TOKEN}x"})
+    assert wrong.status_code == 401
+    assert wrong.headers["www-authenticate"] == (
+        'Bearer realm="dxtalent", error="invalid_token", '
+        'error_description="the bearer token is not this service\'s DXT_API_TOKEN"'
+    )
+    assert wrong.json() == {"detail": "the bearer token is not this service's DXT_API_TOKEN"}
     assert (await service.http.get("/healthz", headers={"Authorization": ""})).status_code == 200
+
+
+async def test_the_bearer_scheme_is_case_insensitive(service: RunningService) -> None:
+    """`bearer`, `BEARER` and `Bearer` are the same scheme (RFC 7235); the token is not."""
+    for scheme in ("bearer", "BEARER", "Bearer", "bEaReR"):
+        response = await service.http.get(
+            "/v1/categories", headers={"Authorization": f"{scheme} {TOKEN}"}
+        )
+        assert response.status_code == 200, (scheme, response.text)
+    upper = await service.http.get(
+        "/v1/categories", headers={"Authorization": f"Bearer {TOKEN.upper()}"}
+    )
+    assert upper.status_code == 401
+
+
+async def test_openapi_declares_the_bearer_scheme_and_the_error_bodies(
+    service: RunningService,
+) -> None:
+    """The served OpenAPI document declares HTTP bearer security on every /v1 operation, its
+    401, the 422 body with a message, and the employee id's pattern."""
+    doc = (await service.http.get("/openapi.json", headers={"Authorization": ""})).json()
+    assert doc["components"]["securitySchemes"]["bearerAuth"]["type"] == "http"
+    assert doc["components"]["securitySchemes"]["bearerAuth"]["scheme"] == "bearer"
+    operations = [
+        op for path, item in doc["paths"].items() if path.startswith("/v1/") for op in item.values()
+    ]
+    assert len(operations) == 2
+    for operation in operations:
+        assert operation["security"] == [{"bearerAuth": []}]
+        assert operation["responses"]["401"]["content"]["application/json"]["schema"] == {
+            "$ref": "#/components/schemas/ErrorBody"
+        }
+    employee = doc["paths"]["/v1/employees/{employee_id}"]["get"]
+    [employee_id] = employee["parameters"]
+    assert employee_id["schema"]["pattern"] == "^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$"
+    assert employee["responses"]["422"]["content"]["application/json"]["schema"] == {
+        "$ref": "#/components/schemas/ValidationErrorBody"
+    }
+    assert doc["components"]["schemas"]["ValidationErrorBody"]["required"] == ["message", "detail"]
 
 
 async def test_categories_summarise_compliance_and_openapi_documents_the_api(

@@ -255,9 +255,13 @@ async def test_token_guards_queries_and_bad_parameters_get_422(
     """With DXT_API_TOKEN set, /v1 needs the bearer token; bad parameters name themselves."""
     async with run_reporting(nats_url, database_url, topology, api_token="s3cret") as service:
         http = service.http
+        anonymous = await http.get("/v1/progress?fiscal_year=2025", headers={"Authorization": ""})
+        assert anonymous.status_code == 401
+        assert anonymous.headers["www-authenticate"] == 'Bearer realm="dxtalent"'
+        lower_case = {"Authorization": "bearer s3cret"}
         assert (
-            await http.get("/v1/progress?fiscal_year=2025", headers={"Authorization": ""})
-        ).status_code == 401
+            await http.get("/v1/progress?fiscal_year=2025", headers=lower_case)
+        ).status_code == 200
         wrong = {"Authorization": "Bearer nope"}
         for path in ("/v1/progress", "/v1/progress.csv", "/v1/progress/departments"):
             assert (await http.get(f"{path}?fiscal_year=2025", headers=wrong)).status_code == 401

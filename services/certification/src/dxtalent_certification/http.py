@@ -1,4 +1,5 @@
-"""HTTP queries of the certification service (`/v1`, bearer token when `DXT_API_TOKEN` is set).
+"""HTTP queries of the certification service (`/v1`, bearer token when `DXT_API_TOKEN` is set:
+`dxtalent_infra.http_api`).
 
 - `GET /v1/employees/{employee_id}`: current level, held skills with evidence, and for the next
   level the missing skills with the catalog courses that grant them. 404 when no enrollment
@@ -10,10 +11,10 @@
 from __future__ import annotations
 
 import datetime as dt
-from typing import Annotated, cast
+from typing import Annotated, Any, cast
 
 import asyncpg
-from fastapi import APIRouter, Depends, HTTPException, Path
+from fastapi import APIRouter, HTTPException, Path
 
 from dxtalent_certification.domain.categories import category_statuses, staff_member
 from dxtalent_certification.projection import PostgresEmployeeProjection
@@ -24,7 +25,8 @@ from dxtalent_certification.views import (
     employee_view,
 )
 from dxtalent_contracts.types import ID_PATTERN
-from dxtalent_infra.runtime import ServiceContext, bearer_guard
+from dxtalent_infra.http_api import INVALID, ErrorBody, v1_router
+from dxtalent_infra.runtime import ServiceContext
 
 JST = dt.timezone(dt.timedelta(hours=9), "JST")
 
@@ -36,14 +38,12 @@ EmployeeId = Annotated[
 def routes(ctx: ServiceContext) -> APIRouter:
     """The service's `/v1` routes, reading the `employees` read model of `ctx.schema`."""
     projection = PostgresEmployeeProjection(ctx.schema)
-    router = APIRouter(
-        prefix="/v1", tags=["certification"], dependencies=[Depends(bearer_guard(ctx.settings))]
-    )
+    router = v1_router(ctx.settings, tags=["certification"])
+    unknown: dict[int | str, dict[str, Any]] = {
+        404: {"model": ErrorBody, "description": "no fact about this employee applied"}
+    }
 
-    @router.get(
-        "/employees/{employee_id}",
-        responses={404: {"description": "no fact about this employee has been applied"}},
-    )
+    @router.get("/employees/{employee_id}", responses={**unknown, **INVALID})
     async def get_employee(employee_id: EmployeeId) -> EmployeeView:
         """One employee's levels, skills with evidence, and what the next level needs."""
         async with ctx.pool.acquire() as conn:

@@ -1,4 +1,4 @@
-"""HTTP queries of the reporting service (contract.md, "Queries"), behind the bearer token.
+"""HTTP queries of the reporting service (docs/contract.md, "Queries"), behind the bearer token.
 
 - `GET /v1/progress` — progress against the headcount targets, city-wide or one department.
 - `GET /v1/progress.csv` — the same table as CSV for Excel.
@@ -8,8 +8,9 @@
 Parameters: `fiscal_year` 2019–2100 (the label is in the 令和 era, which began in FY2019); a
 year the catalog sets no target for is answered with `target`/`percent` null. `as_of`
 (YYYY-MM-DD, default the fiscal year's last day) is the state on that date as known now
-(see `readmodel`). Bad parameters get 422 naming the parameter; a database that does not
-answer gets 503.
+(see `readmodel`); it must lie inside the fiscal year (`queries.report_date`). Bad parameters
+get 422 naming the parameter (`dxtalent_infra.http_api`); a database that does not answer
+gets 503.
 """
 
 from __future__ import annotations
@@ -17,19 +18,21 @@ from __future__ import annotations
 import datetime as dt
 import re
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import Annotated, TypeVar, cast
 
 import asyncpg
 import structlog
 from fastapi import APIRouter, Depends, HTTPException, Query, Response
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
-from dxtalent_contracts.fiscal import fiscal_year_end, reiwa_label
-from dxtalent_contracts.types import EARLIEST_DATE, ID_PATTERN, LATEST_DATE
-from dxtalent_infra.runtime import ServiceContext, bearer_guard
+from dxtalent_contracts.fiscal import reiwa_label
+from dxtalent_contracts.types import ID_PATTERN
+from dxtalent_infra.http_api import INVALID, ErrorBody, invalid_parameter, v1_router
+from dxtalent_infra.runtime import ServiceContext
 from dxtalent_reporting.csv_export import MEDIA_TYPE, csv_filename, progress_csv
 from dxtalent_reporting.domain.progress import UNKNOWN_DEPARTMENT, Progress, target_progress
-from dxtalent_reporting.queries import ReportData, ReportReader, by_department
+from dxtalent_reporting.queries import ReportData, ReportReader, by_department, report_date
 
 log = structlog.get_logger(__name__)
 T = TypeVar("T")
@@ -95,44 +98,50 @@ class DepartmentsReport(BaseModel):
 
 
 FiscalYearParam = Annotated[
-    int, Query(ge=2019, le=2100, description="fiscal year (年度) by its starting year")
+    int,
+    Query(ge=2019, le=2100, description="fiscal year (年度) by its starting year", examples=[2025]),
 ]
 DepartmentParam = Annotated[
-    str | None, Query(pattern=ID_PATTERN, description="department code; omit for city-wide")
+    str | None,
+    Query(pattern=ID_PATTERN, description="department code; omit for city-wide", examples=["D-A"]),
 ]
 
 
-def _bad_as_of(as_of: str, problem: str) -> HTTPException:
-    detail = {
-        "loc": ["query", "as_of"],
-        "msg": f"as_of must be a calendar date YYYY-MM-DD: {problem}",
-        "type": "value_error",
-        "input": as_of,
-    }
-    return HTTPException(status_code=422, detail=[detail])
+def _calendar_date(value: object) -> object:
+    """Only `YYYY-MM-DD`: pydantic alone would also read `0` or a datetime as a date."""
+    if isinstance(value, str) and not _ISO_DATE.fullmatch(value):
+        raise ValueError("as_of must be a calendar date YYYY-MM-DD")
+    return value
 
 
-def as_of_param(
-    as_of: Annotated[
-        str | None,
-        Query(description="report date YYYY-MM-DD; default the fiscal year's last day"),
-    ] = None,
-) -> dt.date | None:
-    """`as_of` as a date, or 422 naming the parameter."""
-    if as_of is None:
-        return None
-    if not _ISO_DATE.fullmatch(as_of):
-        raise _bad_as_of(as_of, "not in the form YYYY-MM-DD")
+AsOfParam = Annotated[
+    dt.date | None,
+    BeforeValidator(_calendar_date),
+    Query(
+        description="report date (YYYY-MM-DD) inside the fiscal year; default its last day",
+        examples=["2025-09-30"],
+    ),
+]
+
+
+@dataclass(frozen=True)
+class ReportPeriod:
+    """The fiscal year a report is of, and the date it is on."""
+
+    fiscal_year: int
+    as_of: dt.date
+
+
+def report_period(fiscal_year: FiscalYearParam, as_of: AsOfParam = None) -> ReportPeriod:
+    """The request's fiscal year and report date; 422 naming the year's days when `as_of` is
+    outside the year."""
     try:
-        day = dt.date.fromisoformat(as_of)
+        return ReportPeriod(fiscal_year, report_date(fiscal_year, as_of))
     except ValueError as exc:
-        raise _bad_as_of(as_of, str(exc)) from exc
-    if not EARLIEST_DATE <= day <= LATEST_DATE:
-        raise _bad_as_of(as_of, f"outside {EARLIEST_DATE} .. {LATEST_DATE}")
-    return day
+        raise invalid_parameter("query", "as_of", str(exc), str(as_of)) from exc
 
 
-AsOfParam = Annotated[dt.date | None, Depends(as_of_param)]
+Period = Annotated[ReportPeriod, Depends(report_period)]
 
 
 def _levels(progress: Progress) -> list[LevelProgressOut]:
@@ -194,12 +203,11 @@ def departments_report(
 def routes(ctx: ServiceContext) -> APIRouter:
     """The `/v1` routes of the reporting service."""
     reader = ReportReader(ctx.schema)
-    router = APIRouter(
-        prefix="/v1",
-        tags=["progress"],
-        dependencies=[Depends(bearer_guard(ctx.settings))],
-        responses={401: {"description": "missing or wrong bearer token"}},
-    )
+    router = v1_router(ctx.settings, tags=["progress"])
+    responses = {
+        **INVALID,
+        503: {"model": ErrorBody, "description": "the database does not answer"},
+    }
 
     async def read(query: Callable[[asyncpg.Connection], Awaitable[T]]) -> T:
         try:
@@ -209,31 +217,35 @@ def routes(ctx: ServiceContext) -> APIRouter:
             log.warning("report.database_unavailable", error=repr(exc))
             raise HTTPException(503, "the database does not answer; try again") from exc
 
-    async def city_or_department(
-        fiscal_year: int, as_of: dt.date | None, department: str | None
-    ) -> Progress:
+    async def city_or_department(period: ReportPeriod, department: str | None) -> Progress:
         data = await read(reader.standings)
-        return target_progress(ctx.catalog, fiscal_year, data.standings, as_of, department)
+        return target_progress(
+            ctx.catalog, period.fiscal_year, data.standings, period.as_of, department
+        )
 
-    @router.get("/progress", response_model=ProgressReport, summary="Progress against targets")
-    async def progress(
-        fiscal_year: FiscalYearParam, as_of: AsOfParam, department: DepartmentParam = None
-    ) -> ProgressReport:
+    @router.get(
+        "/progress",
+        response_model=ProgressReport,
+        summary="Progress against targets",
+        responses=responses,
+    )
+    async def progress(period: Period, department: DepartmentParam = None) -> ProgressReport:
         """Reached / exactly / percent per level of `fiscal_year` on `as_of`."""
-        return progress_report(await city_or_department(fiscal_year, as_of, department))
+        return progress_report(await city_or_department(period, department))
 
     @router.get(
         "/progress.csv",
         response_class=Response,
         summary="Progress against targets as CSV (UTF-8 with BOM)",
-        responses={200: {"content": {"text/csv": {}}, "description": "the report as CSV"}},
+        responses={
+            200: {"content": {"text/csv": {}}, "description": "the report as CSV"},
+            **responses,
+        },
     )
-    async def progress_csv_export(
-        fiscal_year: FiscalYearParam, as_of: AsOfParam, department: DepartmentParam = None
-    ) -> Response:
+    async def progress_csv_export(period: Period, department: DepartmentParam = None) -> Response:
         """The `/v1/progress` table as a CSV download."""
-        body = progress_csv(await city_or_department(fiscal_year, as_of, department))
-        filename = csv_filename(fiscal_year, department)
+        body = progress_csv(await city_or_department(period, department))
+        filename = csv_filename(period.fiscal_year, department)
         return Response(
             body,
             media_type=MEDIA_TYPE,
@@ -241,17 +253,17 @@ def routes(ctx: ServiceContext) -> APIRouter:
         )
 
     @router.get(
-        "/progress/departments", response_model=DepartmentsReport, summary="Progress by department"
+        "/progress/departments",
+        response_model=DepartmentsReport,
+        summary="Progress by department",
+        responses=responses,
     )
-    async def progress_departments(
-        fiscal_year: FiscalYearParam, as_of: AsOfParam
-    ) -> DepartmentsReport:
+    async def progress_departments(period: Period) -> DepartmentsReport:
         """Per department the same levels, and the departments without a nominated leader."""
-        day = as_of or fiscal_year_end(fiscal_year)
 
         async def query(conn: asyncpg.Connection) -> ReportData:
-            return await reader.departments(conn, fiscal_year, day)
+            return await reader.departments(conn, period.fiscal_year, period.as_of)
 
-        return departments_report(ctx, fiscal_year, day, await read(query))
+        return departments_report(ctx, period.fiscal_year, period.as_of, await read(query))
 
     return router

@@ -19,7 +19,7 @@ from types import MappingProxyType
 import asyncpg
 
 from dxtalent_contracts.catalog import Catalog
-from dxtalent_contracts.fiscal import fiscal_year_start
+from dxtalent_contracts.fiscal import fiscal_year_end, fiscal_year_start, reiwa_label
 from dxtalent_infra.migrations import quote_ident
 from dxtalent_reporting.domain.progress import Progress, Standing, target_progress
 
@@ -36,6 +36,22 @@ class ReportData:
     standings: tuple[Standing, ...]
     nominated_departments: frozenset[str] = frozenset()
     department_names: Mapping[str, str] = field(default_factory=dict)
+
+
+def report_date(fiscal_year: int, as_of: dt.date | None) -> dt.date:
+    """The date a report of `fiscal_year` is for: `as_of`, by default the year's last day.
+
+    A date outside the fiscal year raises `ValueError` naming the year's first and last day.
+    """
+    first, last = fiscal_year_start(fiscal_year), fiscal_year_end(fiscal_year)
+    if as_of is None:
+        return last
+    if not first <= as_of <= last:
+        raise ValueError(
+            f"as_of {as_of} is outside {reiwa_label(fiscal_year)} (FY{fiscal_year}): "
+            f"{first} … {last}"
+        )
+    return as_of
 
 
 def assemble_standings(
