@@ -26,6 +26,7 @@ from dxtalent.nats_tools import publish_raw
 from dxtalent.stack import LocalStack, running_stack
 from dxtalent_contracts.catalog import load_catalog
 from dxtalent_contracts.envelope import CloudEvent
+from dxtalent_contracts.events import LevelCertifiedEvent
 from dxtalent_contracts.inbound import (
     CourseCompleted,
     CourseCompletedEvent,
@@ -78,7 +79,7 @@ async def _measure(nats_url: str, employees: list[str], last_course: str) -> lis
         if future is not None and not future.done() and doc["data"]["level"] == 1:
             future.set_result(time.perf_counter())
 
-    await nc.subscribe("dx.events.certification.level-certified", cb=on_certified)
+    await nc.subscribe(LevelCertifiedEvent.nats_subject, cb=on_certified)
     latencies = []
     js = nc.jetstream()
     for emp in employees:
@@ -89,7 +90,7 @@ async def _measure(nats_url: str, employees: list[str], last_course: str) -> lis
         raw = _event(CourseCompletedEvent, done, emp)
         t0 = time.perf_counter()
         await js.publish(
-            "dx.inbound.completion", raw, headers={"Nats-Msg-Id": json.loads(raw)["id"]}
+            CourseCompletedEvent.nats_subject, raw, headers={"Nats-Msg-Id": json.loads(raw)["id"]}
         )
         t1 = await asyncio.wait_for(waiting[emp], timeout=30)
         latencies.append((t1 - t0) * 1000)

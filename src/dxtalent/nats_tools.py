@@ -12,12 +12,13 @@ from dataclasses import dataclass
 import nats
 from nats.js.api import ConsumerConfig, DeliverPolicy
 
+from dxtalent_contracts import subjects
 from dxtalent_contracts.envelope import CONTENT_TYPE
 from dxtalent_contracts.events import MessageRejected, MessageRejectedEvent
 from dxtalent_contracts.registry import SUBJECT_BY_TYPE
 from dxtalent_infra.topology import DEADLETTER, Topology
 
-UNKNOWN_SUBJECT = "dx.inbound.unrecognised"
+UNKNOWN_SUBJECT = subjects.INBOUND_UNRECOGNISED
 
 
 @dataclass
@@ -99,7 +100,7 @@ async def list_dead_letters(nats_url: str, topology: Topology | None = None) -> 
         if info.state.messages == 0:
             return out
         sub = await js.pull_subscribe(
-            topology.subject("dx.deadletter.>"),
+            topology.subject(subjects.DEADLETTER_ALL),
             stream=stream,
             config=ConsumerConfig(deliver_policy=DeliverPolicy.ALL, inactive_threshold=30.0),
         )

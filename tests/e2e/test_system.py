@@ -10,12 +10,15 @@ import time
 from importlib import resources
 from pathlib import Path
 
+import nats
+
 from dxtalent.citygen import City, generate_city
 from dxtalent.demo import DEMO_SEED, DEMO_STAFF
 from dxtalent.nats_tools import list_dead_letters, publish_raw, redrive, subject_for
 from dxtalent.stack import LocalStack, http_json
+from dxtalent_certification.service import SPEC as CERTIFICATION_SPEC
 from dxtalent_contracts.catalog import load_catalog
-from dxtalent_infra.topology import Topology
+from dxtalent_infra.topology import EVENTS, Topology
 from tests.e2e.helpers import (
     assert_matches_core,
     events_on,
@@ -122,18 +125,37 @@ def test_bad_messages_are_dead_lettered_with_a_reason_and_the_rest_processed(
     assert {s["skill"] for s in body["skills"]} == {"dx-basics", "ict-basics", "security-basic"}
 
 
+async def _consumer_progress(stack: LocalStack, durable: str) -> tuple[int, int]:
+    """(acknowledged, left) of a durable consumer on DX_EVENTS, from the stream's consumer
+    info: messages acknowledged without a gap, and those not yet delivered or not yet acked."""
+    topology = _topology(stack)
+    nc = await nats.connect(str(stack.nats_url))
+    try:
+        info = await nc.jetstream().consumer_info(topology.stream(EVENTS.name), durable)
+    finally:
+        await nc.drain()
+    left = (info.num_pending or 0) + (info.num_ack_pending or 0)
+    return info.ack_floor.consumer_seq if info.ack_floor else 0, left
+
+
 def test_certification_killed_mid_run_loses_and_duplicates_nothing(system: LocalStack) -> None:
-    """SIGKILL the certification service while it works through a city, start it again: the
-    final certifications and progress equal the core's, and no event id is published twice."""
+    """SIGKILL the certification service while it works through a city (work done and work
+    left, both checked at the kill), start it again: the final certifications and progress
+    equal the core's, and no event id is published twice."""
     city = _city(seed=23)
     messages = [e.to_json_bytes() for e in city.events]
     asyncio.run(publish_raw(str(system.nats_url), messages, _topology(system)))
     certification = system.services["certification"]
+    durable = CERTIFICATION_SPEC.consumers[0].durable
     deadline = time.monotonic() + 120
     # kill it once it is well into the work, not before it started nor after it finished
     while handled(system, "certification") < len(messages) // 5 and time.monotonic() < deadline:
         time.sleep(0.05)
     system.kill_service("certification", signal.SIGKILL)
+    # the consumer is frozen while its only process is dead: this is what the kill interrupted
+    acknowledged, left = asyncio.run(_consumer_progress(system, durable))
+    assert acknowledged > 0, "killed before the certification consumer had acknowledged anything"
+    assert left > 0, f"killed after the work was done ({acknowledged} acknowledged, none left)"
     system.start_service("certification", certification.port)
     system.wait_ready(timeout=300, settle_checks=3)
 

@@ -18,6 +18,7 @@ from dxtalent_contracts.inbound import (
     EmployeeUpserted,
     ImprovementCaseReported,
 )
+from dxtalent_contracts.subjects import DEADLETTER_INBOUND
 from dxtalent_contracts.types import CalendarDate, Code, FiscalYear, Identifier
 
 Level = Annotated[int, Field(ge=1, le=3)]
@@ -205,7 +206,7 @@ class MessageRejected(Model):
 
 
 class MessageRejectedEvent(CloudEvent):
-    nats_subject: ClassVar[str] = "dx.deadletter.inbound"
+    nats_subject: ClassVar[str] = DEADLETTER_INBOUND
     type: Literal["dxtalent.enrollment.MessageRejected.v1"]
     data: MessageRejected
 

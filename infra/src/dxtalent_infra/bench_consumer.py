@@ -21,6 +21,8 @@ from typing import Any
 import asyncpg
 import nats
 
+from dxtalent_contracts import subjects
+from dxtalent_contracts.inbound import CourseCompletedEvent
 from dxtalent_infra.consumer import Delivery, JetStreamConsumer, RejectMessage
 from dxtalent_infra.logs import configure_logging
 from dxtalent_infra.migrations import quote_ident
@@ -70,7 +72,7 @@ async def _preload(js: Any, topology: Topology, n: int) -> None:
         await js.add_stream(
             name=topology.stream(spec.name), subjects=[topology.subject(s) for s in spec.subjects]
         )
-    subject = topology.subject("dx.inbound.completion")
+    subject = topology.subject(CourseCompletedEvent.nats_subject)
     for start in range(0, n, 1000):
         await asyncio.gather(
             *(
@@ -113,7 +115,7 @@ async def _consume(
         stream=INBOUND.name,
         durable="bench",
         handler=handler,
-        deadletter_subject="dx.deadletter.inbound",
+        deadletter_subject=subjects.DEADLETTER_INBOUND,
         batch_size=BATCH_SIZE,
         after_commit=count,
     )

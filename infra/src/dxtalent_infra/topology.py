@@ -10,6 +10,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from dxtalent_contracts import subjects
+
 _PREFIX = re.compile(r"^[a-z0-9]{0,32}$")
 
 
@@ -21,9 +23,9 @@ class StreamSpec:
     subjects: tuple[str, ...]
 
 
-INBOUND = StreamSpec("DX_INBOUND", ("dx.inbound.>",))
-EVENTS = StreamSpec("DX_EVENTS", ("dx.events.>",))
-DEADLETTER = StreamSpec("DX_DEADLETTER", ("dx.deadletter.>",))
+INBOUND = StreamSpec("DX_INBOUND", (subjects.INBOUND_ALL,))
+EVENTS = StreamSpec("DX_EVENTS", (subjects.EVENTS_ALL,))
+DEADLETTER = StreamSpec("DX_DEADLETTER", (subjects.DEADLETTER_ALL,))
 ALL_STREAMS = (INBOUND, EVENTS, DEADLETTER)
 
 

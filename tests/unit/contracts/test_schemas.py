@@ -9,7 +9,8 @@ from typing import Any
 import pytest
 import yaml
 
-from dxtalent_contracts import schemagen
+from dxtalent_contracts import asyncapi as asyncapi_module
+from dxtalent_contracts import schemagen, subjects
 from dxtalent_contracts.envelope import CONTENT_TYPE
 from dxtalent_contracts.inbound import INBOUND_EVENT_CLASSES
 from dxtalent_contracts.registry import ALL_EVENT_CLASSES, SUBJECT_BY_TYPE, type_name
@@ -69,10 +70,12 @@ def test_the_drift_check_reports_a_changed_and_a_stale_file(
 
 
 def test_asyncapi_has_a_channel_for_every_subject(asyncapi: dict[str, Any]) -> None:
-    """Every subject in SUBJECT_BY_TYPE is a channel address carrying that type's message."""
+    """Every subject in SUBJECT_BY_TYPE is a channel address carrying that type's message; the
+    only other channels are the extra ones (dead letters of other services, unrecognised)."""
     assert asyncapi["asyncapi"] == "3.0.0"
     by_address = {ch["address"]: ch for ch in asyncapi["channels"].values()}
-    assert set(by_address) == set(SUBJECT_BY_TYPE.values())
+    extra = {address for address, *_ in asyncapi_module.extra_channels()}
+    assert set(by_address) == set(SUBJECT_BY_TYPE.values()) | extra
     for etype, subject in SUBJECT_BY_TYPE.items():
         refs = [m["$ref"] for m in by_address[subject]["messages"].values()]
         names = [asyncapi["components"]["messages"][r.rsplit("/", 1)[1]]["name"] for r in refs]
@@ -97,11 +100,24 @@ def test_asyncapi_messages_are_cloudevents_with_typed_data(asyncapi: dict[str, A
 def test_asyncapi_operations_receive_inbound_and_send_domain_events(
     asyncapi: dict[str, Any],
 ) -> None:
-    """Inbound facts are received by the enrollment service; every other type is sent."""
+    """Inbound facts (and unrecognised inbound messages) are received by the enrollment
+    service; every other type, and every service's dead letters, are sent."""
     actions: dict[str, str] = {}
     for op in asyncapi["operations"].values():
         channel = asyncapi["channels"][op["channel"]["$ref"].rsplit("/", 1)[1]]
         actions[channel["address"]] = op["action"]
     inbound = {cls.nats_subject for cls in INBOUND_EVENT_CLASSES}
-    assert actions == {s: "receive" if s in inbound else "send" for s in SUBJECT_BY_TYPE.values()}
-    assert actions["dx.deadletter.inbound"] == "send"
+    expected = {s: "receive" if s in inbound else "send" for s in SUBJECT_BY_TYPE.values()}
+    expected |= {a: action for a, _, action, _ in asyncapi_module.extra_channels()}
+    assert actions == expected
+    for service, subject in subjects.DEADLETTER_BY_SERVICE.items():
+        assert actions[subject] == "send", service
+    assert actions[subjects.INBOUND_UNRECOGNISED] == "receive"
+
+
+def test_every_dead_letter_channel_carries_message_rejected(asyncapi: dict[str, Any]) -> None:
+    """Each service's dead-letter subject carries the MessageRejected CloudEvent."""
+    by_address = {ch["address"]: ch for ch in asyncapi["channels"].values()}
+    for subject in subjects.DEADLETTER_BY_SERVICE.values():
+        refs = [m["$ref"] for m in by_address[subject]["messages"].values()]
+        assert refs == ["#/components/messages/dxtalent_enrollment_MessageRejected_v1"]

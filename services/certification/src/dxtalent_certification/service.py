@@ -13,6 +13,7 @@ from __future__ import annotations
 from dxtalent_certification.handler import certification_handler
 from dxtalent_certification.http import routes
 from dxtalent_certification.projection import COMPONENT, MIGRATIONS
+from dxtalent_contracts import subjects
 from dxtalent_infra.runtime import ConsumerSpec, ServiceSpec
 
 SPEC = ServiceSpec(
@@ -23,8 +24,8 @@ SPEC = ServiceSpec(
         ConsumerSpec(
             stream="DX_EVENTS",
             durable="certification",
-            filter_subjects=("dx.events.enrollment.>",),
-            deadletter_subject="dx.deadletter.certification",
+            filter_subjects=(subjects.ENROLLMENT_EVENTS,),
+            deadletter_subject=subjects.DEADLETTER_CERTIFICATION,
             handler=certification_handler,
         ),
     ),

@@ -13,6 +13,7 @@ from collections.abc import Sequence
 import asyncpg
 import structlog
 
+from dxtalent_contracts import subjects
 from dxtalent_contracts.inbound import InboundEvent
 from dxtalent_contracts.registry import Rejection, parse_inbound
 from dxtalent_enrollment.domain import RecordedFact, catalog_problems, record, subject_problem
@@ -105,8 +106,8 @@ SPEC = ServiceSpec(
         ConsumerSpec(
             stream="DX_INBOUND",
             durable="enrollment",
-            filter_subjects=("dx.inbound.>",),
-            deadletter_subject="dx.deadletter.inbound",
+            filter_subjects=(subjects.INBOUND_ALL,),
+            deadletter_subject=subjects.DEADLETTER_INBOUND,
             handler=inbound_handler,
         ),
     ),

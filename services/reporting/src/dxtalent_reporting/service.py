@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncpg
 import structlog
 
+from dxtalent_contracts import subjects
 from dxtalent_contracts.registry import Rejection, parse_event
 from dxtalent_infra.consumer import Delivery, RejectMessage
 from dxtalent_infra.runtime import ConsumerSpec, Handler, ServiceContext, ServiceSpec
@@ -52,8 +53,8 @@ SPEC = ServiceSpec(
         ConsumerSpec(
             stream="DX_EVENTS",
             durable="reporting",
-            filter_subjects=("dx.events.>",),
-            deadletter_subject="dx.deadletter.reporting",
+            filter_subjects=(subjects.EVENTS_ALL,),
+            deadletter_subject=subjects.DEADLETTER_REPORTING,
             handler=projection_handler,
         ),
     ),
