@@ -23,7 +23,7 @@ async def test_an_employee_shows_level_skills_and_what_the_next_level_needs(
     assert body["categories"] == ["dx-leader"]
     assert body["current_level"] == 1
     assert body["left_on"] is None
-    assert body["policy_version"] == "hirakata-2025.1"
+    assert body["policy_version"] == "hirakata-2025.2"
     [level] = body["levels"]
     assert level["level"] == 1
     assert (level["certified_on"], level["fiscal_year"]) == ("2025-06-02", 2025)

@@ -50,7 +50,7 @@ async def test_a_nominated_employee_with_every_level_one_course_is_certified(
     data = event["data"]
     assert (data["level"], data["certified_on"], data["fiscal_year"]) == (1, "2025-07-15", 2025)
     assert data["department_code"] == "D-SOUMU"
-    assert data["policy_version"] == "hirakata-2025.1"
+    assert data["policy_version"] == "hirakata-2025.2"
     fact_ids = {e.data.fact_id for e in events[2:]}
     assert {ev["event_id"] for ev in data["evidence"]} == fact_ids
     acquired = await service.emitted(who.employee_id, "skill-acquired")
