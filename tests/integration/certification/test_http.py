@@ -3,7 +3,12 @@ evidence, the next level's missing skills with courses; 404, 422 and 401 with a 
 
 from __future__ import annotations
 
-from tests.integration.certification.harness import L1_COURSES, Enrollment, RunningService
+from tests.integration.certification.harness import (
+    L1_COURSES,
+    L1_SKILLS,
+    Enrollment,
+    RunningService,
+)
 
 
 async def test_an_employee_shows_level_skills_and_what_the_next_level_needs(
@@ -34,7 +39,7 @@ async def test_an_employee_shows_level_skills_and_what_the_next_level_needs(
         fact_of_course.items()
     )
     skills = {s["skill"]: s for s in body["skills"]}
-    assert len(skills) == len(L1_COURSES)
+    assert len(skills) == len(L1_SKILLS)
     assert skills["dx-basics"] == {
         "skill": "dx-basics",
         "name": "DX基礎",
