@@ -114,7 +114,9 @@ class CitySummary:
     leaders: int
     fy2024_trainees: int
     transfers: int
+    duty_changes: int
     departures: int
+    completed_after_leaving: int
     nominations: int
     enrollments: int
     completions: int
@@ -672,7 +674,9 @@ def _summary(plan: _Planner, events: list[InboundEvent]) -> CitySummary:
         leaders=len({e.data.employee_id for e in events if isinstance(e.data, LeaderNominated)}),
         fy2024_trainees=len(plan.trainees),
         transfers=sum(e.moved_to is not None and not e.unrecorded for e in plan.employees),
+        duty_changes=sum(e.duty_from is not None and not e.unrecorded for e in plan.employees),
         departures=kinds[EmployeeLeft],
+        completed_after_leaving=len(_completed_after_leaving(events)),
         nominations=kinds[LeaderNominated],
         enrollments=kinds[CourseEnrolled],
         completions=kinds[CourseCompleted],
@@ -681,6 +685,23 @@ def _summary(plan: _Planner, events: list[InboundEvent]) -> CitySummary:
         events=len(events),
         planned_level_ups=dict(sorted(plan.planned.items())),
     )
+
+
+def _completed_after_leaving(events: Iterable[InboundEvent]) -> set[str]:
+    """Employees with a completion dated on or after their (earliest) left_on."""
+    left: dict[str, dt.date] = {}
+    for e in events:
+        if isinstance(e.data, EmployeeLeft):
+            left[e.data.employee_id] = min(
+                e.data.left_on, left.get(e.data.employee_id, e.data.left_on)
+            )
+    return {
+        e.data.employee_id
+        for e in events
+        if isinstance(e.data, CourseCompleted)
+        and e.data.employee_id in left
+        and e.data.completed_on >= left[e.data.employee_id]
+    }
 
 
 def generate_city(

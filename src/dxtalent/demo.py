@@ -64,8 +64,10 @@ def run_demo(console: Console, *, staff: int, seed: int, keep_data: bool) -> Non
     console.print(
         f"generated city (seed {seed}): {s.employees} staff in {s.departments} sections, "
         f"{s.leaders} DX leaders ({s.fy2024_trainees} FY2024 trainees), {s.completions} completions, "
-        f"{s.voided_completions} voided, {s.departures} departures, {s.transfers} transfers, "
-        f"{s.without_record} leaders without an HR record: "
+        f"{s.voided_completions} voided, {s.departures} departures "
+        f"({s.completed_after_leaving} completing a course after leaving), {s.transfers} "
+        f"transfers, {s.duty_changes} new duties in a later year, {s.without_record} leaders "
+        "without an HR record: "
         f"{len(messages)} facts"
     )
     data_dir = Path(tempfile.mkdtemp(prefix="dxtalent-demo-"))
