@@ -1,6 +1,6 @@
-"""Staff categories (デジタル人材区分) and the knowledge each requires (domain.md).
+"""Staff categories (デジタル人材区分) and the knowledge each requires (docs/rules.md).
 
-Decisions where domain.md is silent:
+Decisions where the rules are silent:
 - Only active employees are members of any category (a departed section chief is no longer
   one); all-staff (`implicit: true`) holds every active employee.
 - Categories on a date come from the employee record in force on it (a record not yet in force
