@@ -2,10 +2,13 @@
 
 `generate_city(catalog, seed)` is pure and deterministic: the same catalog, seed and staff
 count give the same events with the same ids. The city has ~40 sections (課) with Japanese
-names, staff in the plan's categories, effective-dated records with transfers, DX-leader
-nominations from the catalog's nomination history on, the 60 FY2024 trainees, level cohorts
-sized from the catalog's targets (with noise: some years under, some over), staff trainings,
-enrollments, voided completions, departures and improvement cases.
+names, staff in the plan's categories, effective-dated records with transfers and with ★ duty
+skills added in a later year, DX-leader nominations from the catalog's nomination history on
+(a few leaders whose HR record never arrives), the 60 FY2024 trainees (their courses inside
+FY2024), level cohorts sized from the catalog's targets (with noise: some years under, some
+over), staff trainings, enrollments, voided completions, departures (left_on is the first day
+no longer employed; a few leaders leave mid-course and complete their last course after
+leaving) and improvement cases.
 """
 
 from __future__ import annotations
@@ -62,19 +65,23 @@ CASE_TITLES = (
     "現地調査記録のタブレット化", "会議資料のペーパーレス化", "業務フローの可視化と削減",
 )  # fmt: skip
 VOID_REASONS = ("受講記録の誤登録", "別の職員の記録として登録", "途中退席のため未修了")
-# (category, skill, fiscal years, share of the category that completes it)
+# (category, course, fiscal years, share of the category that completes it); a course the
+# catalog does not list is skipped
 STAFF_TRAINING = (
-    ("executive", "municipal-dx-basics", (2024,), 1.0),
-    ("deputy-director", "municipal-dx-basics", (2024,), 1.0),
-    ("section-chief", "municipal-dx-basics", (2024,), 1.0),
-    ("section-chief", "data-utilization", (2025, 2026), 0.6),
-    ("all-staff", "infosec-measures", (2025,), 0.93),
-    ("business-system-owner", "system-procurement", (2025, 2026), 0.65),
-    ("business-system-owner", "infosec-systems", (2025, 2026), 0.6),
-    ("it-department", "incident-response", (2025,), 0.8),
-    ("it-department", "nocode-build", (2026,), 0.4),
-    ("it-department", "rpa-ocr-build", (2026,), 0.4),
+    ("executive", "MGT-DX", (2024,), 1.0),
+    ("deputy-director", "MGT-DX", (2024,), 1.0),
+    ("section-chief", "MGT-DX", (2024,), 1.0),
+    ("section-chief", "MGT-DATA", (2025, 2026), 0.6),
+    ("all-staff", "ALL-SEC", (2025,), 0.93),
+    ("all-staff", "ALL-DX", (2025, 2026), 0.4),
+    ("business-system-owner", "SYS-PROC", (2025, 2026), 0.65),
+    ("business-system-owner", "SYS-SEC", (2025, 2026), 0.6),
+    ("it-department", "SEC-INC", (2025,), 0.8),
+    ("it-department", "NC-BUILD", (2026,), 0.4),
+    ("it-department", "RPA-BUILD", (2026,), 0.4),
 )
+MID_COURSE_LEAVERS = 4  # at the reference size: leaders who leave before their last course
+UNRECORDED_LEADERS = 3  # at the reference size: nominated leaders whose HR record never arrives
 # fact kinds, in the order they are listed when they share a date
 _ORDER = {EmployeeUpserted: 0, LeaderNominated: 1, CourseEnrolled: 2, CourseCompleted: 3}
 _EVENT_CLASS: dict[type[Model], type[CloudEvent]] = {
@@ -103,10 +110,13 @@ class CitySummary:
 
     departments: int
     employees: int
+    without_record: int
     leaders: int
     fy2024_trainees: int
     transfers: int
+    duty_changes: int
     departures: int
+    completed_after_leaving: int
     nominations: int
     enrollments: int
     completions: int
@@ -137,8 +147,11 @@ class _Employee:
     hired: dt.date
     it_qualified: bool = False
     duty: list[str] = field(default_factory=list)
+    duty_from: int | None = None  # fiscal year from which `duty` is on the record; None: hired
     moved_to: int | None = None
-    left_on: dt.date | None = None
+    left_on: dt.date | None = None  # the first day no longer employed
+    completes_after_leaving: bool = False  # the LMS records a course finished after leaving
+    unrecorded: bool = False  # HR never sends this employee's record
     first_nominated: int | None = None
     level_years: dict[int, int] = field(default_factory=dict)
 
@@ -147,8 +160,12 @@ class _Employee:
             return self.moved_to
         return self.section
 
+    def duty_in(self, fiscal_year: int) -> list[str]:
+        """The ★ duty skills on the record in force during `fiscal_year`."""
+        return self.duty if self.duty_from is None or fiscal_year >= self.duty_from else []
+
     def active_on(self, day: dt.date) -> bool:
-        return self.hired <= day and (self.left_on is None or day <= self.left_on)
+        return self.hired <= day and (self.left_on is None or day < self.left_on)
 
 
 @dataclass(order=True)
@@ -218,9 +235,11 @@ class _Planner:
             for level in range(1, self.catalog.top_level + 1):
                 self.cohort(fiscal_year, level)
         self.duties()
+        self.mid_course_leavers()
         self.departures()
         self.transfers()
         self.fill_sections()
+        self.unrecorded_leaders()
 
     def _roles(self) -> list[tuple[int, list[str]]]:
         roles: list[tuple[int, list[str]]] = []
@@ -319,15 +338,65 @@ class _Planner:
         self.planned[(fiscal_year, level)] += len(chosen)
 
     def duties(self) -> None:
-        """★ skills on the records of half the leaders headed for the top level, and a few more."""
+        """★ skills on the records of half the leaders headed for the top level, and a few more;
+        for ~40% of them the duties arrive with a new record in a later year of the plan."""
         duty = self.catalog.level_rule(self.catalog.top_level).duty
         for emp in self.employees:
             share = 0.5 if self.catalog.top_level in emp.level_years else 0.03
             if duty and emp.first_nominated is not None and self.rng.random() < share:
                 emp.duty = sorted(self.rng.sample(duty, self.rng.randint(1, len(duty))))
+                if self.last_year > self.first_year and self.rng.random() < 0.4:
+                    emp.duty_from = self._later_duty_year(emp)
+        top = self.catalog.top_level
+        early = [
+            e
+            for e in self.employees
+            if e.duty and self.first_year <= e.level_years.get(top, 0) < self.last_year
+        ]
+        if early and not any(e.duty_from for e in early):  # show it at least once
+            chosen = self.rng.choice(early)
+            chosen.duty_from = self._later_duty_year(chosen)
+
+    def _later_duty_year(self, emp: _Employee) -> int:
+        """The year new duties arrive: after the top level when that is not the last year (a
+        level once certified stays), else any later year of the plan."""
+        top = emp.level_years.get(self.catalog.top_level, self.last_year)
+        if self.first_year <= top < self.last_year:
+            return top + 1
+        return self.rng.randint(self.first_year + 1, self.last_year)
+
+    def mid_course_leavers(self) -> None:
+        """A few leaders leave in November of the year of their last level; the LMS still
+        records the courses they finish later (no level is certified on or after leaving)."""
+        candidates = [
+            e
+            for e in self.employees
+            if e.level_years and min(e.level_years.values()) >= self.first_year
+        ]
+        wanted = min(len(candidates), max(1, round(MID_COURSE_LEAVERS * self.scale)))
+        for emp in self.rng.sample(candidates, wanted):
+            last_year = max(emp.level_years.values())
+            emp.left_on = fiscal_year_start(last_year) + dt.timedelta(days=214)  # November 1
+            emp.completes_after_leaving = True
+
+    def unrecorded_leaders(self) -> None:
+        """A few leaders first nominated in the plan period, whose HR record never arrives:
+        their nominations place them in a department."""
+        candidates = [
+            e
+            for e in self.employees
+            if e.first_nominated is not None
+            and e.first_nominated >= self.first_year
+            and e.moved_to is None
+            and not e.completes_after_leaving
+        ]
+        wanted = min(len(candidates), max(1, round(UNRECORDED_LEADERS * self.scale)))
+        for emp in self.rng.sample(candidates, wanted):
+            emp.unrecorded = True
 
     def departures(self) -> None:
-        """~3% leave each year (mostly on March 31); leaders only after their last level."""
+        """~3% leave each year (mostly at its end: left_on April 1, the first day no longer
+        employed); leaders only after their last level."""
         for fiscal_year in range(self.history_from, self.last_year):
             start, end = fiscal_year_start(fiscal_year), fiscal_year_end(fiscal_year)
             for emp in self.employees:
@@ -340,7 +409,8 @@ class _Planner:
                     share = 0.03
                 if self.rng.random() < share:
                     mid_year = _random_day(self.rng, start + dt.timedelta(days=60), end)
-                    emp.left_on = end if self.rng.random() < 0.7 else mid_year
+                    year_end = fiscal_year_start(fiscal_year + 1)
+                    emp.left_on = year_end if self.rng.random() < 0.7 else mid_year
 
     def transfers(self) -> None:
         """人事異動: ~5% move to another section on April 1 of the plan's second year."""
@@ -396,7 +466,11 @@ class _Emitter:
         self.improvement_cases()
 
     def course_for(self, skill: str) -> str | None:
-        courses = [c for c in self.catalog.courses_granting(skill) if c.track != "FY2024"]
+        courses = [
+            c
+            for c in self.catalog.courses_granting(skill)
+            if c.track != "FY2024" and c.offered is None
+        ]
         return courses[0].id if courses else None
 
     def courses_of_level(self, level: int, duty: Iterable[str] = ()) -> list[str]:
@@ -406,7 +480,12 @@ class _Emitter:
         return list(dict.fromkeys(c for c in map(self.course_for, skills) if c is not None))
 
     def complete(self, emp: _Employee, course: str, day: dt.date, enroll: float = 0.0) -> None:
-        if not emp.active_on(day):
+        late = (  # finished after leaving, in the year of leaving
+            emp.completes_after_leaving
+            and emp.left_on is not None
+            and fiscal_year_of(day) == fiscal_year_of(emp.left_on)
+        )
+        if day < emp.hired or not (emp.active_on(day) or late):
             return
         if self.rng.random() < enroll:
             self.enroll(emp, course, day - dt.timedelta(days=self.rng.randint(10, 45)))
@@ -426,25 +505,33 @@ class _Emitter:
             first, last = _month_window(fiscal_year, offset + i * span, span)
             self.complete(emp, course, _random_day(self.rng, first, last), enroll=0.3)
 
-    def record(self, emp: _Employee, section: int, day: dt.date) -> None:
-        dept = self.plan.departments[section]
+    def record(self, emp: _Employee, day: dt.date) -> None:
+        """The employee's record effective on `day`: section and duties of that fiscal year."""
+        fiscal_year = fiscal_year_of(day)
+        dept = self.plan.departments[emp.section_in(fiscal_year, self.plan.transfer_year)]
         data = EmployeeUpserted(
             employee_id=emp.id,
             department_code=dept.code,
             department_name=dept.name,
             categories=list(emp.categories),
             it_qualified_hire=emp.it_qualified,
-            duty_skills=list(emp.duty),
+            duty_skills=list(emp.duty_in(fiscal_year)),
             effective_date=day,
         )
         self.facts.add(day, data, emp.id)
 
     def records(self) -> None:
+        """A record on hiring, and a new one on each transfer and each change of duties."""
         moved_on = fiscal_year_start(self.plan.transfer_year)
         for emp in self.plan.employees:
-            self.record(emp, emp.section, emp.hired)
+            changes = {emp.hired}
             if emp.moved_to is not None:
-                self.record(emp, emp.moved_to, moved_on)
+                changes.add(moved_on)
+            if emp.duty_from is not None:
+                changes.add(max(emp.hired, fiscal_year_start(emp.duty_from)))
+            for day in sorted(changes):
+                if not emp.unrecorded and (emp.left_on is None or day < emp.left_on):
+                    self.record(emp, day)
             if emp.left_on is not None:
                 data = EmployeeLeft(employee_id=emp.id, left_on=emp.left_on)
                 self.facts.add(emp.left_on, data, emp.id)
@@ -478,7 +565,8 @@ class _Emitter:
                 if level == 1 and emp.id in trainees:
                     self.series(emp, fiscal_year, list(equivalent), 2)
                 else:
-                    self.series(emp, fiscal_year, self.courses_of_level(level, emp.duty), level)
+                    duty = emp.duty_in(fiscal_year)
+                    self.series(emp, fiscal_year, self.courses_of_level(level, duty), level)
 
     def partial_attempts(self) -> None:
         """Leaders who began the next level's courses in a year without finishing them."""
@@ -490,7 +578,7 @@ class _Emitter:
                     continue
                 if emp.level_years.get(following) == fiscal_year:
                     continue
-                courses = self.courses_of_level(following, emp.duty)
+                courses = self.courses_of_level(following, emp.duty_in(fiscal_year))
                 if not courses:
                     continue
                 some = self.rng.sample(courses, self.rng.randint(1, max(1, len(courses) - 1)))
@@ -500,9 +588,9 @@ class _Emitter:
 
     def staff_training(self) -> None:
         """Category knowledge: the managers' DX training in FY2024, all-staff security, etc."""
-        for category, skill, years, share in STAFF_TRAINING:
-            course, cat = self.course_for(skill), self.catalog.category_by_code.get(category)
-            if course is None or cat is None:
+        for category, course, years, share in STAFF_TRAINING:
+            cat = self.catalog.category_by_code.get(category)
+            if course not in self.catalog.course_by_id or cat is None:
                 continue
             for emp in self.plan.employees:
                 if (cat.implicit or category in emp.categories) and self.rng.random() < share:
@@ -577,14 +665,18 @@ def _envelope(municipality: str, fact: _Fact, time: dt.datetime) -> InboundEvent
 
 def _summary(plan: _Planner, events: list[InboundEvent]) -> CitySummary:
     kinds = Counter(type(e.data) for e in events)
-    employees = len({e.data.employee_id for e in events if isinstance(e.data, EmployeeUpserted)})
+    recorded = {e.data.employee_id for e in events if isinstance(e.data, EmployeeUpserted)}
+    everyone = {getattr(e.data, "employee_id", None) for e in events} - {None}
     return CitySummary(
         departments=len(plan.departments),
-        employees=employees,
+        employees=len(everyone),
+        without_record=len(everyone - recorded),
         leaders=len({e.data.employee_id for e in events if isinstance(e.data, LeaderNominated)}),
         fy2024_trainees=len(plan.trainees),
-        transfers=kinds[EmployeeUpserted] - employees,
+        transfers=sum(e.moved_to is not None and not e.unrecorded for e in plan.employees),
+        duty_changes=sum(e.duty_from is not None and not e.unrecorded for e in plan.employees),
         departures=kinds[EmployeeLeft],
+        completed_after_leaving=len(_completed_after_leaving(events)),
         nominations=kinds[LeaderNominated],
         enrollments=kinds[CourseEnrolled],
         completions=kinds[CourseCompleted],
@@ -593,6 +685,23 @@ def _summary(plan: _Planner, events: list[InboundEvent]) -> CitySummary:
         events=len(events),
         planned_level_ups=dict(sorted(plan.planned.items())),
     )
+
+
+def _completed_after_leaving(events: Iterable[InboundEvent]) -> set[str]:
+    """Employees with a completion dated on or after their (earliest) left_on."""
+    left: dict[str, dt.date] = {}
+    for e in events:
+        if isinstance(e.data, EmployeeLeft):
+            left[e.data.employee_id] = min(
+                e.data.left_on, left.get(e.data.employee_id, e.data.left_on)
+            )
+    return {
+        e.data.employee_id
+        for e in events
+        if isinstance(e.data, CourseCompleted)
+        and e.data.employee_id in left
+        and e.data.completed_on >= left[e.data.employee_id]
+    }
 
 
 def generate_city(

@@ -9,20 +9,29 @@ targets, checks it against the pure core, and stops everything it started.
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import shutil
 import tempfile
 import time
+from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from dxtalent.citygen import generate_city
-from dxtalent.expected import expected_progress
+from dxtalent.expected import (
+    department_counts,
+    expected_departments,
+    expected_progress,
+    served_department_counts,
+)
 from dxtalent.nats_tools import publish_raw
 from dxtalent.report import fetch_progress, progress_table
-from dxtalent.stack import LocalStack, running_stack
-from dxtalent_contracts.catalog import load_catalog
+from dxtalent.stack import LocalStack, http_json, running_stack
+from dxtalent_contracts.catalog import Catalog, load_catalog
+from dxtalent_contracts.inbound import InboundEvent
 
 #: The demo's city; the end-to-end tests replay exactly this scenario, shuffled and duplicated.
 DEMO_SEED = 2025
@@ -55,7 +64,10 @@ def run_demo(console: Console, *, staff: int, seed: int, keep_data: bool) -> Non
     console.print(
         f"generated city (seed {seed}): {s.employees} staff in {s.departments} sections, "
         f"{s.leaders} DX leaders ({s.fy2024_trainees} FY2024 trainees), {s.completions} completions, "
-        f"{s.voided_completions} voided, {s.departures} departures, {s.transfers} transfers: "
+        f"{s.voided_completions} voided, {s.departures} departures "
+        f"({s.completed_after_leaving} completing a course after leaving), {s.transfers} "
+        f"transfers, {s.duty_changes} new duties in a later year, {s.without_record} leaders "
+        "without an HR record: "
         f"{len(messages)} facts"
     )
     data_dir = Path(tempfile.mkdtemp(prefix="dxtalent-demo-"))
@@ -73,20 +85,27 @@ def run_demo(console: Console, *, staff: int, seed: int, keep_data: bool) -> Non
             years = range(catalog.plan.first_fiscal_year, catalog.plan.last_fiscal_year + 1)
             reporting = stack.services["reporting"].base_url
             bodies = [fetch_progress(reporting, fy) for fy in years]
+            by_department = [
+                http_json(f"{reporting}/v1/progress/departments?fiscal_year={fy}")[1]
+                for fy in years
+            ]
         console.print(progress_table(bodies))
         oracle = expected_progress(catalog, city.events, years)
         agree = all(
             [(lv.level, lv.reached, lv.exactly) for lv in oracle[b["fiscal_year"]].levels]
             == [(r["level"], r["reached"], r["exactly"]) for r in b["levels"]]
             for b in bodies
-        )
+        ) and all(_departments_agree(catalog, city.events, body) for body in by_department)
         console.print(
             f"{len(messages)} facts published in {publish_s:.1f}s; all three services caught up "
             f"{processed_s:.1f}s after the first fact ({len(messages) / max(processed_s, 1e-9):.0f} "
             f"facts/s end to end); {time.monotonic() - started:.1f}s in all."
         )
         verdict = "[green]agrees[/green]" if agree else "[red]DISAGREES[/red]"
-        console.print(f"Services vs. the pure certification core on the same facts: {verdict}.")
+        console.print(
+            "Services vs. the pure certification core on the same facts (city-wide and by "
+            f"department): {verdict}."
+        )
         if not agree:
             raise SystemExit(1)
     finally:
@@ -94,3 +113,10 @@ def run_demo(console: Console, *, staff: int, seed: int, keep_data: bool) -> Non
             console.print(f"data kept in {data_dir}")
         else:
             shutil.rmtree(data_dir, ignore_errors=True)
+
+
+def _departments_agree(catalog: Catalog, events: Sequence[InboundEvent], body: Any) -> bool:
+    """The service's per-department report equals the core's on the date the service used."""
+    as_of = dt.date.fromisoformat(body["as_of"])
+    expected = expected_departments(catalog, events, int(body["fiscal_year"]), as_of)
+    return served_department_counts(body) == department_counts(expected)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import datetime as dt
 from collections import defaultdict
 from collections.abc import Iterable, Mapping
+from typing import Any
 
 from dxtalent_certification.domain.evaluate import evaluate
 from dxtalent_certification.domain.facts import (
@@ -31,7 +32,13 @@ from dxtalent_contracts.inbound import (
     LeaderNominatedEvent,
 )
 from dxtalent_enrollment.domain import fact_event_id
-from dxtalent_reporting.domain.progress import Progress, Standing, target_progress
+from dxtalent_reporting.domain.progress import (
+    Progress,
+    Standing,
+    progress_by_department,
+    target_progress,
+)
+from dxtalent_reporting.domain.standings import assemble_standings
 
 
 def to_fact(event: InboundEvent) -> Fact | None:
@@ -79,12 +86,32 @@ def expected_states(
 def standings(
     facts: Mapping[str, EmployeeFacts], states: Mapping[str, CertificationState]
 ) -> list[Standing]:
-    out = []
-    for emp, f in facts.items():
-        records = tuple(sorted((r.effective_date, r.department_code) for r in f.records))
-        levels = {n: lv.certified_on for n, lv in states[emp].levels.items()}
-        out.append(Standing(employee_id=emp, records=records, left_on=f.left_on(), levels=levels))
-    return out
+    """The standings reporting assembles, from the rows its read model would hold: the record
+    in force on each effective date, the earliest departure, the levels, every nomination."""
+    return assemble_standings(
+        records=[
+            (emp, day, record.department_code)
+            for emp, f in facts.items()
+            for day in sorted(f.record_dates())
+            if (record := f.record_on(day)) is not None
+        ],
+        departures=[(emp, left) for emp, f in facts.items() if (left := f.left_on()) is not None],
+        levels=[
+            (emp, n, level.certified_on, level.department_code)
+            for emp, state in states.items()
+            for n, level in state.levels.items()
+        ],
+        nominations=[
+            (emp, n.fiscal_year, n.department_code)
+            for emp, f in facts.items()
+            for n in sorted(f.nominations, key=lambda n: (n.fiscal_year, n.fact_id))
+        ],
+    )
+
+
+def _standings(catalog: Catalog, events: Iterable[InboundEvent]) -> list[Standing]:
+    facts = employee_facts(events)
+    return standings(facts, {emp: evaluate(catalog, f) for emp, f in facts.items()})
 
 
 def expected_progress(
@@ -94,7 +121,42 @@ def expected_progress(
     as_of: dt.date | None = None,
 ) -> dict[int, Progress]:
     """Target progress per fiscal year as the pure core computes it from the facts."""
-    facts = employee_facts(events)
-    states = {emp: evaluate(catalog, f) for emp, f in facts.items()}
-    table = standings(facts, states)
+    table = _standings(catalog, events)
     return {fy: target_progress(catalog, fy, table, as_of=as_of) for fy in fiscal_years}
+
+
+def expected_departments(
+    catalog: Catalog, events: Iterable[InboundEvent], fiscal_year: int, as_of: dt.date
+) -> dict[str, Progress]:
+    """One fiscal year's progress per department the report date places someone in."""
+    return dict(progress_by_department(catalog, fiscal_year, _standings(catalog, events), as_of))
+
+
+DepartmentCounts = tuple[tuple[tuple[int, int, int], ...], int]
+
+
+def department_counts(reports: Mapping[str, Progress]) -> dict[str, DepartmentCounts]:
+    """Per department: (level, reached, exactly) for each level and the staff who left; a
+    department where nobody counts is left out (the service lists departments that only
+    nominated someone, too)."""
+    counts = {
+        code: (tuple((lv.level, lv.reached, lv.exactly) for lv in r.levels), r.left)
+        for code, r in reports.items()
+    }
+    return {code: c for code, c in sorted(counts.items()) if c != _nobody(c)}
+
+
+def served_department_counts(body: Mapping[str, Any]) -> dict[str, DepartmentCounts]:
+    """`department_counts` of a `/v1/progress/departments` response body."""
+    counts = {
+        str(d["department"]): (
+            tuple((int(r["level"]), int(r["reached"]), int(r["exactly"])) for r in d["levels"]),
+            int(d["left"]),
+        )
+        for d in body["departments"]
+    }
+    return {code: c for code, c in sorted(counts.items()) if c != _nobody(c)}
+
+
+def _nobody(counts: DepartmentCounts) -> DepartmentCounts:
+    return tuple((level, 0, 0) for level, _, _ in counts[0]), 0

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import urllib.request
 from collections import Counter
@@ -10,7 +11,13 @@ from collections.abc import Mapping, Sequence
 import nats
 from nats.js.api import ConsumerConfig, DeliverPolicy
 
-from dxtalent.expected import expected_progress, expected_states
+from dxtalent.expected import (
+    department_counts,
+    expected_departments,
+    expected_progress,
+    expected_states,
+    served_department_counts,
+)
 from dxtalent.stack import LocalStack, http_json
 from dxtalent_contracts.catalog import Catalog
 from dxtalent_contracts.inbound import InboundEvent
@@ -95,6 +102,11 @@ def assert_matches_core(stack: LocalStack, catalog: Catalog, facts: Sequence[Inb
             for lv in oracle[fy].levels
         ]
         assert sorted(got_rows) == sorted(want_rows), (fy, got_rows, want_rows)
+        status, body = http_json(f"{reporting}/v1/progress/departments?fiscal_year={fy}")
+        assert status == 200, body
+        as_of = dt.date.fromisoformat(body["as_of"])
+        by_department = department_counts(expected_departments(catalog, facts, fy, as_of))
+        assert served_department_counts(body) == by_department, fy
 
 
 def handled(stack: LocalStack, service: str) -> float:

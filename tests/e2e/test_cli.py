@@ -96,10 +96,14 @@ def test_up_runs_everything_embedded_and_keeps_data_across_restarts(data_dir: Pa
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
             status, body = http_json(f"{certification}/v1/employees/E1")
-            if status == 200 and len(body["skills"]) == 2:
+            if status == 200 and len(body["skills"]) == 3:
                 break
             time.sleep(0.2)
-        assert {s["skill"] for s in body["skills"]} == {"dx-basics", "ict-basics"}
+        assert {s["skill"] for s in body["skills"]} == {
+            "dx-basics",
+            "municipal-dx-basics",
+            "ict-basics",
+        }
         shown = _cli("progress", "--fiscal-year", "2025", env=env | {"COLUMNS": "200"})
         assert shown.returncode == 0, shown.stderr
         assert "令和7年度" in shown.stdout
@@ -111,7 +115,7 @@ def test_up_runs_everything_embedded_and_keeps_data_across_restarts(data_dir: Pa
         _wait(f"{certification}/readyz")
         status, body = http_json(f"{certification}/v1/employees/E1")
         assert status == 200
-        assert len(body["skills"]) == 2
+        assert len(body["skills"]) == 3  # DX-101 grants two
     finally:
         _down(up)
     leftovers = subprocess.run(

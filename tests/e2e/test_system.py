@@ -85,15 +85,16 @@ def _valid(employee: str, event_id: str, course: str = "DX-101") -> dict[str, ob
 def test_bad_messages_are_dead_lettered_with_a_reason_and_the_rest_processed(
     system: LocalStack,
 ) -> None:
-    """Malformed JSON, a missing field, an unknown course, an impossible date and an unknown
-    type each land in the dead-letter stream naming the problem; valid messages around them
-    are recorded."""
+    """Malformed JSON, a missing field, an unknown course, an impossible date, an unknown type
+    and a completion outside its course's offering period each land in the dead-letter stream
+    naming the problem; valid messages around them are recorded."""
     missing = _valid("E900001", "bad-missing")
     del missing["data"]["course_id"]  # type: ignore[attr-defined]
     unknown_course = _valid("E900001", "bad-course", course="NOPE-999")
     bad_date = _valid("E900001", "bad-date")
     bad_date["data"]["completed_on"] = "2025-02-30"  # type: ignore[index]
     unknown_type = _valid("E900001", "bad-type") | {"type": "dxtalent.lms.CourseTeleported.v1"}
+    out_of_period = _valid("E900001", "bad-period", course="R6-DX")  # 2025-06-12: FY2025
     messages = [
         json.dumps(_valid("E900001", "ok-1")).encode(),
         b'{"specversion": "1.0", "id": ',
@@ -102,6 +103,7 @@ def test_bad_messages_are_dead_lettered_with_a_reason_and_the_rest_processed(
         json.dumps(unknown_course).encode(),
         json.dumps(bad_date).encode(),
         json.dumps(unknown_type).encode(),
+        json.dumps(out_of_period).encode(),
         json.dumps(_valid("E900001", "ok-3", course="SEC-101")).encode(),
     ]
     asyncio.run(publish_raw(str(system.nats_url), messages, _topology(system)))
@@ -109,20 +111,26 @@ def test_bad_messages_are_dead_lettered_with_a_reason_and_the_rest_processed(
 
     letters = asyncio.run(list_dead_letters(str(system.nats_url), _topology(system)))
     reasons = sorted(d.data.reason for d in letters)
-    assert len(letters) == 5, reasons
+    assert len(letters) == 6, reasons
     expectations = [
         "not valid JSON",
         "data.course_id: Field required",
         "unknown course 'NOPE-999'",
         "data.completed_on",
         "Unknown event type 'dxtalent.lms.CourseTeleported.v1'",
+        "course 'R6-DX' ran only in FY2024 (令和6年度), 2024-04-01 to 2025-03-31",
     ]
     for expected in expectations:
         assert any(expected in r for r in reasons), (expected, reasons)
     assert all(d.data.original_base64 for d in letters)
     status, body = http_json(f"{system.services['certification'].base_url}/v1/employees/E900001")
     assert status == 200, body
-    assert {s["skill"] for s in body["skills"]} == {"dx-basics", "ict-basics", "security-basic"}
+    assert {s["skill"] for s in body["skills"]} == {
+        "dx-basics",
+        "municipal-dx-basics",
+        "ict-basics",
+        "security-basic",
+    }
 
 
 async def _consumer_progress(stack: LocalStack, durable: str) -> tuple[int, int]:

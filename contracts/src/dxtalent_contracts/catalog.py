@@ -4,10 +4,13 @@ A catalog file (YAML) names skills, courses and what they grant, DX-leader level
 ● (required) and ★ (duty) skills, level equivalences, staff-category requirements and yearly
 headcount targets, under a policy version. `load_catalog(path)` refuses a malformed file with
 the file, the line and the reason (`CatalogError`).
+
+A course may declare the period it ran (`offered`): a completion dated outside it is bad input.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 from functools import cached_property
 from importlib import resources
 from pathlib import Path
@@ -16,8 +19,10 @@ from typing import Annotated, Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from dxtalent_contracts.types import Code, FiscalYear, NonEmptyText
+from dxtalent_contracts.fiscal import both_labels, fiscal_year_end, fiscal_year_start
+from dxtalent_contracts.types import CalendarDate, Code, FiscalYear, NonEmptyText
 
+REIWA_FIRST_FISCAL_YEAR = 2019
 Track = Literal["L1", "L2", "L3", "staff", "FY2024"]
 DEFAULT_CATALOG = "hirakata-2025.yaml"
 
@@ -66,11 +71,74 @@ class LevelRule(_Frozen):
     duty: list[Code] = Field(default_factory=list)
 
 
+class Offered(_Frozen):
+    """The period a course ran, first and last day included: either `fiscal_years` (one or
+    consecutive years, e.g. `{fiscal_years: [2024]}`) or `from` and/or `to` (calendar dates)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid", populate_by_name=True)
+
+    fiscal_years: list[FiscalYear] | None = Field(default=None, min_length=1)
+    first: CalendarDate | None = Field(default=None, alias="from")
+    last: CalendarDate | None = Field(default=None, alias="to")
+
+    @model_validator(mode="after")
+    def _one_consistent_form(self) -> Offered:
+        if self.fiscal_years is not None:
+            if self.first is not None or self.last is not None:
+                raise ValueError("give either fiscal_years or from/to, not both")
+            years = sorted(self.fiscal_years)
+            if years != list(range(years[0], years[-1] + 1)) or len(set(years)) != len(years):
+                raise ValueError(f"fiscal_years must be consecutive and distinct, got {years}")
+        elif self.first is None and self.last is None:
+            raise ValueError("an offering period needs fiscal_years, from or to")
+        elif self.first is not None and self.last is not None and self.first > self.last:
+            raise ValueError(f"from {self.first} is after to {self.last}")
+        return self
+
+    @property
+    def first_day(self) -> dt.date | None:
+        """The first day a completion may be dated; None: no lower limit."""
+        if self.fiscal_years is not None:
+            return fiscal_year_start(min(self.fiscal_years))
+        return self.first
+
+    @property
+    def last_day(self) -> dt.date | None:
+        """The last day a completion may be dated; None: no upper limit."""
+        if self.fiscal_years is not None:
+            return fiscal_year_end(max(self.fiscal_years))
+        return self.last
+
+    def includes(self, day: dt.date) -> bool:
+        """Whether `day` lies within the period."""
+        first, last = self.first_day, self.last_day
+        return (first is None or first <= day) and (last is None or day <= last)
+
+    def describe(self) -> str:
+        """The period as a person reads it: 'FY2024 (令和6年度), 2024-04-01 to 2025-03-31'."""
+        first, last = self.first_day, self.last_day
+        span = f"{first or 'any day'} to {last or 'any day'}"
+        if self.fiscal_years is None:
+            return span
+        years = sorted(self.fiscal_years)
+        named = f"FY{years[0]}" if len(years) == 1 else f"FY{years[0]}-FY{years[-1]}"
+        if len(years) == 1 and years[0] >= REIWA_FIRST_FISCAL_YEAR:
+            named = both_labels(years[0])
+        return f"{named}, {span}"
+
+
 class Course(_Frozen):
+    """A course, the skills it grants, and (optionally) the only period in which it ran."""
+
     id: Code
     name: NonEmptyText
     grants: list[Code] = Field(min_length=1)
     track: Track
+    offered: Offered | None = None
+
+    def offered_on(self, day: dt.date) -> bool:
+        """Whether a completion dated `day` lies within the course's offering period."""
+        return self.offered is None or self.offered.includes(day)
 
 
 class Equivalence(_Frozen):

@@ -19,6 +19,7 @@ import httpx
 from nats.aio.client import Client
 from nats.js.client import JetStreamContext
 
+from dxtalent_contracts.catalog import load_catalog
 from dxtalent_contracts.envelope import CONTENT_TYPE, CloudEvent
 from dxtalent_contracts.events import (
     CompletionVoidedRecordedEvent,
@@ -49,6 +50,8 @@ L1_COURSES = (
     "TOOL-ONL",
     "WS-101",
 )
+#: Every skill the level-1 courses grant (DX-101 grants two).
+L1_SKILLS = frozenset(s for c in L1_COURSES for s in load_catalog().course_by_id[c].grants)
 
 
 @dataclass

@@ -4,7 +4,13 @@ bearer token as clients expect it (RFC 6750) and declared in OpenAPI."""
 
 from __future__ import annotations
 
-from tests.integration.certification.harness import L1_COURSES, TOKEN, Enrollment, RunningService
+from tests.integration.certification.harness import (
+    L1_COURSES,
+    L1_SKILLS,
+    TOKEN,
+    Enrollment,
+    RunningService,
+)
 
 
 async def test_an_employee_shows_level_skills_and_what_the_next_level_needs(
@@ -24,7 +30,7 @@ async def test_an_employee_shows_level_skills_and_what_the_next_level_needs(
     assert body["categories"] == ["dx-leader"]
     assert body["current_level"] == 1
     assert body["left_on"] is None
-    assert body["policy_version"] == "hirakata-2025.1"
+    assert body["policy_version"] == "hirakata-2025.2"
     [level] = body["levels"]
     assert level["level"] == 1
     assert (level["certified_on"], level["fiscal_year"]) == ("2025-06-02", 2025)
@@ -35,7 +41,7 @@ async def test_an_employee_shows_level_skills_and_what_the_next_level_needs(
         fact_of_course.items()
     )
     skills = {s["skill"]: s for s in body["skills"]}
-    assert len(skills) == len(L1_COURSES)
+    assert len(skills) == len(L1_SKILLS)
     assert skills["dx-basics"] == {
         "skill": "dx-basics",
         "name": "DX基礎",

@@ -9,7 +9,12 @@ from typing import Any
 
 from dxtalent_contracts.envelope import CloudEvent
 from dxtalent_contracts.events import SkillRevoked, SkillRevokedEvent
-from tests.integration.certification.harness import L1_COURSES, Enrollment, RunningService
+from tests.integration.certification.harness import (
+    L1_COURSES,
+    L1_SKILLS,
+    Enrollment,
+    RunningService,
+)
 from tests.support.polling import eventually
 
 LEVEL_CERTIFIED = "dxtalent.certification.LevelCertified.v1"
@@ -50,11 +55,11 @@ async def test_a_nominated_employee_with_every_level_one_course_is_certified(
     data = event["data"]
     assert (data["level"], data["certified_on"], data["fiscal_year"]) == (1, "2025-07-15", 2025)
     assert data["department_code"] == "D-SOUMU"
-    assert data["policy_version"] == "hirakata-2025.1"
+    assert data["policy_version"] == "hirakata-2025.2"
     fact_ids = {e.data.fact_id for e in events[2:]}
     assert {ev["event_id"] for ev in data["evidence"]} == fact_ids
     acquired = await service.emitted(who.employee_id, "skill-acquired")
-    assert len(acquired) == len(L1_COURSES)
+    assert len(acquired) == len(L1_SKILLS)
     assert all(e["type"] == SKILL_ACQUIRED for e in acquired)
 
 
@@ -112,7 +117,7 @@ async def test_duplicates_and_another_order_give_the_same_state(service: Running
     assert len(ids) == len(set(ids))
     acquired = [e.data["skill"] for e in stored if e.event_type.endswith("SkillAcquired.v1")]
     assert sorted(acquired) == sorted(set(acquired))
-    assert len(acquired) == len(L1_COURSES)
+    assert len(acquired) == len(L1_SKILLS)
     certified = [e for e in stored if e.event_type == LEVEL_CERTIFIED]
     assert [e.data["level"] for e in certified] == [1]
     assert not await service.dead_letters()

@@ -83,7 +83,7 @@ def test_categories_are_reported_in_catalog_order_and_unknown_codes_are_ignored(
 
 
 def test_a_staff_member_is_read_from_the_facts_and_state() -> None:
-    """Categories from the latest record, skills from the state, active until left_on."""
+    """Categories from the record in force, skills held that day, active until left_on."""
     given = Given()
     given.record(effective="2023-04-01", categories=("executive",))
     given.record(effective="2025-04-01", categories=("section-chief", "business-system-owner"))

@@ -40,15 +40,15 @@ def leader_at_level_three() -> tuple[Given, dict[str, Completion]]:
 
 
 def test_a_first_completion_acquires_its_skill() -> None:
-    """Given nothing, when DX-101 is completed, then SkillAcquired(dx-basics)."""
+    """Given nothing, when ICT-101 is completed, then SkillAcquired(ict-basics)."""
     given = Given()
-    completion = given.completion("DX-101", "2025-05-01")
+    completion = given.completion("ICT-101", "2025-05-01")
     _, _, [emitted] = replay(CATALOG, given.facts)
     assert emitted == [
         SkillAcquired(
             employee_id=given.employee_id,
-            skill="dx-basics",
-            course_id="DX-101",
+            skill="ict-basics",
+            course_id="ICT-101",
             acquired_on=d("2025-05-01"),
             evidence_event_id=completion.fact_id,
         )
@@ -72,7 +72,7 @@ def test_level_certified_carries_evidence_department_and_policy_version() -> Non
         2025,
     )
     assert certified.department_code == "D-SOUMU"
-    assert certified.policy_version == CATALOG.policy_version == "hirakata-2025.1"
+    assert certified.policy_version == CATALOG.policy_version == "hirakata-2025.2"
     assert (
         Evidence(
             skill="leadership",
@@ -86,24 +86,24 @@ def test_level_certified_carries_evidence_department_and_policy_version() -> Non
 
 
 def test_a_void_revokes_the_skill_the_level_and_every_level_above() -> None:
-    """Void the only DX-101: SkillRevoked, then LevelRevoked 3, 2, 1 with reasons."""
+    """Void the only ICT-101: SkillRevoked, then LevelRevoked 3, 2, 1 with reasons."""
     given, done = leader_at_level_three()
     facts, state, _ = replay(CATALOG, given.facts)
-    void = given.void(done["DX-101"])
+    void = given.void(done["ICT-101"])
     _, after, emitted = decide(CATALOG, facts, state, void)
     assert after.levels == {}
     skill_revoked, *levels_revoked = emitted
     assert isinstance(skill_revoked, SkillRevoked)
-    assert skill_revoked.skill == "dx-basics"
-    assert done["DX-101"].fact_id in skill_revoked.reason
-    assert "DX-101" in skill_revoked.reason
+    assert skill_revoked.skill == "ict-basics"
+    assert done["ICT-101"].fact_id in skill_revoked.reason
+    assert "ICT-101" in skill_revoked.reason
     revoked = [c for c in levels_revoked if isinstance(c, LevelRevoked)]
     assert revoked == levels_revoked
     assert [c.level for c in revoked] == [3, 2, 1]
     assert {c.caused_by for c in revoked} == {void.fact_id}
-    assert all("dx-basics" in c.reason for c in revoked)
+    assert all("ict-basics" in c.reason for c in revoked)
     assert revoked[0].reason.startswith("level 3 rests on level 1")
-    assert revoked[2].reason == "level 1: missing skill(s) dx-basics"
+    assert revoked[2].reason == "level 1: missing skill(s) ict-basics"
     assert skill_revoked.reason.endswith("(recorded in error)")  # the void's own reason
     [bare, *_] = changes(CATALOG, state, after, void.fact_id)
     assert isinstance(bare, SkillRevoked)
@@ -111,13 +111,13 @@ def test_a_void_revokes_the_skill_the_level_and_every_level_above() -> None:
 
 
 def test_voiding_one_of_two_completions_re_dates_the_skill_and_the_level() -> None:
-    """A second DX-101 later: voiding the first re-evidences dx-basics and re-dates level 1."""
+    """A second ICT-101 later: voiding the first re-evidences ict-basics and re-dates level 1."""
     given = Given()
     given.nomination(2025)
     completions = given.completions(L1_COURSES, "2025-05-01")
-    later = given.completion("DX-101", "2025-07-01")
+    later = given.completion("ICT-101", "2025-07-01")
     facts, state, _ = replay(CATALOG, given.facts)
-    _, _, emitted = decide(CATALOG, facts, state, given.void(completions[0]))
+    _, _, emitted = decide(CATALOG, facts, state, given.void(completions[1]))
     acquired, certified = emitted
     assert isinstance(acquired, SkillAcquired)
     assert acquired.evidence_event_id == later.fact_id
@@ -168,21 +168,49 @@ def test_a_new_record_moving_the_level_s_department_re_sends_the_level() -> None
     ]
 
 
-def test_a_newly_required_duty_skill_revokes_level_three_naming_it() -> None:
-    """A new record adds ★ nocode-build to the duties: level 3 revoked, reason names it."""
+def test_a_record_effective_later_adding_a_duty_skill_revokes_nothing() -> None:
+    """Level 3 on 2025-11-01; a record effective 2026-04-01 adds ★ nocode-build: no change."""
     given, _ = leader_at_level_three()
     facts, state, _ = replay(CATALOG, given.facts)
     record = given.record(effective="2026-04-01", duty=("nocode-build",))
     new_facts, after, emitted = decide(CATALOG, facts, state, record)
+    assert (emitted, after) == ([], state)
+    assert new_facts.duty_skills_on(d("2026-04-01")) == {"nocode-build"}
+
+
+def test_a_late_record_effective_before_the_level_revokes_it_naming_the_duty_skill() -> None:
+    """A record effective before level 3's date, learnt late, asks ★ nocode-build: revoked."""
+    given, _ = leader_at_level_three()
+    facts, state, _ = replay(CATALOG, given.facts)
+    record = given.record(effective="2025-10-01", duty=("nocode-build",))
+    _, after, emitted = decide(CATALOG, facts, state, record)
     assert len(emitted) == 1
     revoked = emitted[0]
     assert isinstance(revoked, LevelRevoked)
     assert (revoked.level, revoked.caused_by) == (3, record.fact_id)
-    assert "nocode-build" in revoked.reason
+    assert revoked.reason == "level 3: missing skill(s) nocode-build"
     without_facts = changes(CATALOG, state, after, record.fact_id)
     assert isinstance(without_facts[0], LevelRevoked)
     assert "no longer holds" in without_facts[0].reason
-    assert new_facts.duty_skills() == {"nocode-build"}
+
+
+def test_a_departure_learnt_late_revokes_levels_dated_on_or_after_it() -> None:
+    """Levels 2, 3 on 2025-08-01, 11-01; then left_on 2025-08-01 arrives: 3, 2 revoked."""
+    given, _ = leader_at_level_three()
+    facts, state, _ = replay(CATALOG, given.facts)
+    departure = given.departure("2025-08-01")
+    _, after, emitted = decide(CATALOG, facts, state, departure)
+    assert list(after.levels) == [1]
+    assert [(type(c), getattr(c, "level", None)) for c in emitted] == [
+        (LevelRevoked, 3),
+        (LevelRevoked, 2),
+    ]
+    assert emitted[1] == LevelRevoked(
+        employee_id=given.employee_id,
+        level=2,
+        reason="level 2: the employee left on 2025-08-01, before its rule held",
+        caused_by=departure.fact_id,
+    )
 
 
 def test_losing_the_equivalence_says_so() -> None:

@@ -38,14 +38,28 @@ def test_a_fact_about_another_employee_is_refused() -> None:
         EmployeeFacts("E000123").with_fact(stranger)
 
 
-def test_the_latest_record_breaks_a_same_day_tie_by_fact_id() -> None:
-    """Two records effective on one day: the greatest fact_id is the latest."""
+def test_the_record_in_force_breaks_a_same_day_tie_by_fact_id() -> None:
+    """Two records effective on one day: the greatest fact_id is in force."""
     given = Given()
     given.record("D-A", "2025-04-01", fact_id="rec-b")
     given.record("D-B", "2025-04-01", fact_id="rec-a")
-    latest = given.employee_facts.latest_record()
-    assert latest is not None
-    assert latest.department_code == "D-A"
+    in_force = given.employee_facts.record_on(d("2025-04-01"))
+    assert in_force is not None
+    assert in_force.department_code == "D-A"
+
+
+def test_duties_and_categories_of_a_day_come_from_the_record_in_force_then() -> None:
+    """A record effective later changes nothing before its day; before any record, none."""
+    given = Given()
+    given.record("D-A", "2024-04-01", duty=("nocode-build",), categories=("dx-leader",))
+    given.record("D-A", "2026-04-01", duty=(), categories=("section-chief",))
+    facts = given.employee_facts
+    assert facts.duty_skills_on(d("2026-03-31")) == {"nocode-build"}
+    assert facts.duty_skills_on(d("2026-04-01")) == frozenset()
+    assert facts.categories_on(d("2026-03-31")) == {"dx-leader"}
+    assert facts.categories_on(d("2026-04-01")) == {"section-chief"}
+    assert facts.duty_skills_on(d("2024-03-31")) == frozenset()
+    assert facts.categories_on(d("2024-03-31")) == frozenset()
 
 
 def test_the_department_on_a_day_comes_from_the_record_effective_then() -> None:
@@ -60,13 +74,14 @@ def test_the_department_on_a_day_comes_from_the_record_effective_then() -> None:
 
 
 def test_without_records_the_department_comes_from_the_nominations() -> None:
-    """No record: the nomination of that fiscal year, else the latest nomination."""
+    """No record: the nomination in force (from April 1 of its year), else the earliest."""
     given = Given()
     given.nomination(2024, "D-OLD")
     given.nomination(2026, "D-NEW")
     facts = given.employee_facts
-    assert facts.department_on(d("2024-06-01")) == "D-OLD"
-    assert facts.department_on(d("2025-06-01")) == "D-NEW"
+    assert facts.department_on(d("2023-06-01")) == "D-OLD"
+    assert facts.department_on(d("2025-06-01")) == "D-OLD"  # FY2026's is not in force yet
+    assert facts.department_on(d("2026-04-01")) == "D-NEW"
     assert EmployeeFacts("E000123").department_on(d("2025-06-01")) is None
 
 

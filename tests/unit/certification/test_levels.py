@@ -121,8 +121,8 @@ def test_level_three_without_duty_skills_needs_only_its_required_skills() -> Non
     assert {e.skill for e in level.evidence} == {"bpr-applied", "security-applied"}
 
 
-def test_duty_skills_come_from_the_latest_record() -> None:
-    """An older record listed nocode-build; the latest lists none: level 3 without it."""
+def test_duty_skills_come_from_the_record_in_force() -> None:
+    """An older record listed nocode-build; the one in force since 2023 none: level 3 without."""
     given = nominated()
     given.record(effective="2022-04-01", duty=("nocode-build",))
     given.completions([*L1_COURSES, *L2_COURSES, *L3_COURSES], "2025-06-01")

@@ -1,7 +1,9 @@
-"""Order independence: the final state depends only on the set of facts (architecture.md, 4)."""
+"""Order independence: the final state depends only on the set of facts (docs/architecture.md,
+4); each level is judged with the facts about its own day."""
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 
 from hypothesis import given, settings
@@ -29,7 +31,13 @@ COURSES = [c.id for c in CATALOG.courses]
 DEPARTMENTS = ["D-A", "D-B", "D-C"]
 DUTY = sorted({s for rule in CATALOG.levels for s in rule.duty})
 #: A few shared dates make same-day ties (and their fact-id tie-breaks) common.
-SHARED_DATES = [dt.date(2024, 4, 1), dt.date(2025, 6, 1), dt.date(2026, 3, 31)]
+SHARED_DATES = [
+    dt.date(2024, 4, 1),
+    dt.date(2025, 3, 31),  # the last day of FY2024, the period the FY2024 courses ran
+    dt.date(2025, 6, 1),
+    dt.date(2026, 3, 31),
+    dt.date(2026, 4, 1),
+]
 dates = st.one_of(
     st.sampled_from(SHARED_DATES),
     st.dates(min_value=dt.date(2023, 4, 1), max_value=dt.date(2028, 3, 31)),
@@ -58,15 +66,22 @@ def employee_facts(draw: st.DrawFn) -> list[Fact]:
     for i in range(draw(st.integers(0, 3))):
         dept = draw(st.sampled_from(DEPARTMENTS))
         facts.append(Nomination(f"nom-{i}", EMPLOYEE, draw(fiscal_years), dept))
-    for i in range(draw(st.integers(0, 3))):
+    facts += draw(records())
+    for i in range(draw(st.integers(0, 2))):  # a second departure fact: the earliest counts
+        facts.append(Departure(f"left-{i}", EMPLOYEE, draw(dates)))
+    return facts
+
+
+@st.composite
+def records(draw: st.DrawFn) -> list[EmployeeRecord]:
+    """Effective-dated records whose duty skills change over time (some on the same day)."""
+    out = []
+    for i in range(draw(st.integers(0, 4))):
         duty = draw(st.frozensets(st.sampled_from(DUTY)))
         dept = draw(st.sampled_from(DEPARTMENTS))
-        facts.append(
-            EmployeeRecord(f"rec-{i}", EMPLOYEE, dept, frozenset({"dx-leader"}), duty, draw(dates))
-        )
-    if draw(st.booleans()):
-        facts.append(Departure("left-0", EMPLOYEE, draw(dates)))
-    return facts
+        cats = frozenset({"dx-leader"})
+        out.append(EmployeeRecord(f"rec-{i}", EMPLOYEE, dept, cats, duty, draw(dates)))
+    return out
 
 
 def evaluated(facts: list[Fact]) -> CertificationState:
@@ -116,3 +131,54 @@ def test_levels_are_contiguous_dated_in_order_and_never_before_the_floor(
     if state.levels:
         assert first_year is not None
         assert dates_in_order[0] >= fiscal_year_start(first_year)
+
+
+def _dated(state: CertificationState) -> dict[int, tuple[object, ...]]:
+    """Each level's date, evidence and path (its department aside)."""
+    return {n: (lv.certified_on, lv.evidence, lv.via_equivalence) for n, lv in state.levels.items()}
+
+
+@EXAMPLES
+@given(facts=employee_facts())
+def test_no_level_is_certified_on_or_after_left_on(facts: list[Fact]) -> None:
+    """Every certified_on lies before the (earliest) left_on."""
+    known = EmployeeFacts.of(EMPLOYEE, facts)
+    left_on = known.left_on()
+    state = evaluate(CATALOG, known)
+    if left_on is not None:
+        assert all(level.certified_on < left_on for level in state.levels.values())
+
+
+@EXAMPLES
+@given(facts=employee_facts())
+def test_a_level_never_needs_a_record_effective_after_its_date(facts: list[Fact]) -> None:
+    """Dropping the records that take effect after a level's date keeps it, dated the same."""
+    state = evaluate(CATALOG, EmployeeFacts.of(EMPLOYEE, facts))
+    for n, level in state.levels.items():
+        earlier = [
+            f
+            for f in facts
+            if not (isinstance(f, EmployeeRecord) and f.effective_date > level.certified_on)
+        ]
+        without = _dated(evaluated(earlier))
+        assert {k: v for k, v in without.items() if k <= n} == {
+            k: v for k, v in _dated(state).items() if k <= n
+        }
+
+
+@EXAMPLES
+@given(facts=employee_facts(), later=records())
+def test_a_record_taking_effect_later_revokes_no_level(
+    facts: list[Fact], later: list[EmployeeRecord]
+) -> None:
+    """Records effective after the highest level's date leave every level as it was."""
+    state = evaluated(facts)
+    if not state.levels:
+        return
+    last = max(level.certified_on for level in state.levels.values())
+    added = [
+        dataclasses.replace(r, fact_id=f"late-{i}", effective_date=last + dt.timedelta(days=1))
+        for i, r in enumerate(later)
+    ]
+    after = _dated(evaluated([*facts, *added]))
+    assert {n: v for n, v in after.items() if n in state.levels} == _dated(state)

@@ -11,12 +11,13 @@ CATALOG = load_catalog()
 
 
 def test_a_completed_course_grants_its_skill_with_that_completion_as_evidence() -> None:
-    """Completing DX-101 gives dx-basics, evidenced by that completion."""
+    """Completing DX-101 gives dx-basics and municipal-dx-basics, evidenced by it."""
     given = Given()
     completion = given.completion("DX-101", "2025-05-01")
     state = given.state(CATALOG)
     assert state.skills == {
-        "dx-basics": HeldSkill("dx-basics", "DX-101", d("2025-05-01"), completion.fact_id)
+        skill: HeldSkill(skill, "DX-101", d("2025-05-01"), completion.fact_id)
+        for skill in ("dx-basics", "municipal-dx-basics")
     }
 
 
@@ -46,8 +47,8 @@ def test_the_evidence_is_the_earliest_non_voided_completion() -> None:
 def test_a_same_day_tie_is_broken_by_fact_id() -> None:
     """Two completions on one day: the smaller fact_id evidences the skill."""
     given = Given()
-    first = given.completion("R6-DX", "2025-05-01")
-    given.completion("DX-101", "2025-05-01")
+    first = given.completion("R6-DX", "2024-10-01")
+    given.completion("DX-101", "2024-10-01")
     assert given.state(CATALOG).skills["dx-basics"].evidence_fact_id == first.fact_id
 
 

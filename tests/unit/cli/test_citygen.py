@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections import Counter, defaultdict
+from itertools import pairwise
 from typing import Any
 
 import pytest
@@ -11,6 +12,8 @@ from pydantic import BaseModel
 
 from dxtalent.citygen import City, generate_city, to_json_lines
 from dxtalent.csv_import import read_json_lines
+from dxtalent.expected import employee_facts
+from dxtalent_certification.domain.evaluate import evaluate
 from dxtalent_contracts.catalog import Catalog, load_catalog, parse_catalog
 from dxtalent_contracts.fiscal import fiscal_year_end, fiscal_year_of
 from dxtalent_contracts.inbound import (
@@ -23,6 +26,7 @@ from dxtalent_contracts.inbound import (
     LeaderNominated,
 )
 from dxtalent_contracts.registry import parse_inbound
+from dxtalent_enrollment.domain import inbound_problem
 
 SEED = 20250401
 
@@ -81,7 +85,8 @@ def test_the_city_has_sections_staff_and_categories_in_plausible_numbers(city: C
     assert all(d.name.endswith(("課", "局")) for d in city.departments)
     records = _of(city, EmployeeUpserted)
     first = {e.data.employee_id: e.data for e in reversed(records)}
-    assert len(first) == city.summary.employees == 3000
+    assert city.summary.employees == 3000
+    assert len(first) == 3000 - city.summary.without_record
     assert min(first) == "E000001"
     categories = Counter(c for r in first.values() for c in r.categories)
     assert categories["section-chief"] == 80
@@ -97,16 +102,24 @@ def test_the_city_has_sections_staff_and_categories_in_plausible_numbers(city: C
     assert city.summary.improvement_cases >= 20
 
 
-def test_transfers_are_newer_records_in_another_section(city: City) -> None:
-    """A transfer is a second, later-dated record for the same employee, in another section."""
+def test_transfers_and_new_duties_are_newer_records(city: City) -> None:
+    """A later-dated record moves the employee to another section (on 2026-04-01) or adds ★
+    duty skills from April 1 of a later year; each new record changes one of the two."""
     by_employee = defaultdict(list)
     for event in _of(city, EmployeeUpserted):
         by_employee[event.data.employee_id].append(event.data)
-    moves = [r for r in by_employee.values() if len(r) > 1]
-    assert moves
-    for before, after in moves:
-        assert after.effective_date == dt.date(2026, 4, 1) > before.effective_date
-        assert after.department_code != before.department_code
+    moves, new_duties = 0, 0
+    for records in by_employee.values():
+        for before, after in pairwise(records):
+            assert after.effective_date > before.effective_date
+            assert (after.effective_date.month, after.effective_date.day) == (4, 1)
+            moved = after.department_code != before.department_code
+            assert moved <= (after.effective_date == dt.date(2026, 4, 1))
+            added = set(after.duty_skills) - set(before.duty_skills)
+            assert moved or added
+            moves, new_duties = moves + moved, new_duties + bool(added)
+    assert moves == city.summary.transfers
+    assert new_duties >= 3
 
 
 def test_every_section_has_a_nominated_leader_every_year_since_fy2023(city: City) -> None:
@@ -183,7 +196,7 @@ def test_enrollments_precede_completions_and_cases_name_leaders(city: City) -> N
         )
     ]
     assert len(followed) >= 0.6 * len(enrollments)
-    assert all(e.enrolled_on >= hired[e.employee_id] for e in enrollments)
+    assert all(e.enrolled_on >= hired.get(e.employee_id, e.enrolled_on) for e in enrollments)
     for event in _of(city, ImprovementCaseReported):
         assert set(event.data.leader_employee_ids) <= set(city.leaders)
         assert event.data.skills_applied
@@ -214,7 +227,8 @@ def _reached(city: City, catalog: Catalog, fiscal_year: int) -> dict[int, int]:
         skills = {s for c in courses[emp] for s in catalog.course_by_id[c].grants}
         level = int(set(catalog.equivalences[0].courses) <= courses[emp])
         for n in range(1, catalog.top_level + 1):
-            need = catalog.skills_added_at(n) | (set(catalog.level_rule(n).duty) & duty[emp])
+            duties = duty.get(emp, set())
+            need = catalog.skills_added_at(n) | (set(catalog.level_rule(n).duty) & duties)
             level = n if level >= n - 1 and need <= skills else level
         for n in range(1, level + 1):
             reached[n] += 1
@@ -283,3 +297,63 @@ def test_another_municipalitys_catalog_drives_the_generator() -> None:
     assert courses <= {"M-BASE", "M-KIN"}
     assert "M-KIN" in courses
     assert all(parse_inbound(e.to_json_bytes()) == e for e in city.events)
+
+
+def test_every_generated_fact_is_accepted_by_enrollment(catalog: Catalog, city: City) -> None:
+    """No generated fact is bad input: FY2024 courses inside FY2024, every code in the catalog."""
+    refused = [
+        (e.id, problem.reason)
+        for e in city.events
+        if (problem := inbound_problem(catalog, e, e.nats_subject)) is not None
+    ]
+    assert refused == []
+
+
+def test_staff_take_the_all_staff_dx_e_learning(city: City) -> None:
+    """ALL-DX (自治体DX基礎 e-learning) reaches a good share of the staff in FY2025-FY2026."""
+    all_dx = [e.data for e in _of(city, CourseCompleted) if e.data.course_id == "ALL-DX"]
+    assert len({c.employee_id for c in all_dx}) >= 0.25 * city.summary.employees
+    assert {fiscal_year_of(c.completed_on) for c in all_dx} == {2025, 2026}
+
+
+def test_leaders_who_leave_mid_course_are_certified_nothing_after_leaving(
+    catalog: Catalog, city: City
+) -> None:
+    """Some leaders finish a course after left_on; the core dates no level on or after it."""
+    facts = employee_facts(city.events)
+    late = {
+        emp
+        for emp, f in facts.items()
+        if (left := f.left_on()) is not None
+        and f.nominations
+        and any(c.completed_on >= left for c in f.completions)
+    }
+    assert len(late) == city.summary.completed_after_leaving >= 3
+    for emp in late:
+        left_on = facts[emp].left_on()
+        assert left_on is not None
+        levels = evaluate(catalog, facts[emp]).levels.values()
+        assert all(level.certified_on < left_on for level in levels)
+
+
+def test_duties_added_in_a_later_year_keep_a_level_earned_before(
+    catalog: Catalog, city: City
+) -> None:
+    """A leader certified at the top level before a record adds ★ skills keeps that level."""
+    top = catalog.top_level
+    duty = set(catalog.level_rule(top).duty)
+    kept = []
+    for emp, f in employee_facts(city.events).items():
+        level = evaluate(catalog, f).levels.get(top)
+        if level is None or duty & f.duty_skills_on(level.certified_on):
+            continue
+        if any(r.effective_date > level.certified_on and duty & r.duty_skills for r in f.records):
+            kept.append(emp)
+    assert kept
+
+
+def test_a_few_nominated_leaders_have_no_hr_record(city: City) -> None:
+    """Their record never arrives: nominated, trained, but no EmployeeUpserted at all."""
+    recorded = {e.data.employee_id for e in _of(city, EmployeeUpserted)}
+    nominated = {e.data.employee_id for e in _of(city, LeaderNominated)}
+    assert 1 <= len(nominated - recorded) == city.summary.without_record <= 5

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import date
 from pathlib import Path
 
 import pytest
@@ -35,6 +36,8 @@ STAFF_SKILLS = {
     "infosec-systems",
     "incident-response",
 }
+#: The day before FY2024, its first and last day, and the day after.
+DAYS = ("2024-03-31", "2024-04-01", "2025-03-31", "2025-04-01")
 LEVEL_1 = {
     "leadership",
     "dx-basics",
@@ -54,7 +57,7 @@ def hirakata() -> Catalog:
 
 def test_default_catalog_has_the_skill_map_of_the_plan(hirakata: Catalog) -> None:
     """17 DX-leader skills in their areas plus the 6 skills staff categories require."""
-    assert hirakata.policy_version == "hirakata-2025.1"
+    assert hirakata.policy_version == "hirakata-2025.2"
     assert hirakata.municipality.code == "hirakata"
     assert {s.code: s.area for s in hirakata.skills if s.code in DX_LEADER_SKILLS} == (
         DX_LEADER_SKILLS
@@ -86,6 +89,13 @@ def test_default_courses_grant_the_skills_of_the_schedule(hirakata: Catalog) -> 
         assert hirakata.courses_granting(skill), skill
     assert hirakata.course_by_id["WS-101"].grants == ["leadership"]
     assert hirakata.course_by_id["MGT-DX"].grants == ["municipal-dx-basics"]
+    assert hirakata.course_by_id["DX-101"].grants == ["dx-basics", "municipal-dx-basics"]
+    all_dx = hirakata.course_by_id["ALL-DX"]
+    assert (all_dx.name, all_dx.grants, all_dx.track) == (
+        "全職員 自治体DX基礎（e-ラーニング）",
+        ["municipal-dx-basics"],
+        "staff",
+    )
     assert {c.id for c in hirakata.courses if c.track == "L3"} == {
         "SEC-301",
         "BPR-301",
@@ -106,6 +116,18 @@ def test_default_fy2024_courses_are_a_level_one_equivalence(hirakata: Catalog) -
         "R6-DATA": ["data-basic"],
     }
     assert all(hirakata.course_by_id[c].track == "FY2024" for c in equivalence.courses)
+
+
+def test_the_fy2024_courses_ran_only_in_fy2024(hirakata: Catalog) -> None:
+    """R6-*: offered 2024-04-01 .. 2025-03-31, both included; every other course any day."""
+    offered = {c.id: c.offered for c in hirakata.courses if c.offered is not None}
+    assert set(offered) == {"R6-DX", "R6-DSGN", "R6-DATA"}
+    for period in offered.values():
+        assert (period.first_day, period.last_day) == (date(2024, 4, 1), date(2025, 3, 31))
+        assert period.describe() == "FY2024 (令和6年度), 2024-04-01 to 2025-03-31"
+    r6 = hirakata.course_by_id["R6-DX"]
+    assert [r6.offered_on(date.fromisoformat(d)) for d in DAYS] == [False, True, True, False]
+    assert all(hirakata.course_by_id["DX-101"].offered_on(date.fromisoformat(d)) for d in DAYS)
 
 
 def test_default_targets_are_the_plans_headcounts(hirakata: Catalog) -> None:
@@ -267,6 +289,46 @@ def test_every_problem_is_reported_at_once(tmp_path: Path) -> None:
     message = _refused(tmp_path, text)
     assert message.count("unknown area 'Cloud'") == 3
     assert "target 2026/7: unknown level 7" in message
+
+
+def test_an_offering_period_by_dates_includes_its_first_and_last_day(tmp_path: Path) -> None:
+    """`offered: {from, to}`: a course offered on those days and between, not outside."""
+    text = MINOH.replace("track: L2}", "track: L2, offered: {from: 2024-04-02, to: 2025-03-31}}")
+    course = load_catalog(_write(tmp_path, text)).course_by_id["M-KIN"]
+    assert [course.offered_on(date.fromisoformat(d)) for d in DAYS] == [False, False, True, False]
+    assert course.offered is not None
+    assert course.offered.describe() == "2024-04-02 to 2025-03-31"
+
+
+def test_an_open_ended_offering_period_limits_one_side(tmp_path: Path) -> None:
+    """`offered: {from}` only: every day from then on; `to` only: every day up to it."""
+    text = MINOH.replace("track: L2}", "track: L2, offered: {from: 2025-03-31}}")
+    course = load_catalog(_write(tmp_path, text)).course_by_id["M-KIN"]
+    assert [course.offered_on(date.fromisoformat(d)) for d in DAYS] == [False, False, True, True]
+    assert course.offered is not None
+    assert course.offered.describe() == "2025-03-31 to any day"
+
+
+@pytest.mark.parametrize(
+    ("offered", "problem"),
+    [
+        ("{from: 2025-04-01, to: 2024-04-01}", "from 2025-04-01 is after to 2024-04-01"),
+        ("{fiscal_years: [2024], to: 2025-03-31}", "either fiscal_years or from/to, not both"),
+        ("{fiscal_years: [2024, 2026]}", "must be consecutive and distinct, got [2024, 2026]"),
+        ("{}", "needs fiscal_years, from or to"),
+        ("{from: someday}", "offered.from: Input should be a valid date"),
+        ("{fiscal_year: 2024}", "offered.fiscal_year: Extra inputs are not permitted"),
+    ],
+)
+def test_a_malformed_offering_period_is_refused_at_its_course(
+    tmp_path: Path, offered: str, problem: str
+) -> None:
+    """Reversed, mixed, gapped, empty or mistyped periods: file:line, the course, the reason."""
+    text = MINOH.replace("track: L2}", f"track: L2, offered: {offered}}}")
+    message = _refused(tmp_path, text)
+    line = _line(text, "kintone研修")
+    assert f"city.yaml:{line}: courses.1.offered" in message
+    assert problem in message
 
 
 def test_an_unreadable_file_is_refused_with_its_path(tmp_path: Path) -> None:

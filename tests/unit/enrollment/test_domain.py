@@ -11,7 +11,13 @@ import pytest
 from dxtalent_contracts.catalog import load_catalog
 from dxtalent_contracts.inbound import InboundEvent
 from dxtalent_contracts.registry import Rejection, parse_inbound
-from dxtalent_enrollment.domain import catalog_problems, fact_event_id, record, subject_problem
+from dxtalent_enrollment.domain import (
+    catalog_problems,
+    fact_event_id,
+    inbound_problem,
+    record,
+    subject_problem,
+)
 
 CATALOG = load_catalog()
 RECEIVED = dt.datetime(2025, 7, 1, 0, 0, tzinfo=dt.UTC)
@@ -42,6 +48,55 @@ def test_an_unknown_course_is_refused_naming_the_field_and_the_catalog() -> None
     assert problem.field == "data.course_id"
     assert "NOPE-1" in problem.problem
     assert CATALOG.policy_version in problem.problem
+
+
+@pytest.mark.parametrize("completed_on", ["2024-04-01", "2024-10-15", "2025-03-31"])
+def test_a_fy2024_course_completed_in_fy2024_is_accepted(completed_on: str) -> None:
+    """R6-DX ran in FY2024: completions from its first to its last day are facts."""
+    assert catalog_problems(CATALOG, _completion("R6-DX", completed_on)) == []
+
+
+@pytest.mark.parametrize("completed_on", ["2024-03-31", "2025-04-01", "2026-06-01"])
+def test_a_completion_outside_the_offering_period_is_refused_naming_it(completed_on: str) -> None:
+    """R6-DATA dated outside FY2024 is bad input: data.completed_on, the period, the date."""
+    [problem] = catalog_problems(CATALOG, _completion("R6-DATA", completed_on))
+    assert problem.field == "data.completed_on"
+    assert problem.problem == (
+        "course 'R6-DATA' ran only in FY2024 (令和6年度), 2024-04-01 to 2025-03-31 "
+        f"(catalog {CATALOG.policy_version}); a completion dated {completed_on} is outside "
+        "its offering period"
+    )
+
+
+def test_an_enrollment_or_void_is_not_judged_by_the_offering_period() -> None:
+    """Only completions are dated facts of the course having run; a void has no date."""
+    enrolled = _event(
+        "dxtalent.lms.CourseEnrolled.v1",
+        {"employee_id": "E1", "course_id": "R6-DX", "enrolled_on": "2026-06-01"},
+    )
+    assert catalog_problems(CATALOG, enrolled) == []
+
+
+def test_inbound_problem_gives_the_reason_a_dead_letter_carries() -> None:
+    """One sentence naming the event, the field and the period; the errors alongside."""
+    event = _completion("R6-DSGN", "2026-05-01", id="late-1")
+    problem = inbound_problem(CATALOG, event, "dx.inbound.completion")
+    assert problem is not None
+    assert problem.reason.startswith(
+        "Event 'dxtalent.lms.CourseCompleted.v1' 'late-1' is not valid: data.completed_on: "
+        "course 'R6-DSGN' ran only in FY2024 (令和6年度), 2024-04-01 to 2025-03-31"
+    )
+    assert [e.field for e in problem.errors] == ["data.completed_on"]
+    assert inbound_problem(CATALOG, _completion(), "dx.inbound.completion") is None
+    assert inbound_problem(CATALOG, _completion()) is None  # no subject: not checked
+
+
+def test_inbound_problem_checks_the_subject_first() -> None:
+    """A completion on the nomination subject: the subject problem, no field errors."""
+    problem = inbound_problem(CATALOG, _completion(course="NOPE-1"), "dx.inbound.nomination")
+    assert problem is not None
+    assert "dx.inbound.completion" in problem.reason
+    assert problem.errors == []
 
 
 def test_unknown_categories_and_duty_skills_are_refused_one_by_one() -> None:
@@ -76,7 +131,7 @@ def test_a_completion_is_recorded_with_its_fiscal_year_skills_and_fact_id() -> N
     assert fact.stream_id == "employee-E1"
     assert fact.event_type == "dxtalent.enrollment.CourseCompleted.v1"
     assert fact.data["fiscal_year"] == 2025
-    assert fact.data["skills"] == ["dx-basics"]
+    assert fact.data["skills"] == ["dx-basics", "municipal-dx-basics"]
     assert fact.data["fact_id"] == "f-1"
 
 

@@ -9,7 +9,7 @@ import io
 from dxtalent_contracts.catalog import load_catalog
 from dxtalent_reporting.csv_export import HEADER, csv_filename, progress_csv
 from dxtalent_reporting.domain.progress import Standing, target_progress
-from dxtalent_reporting.queries import assemble_standings
+from dxtalent_reporting.domain.standings import assemble_standings
 
 CATALOG = load_catalog()
 

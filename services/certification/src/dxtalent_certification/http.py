@@ -4,6 +4,7 @@
 - `GET /v1/employees/{employee_id}`: current level, held skills with evidence, and for the next
   level the missing skills with the catalog courses that grant them. 404 when no enrollment
   fact about the employee has been applied; 422 for an id that is not a valid employee id.
+  Department, categories and duties are those of the record in force today (Japan date).
 - `GET /v1/categories`: staff-category compliance of the employees active today (Japan date),
   from the skills they hold now.
 """
@@ -54,7 +55,7 @@ def routes(ctx: ServiceContext) -> APIRouter:
                 detail=f"employee {employee_id!r} is unknown: no enrollment fact about them "
                 "has been applied yet",
             )
-        return employee_view(ctx.catalog, row)
+        return employee_view(ctx.catalog, row, dt.datetime.now(JST).date())
 
     @router.get("/categories")
     async def get_categories() -> CategoriesView:

@@ -75,8 +75,12 @@ class EmployeeView(_View):
     """One employee's certification: levels, skills and what the next level needs."""
 
     employee_id: str
-    department_code: str | None = Field(description="from the latest employee record")
-    categories: list[str]
+    as_of: dt.date = Field(description="the day department, categories and duties are read on")
+    department_code: str | None = Field(
+        description="from the employee record in force on as_of (else the earliest record, "
+        "else the nominations)"
+    )
+    categories: list[str] = Field(description="of the employee record in force on as_of")
     current_level: int = Field(description="highest certified level, 0 when none")
     levels: list[LevelView]
     skills: list[SkillView]
@@ -110,15 +114,15 @@ def fiscal_label(fiscal_year: int) -> str | None:
     return reiwa_label(fiscal_year) if fiscal_year >= 2019 else None
 
 
-def employee_view(catalog: Catalog, row: EmployeeRow) -> EmployeeView:
-    """The response body for one stored employee."""
+def employee_view(catalog: Catalog, row: EmployeeRow, on: dt.date) -> EmployeeView:
+    """The response body for one stored employee, as of `on` (the caller's today)."""
     facts, state = row.facts, row.state
-    latest = facts.latest_record()
-    nxt = next_level(catalog, facts, state)
+    nxt = next_level(catalog, facts, state, on)
     return EmployeeView(
         employee_id=facts.employee_id,
-        department_code=latest.department_code if latest else None,
-        categories=sorted(facts.categories()),
+        as_of=on,
+        department_code=facts.department_on(on),
+        categories=sorted(facts.categories_on(on)),
         current_level=state.highest_level,
         levels=[_level(lv) for lv in state.levels.values()],
         skills=[_skill(catalog, s) for s in state.skills.values()],

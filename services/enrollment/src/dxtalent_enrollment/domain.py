@@ -70,21 +70,38 @@ def _unknown(known: set[str], values: list[str], path: str, what: str) -> list[F
     ]
 
 
+def _course_problems(catalog: Catalog, event: InboundEvent, course_id: str) -> list[FieldError]:
+    """An unknown course, or a completion dated outside the course's offering period."""
+    course = catalog.course_by_id.get(course_id)
+    if course is None:
+        return [
+            FieldError(
+                field="data.course_id",
+                problem=f"unknown course {course_id!r}: not in the catalog "
+                f"{catalog.policy_version}",
+            )
+        ]
+    if isinstance(event, CourseCompletedEvent) and course.offered is not None:
+        day = event.data.completed_on
+        if not course.offered_on(day):
+            return [
+                FieldError(
+                    field="data.completed_on",
+                    problem=f"course {course_id!r} ran only in {course.offered.describe()} "
+                    f"(catalog {catalog.policy_version}); a completion dated {day} is outside "
+                    "its offering period",
+                )
+            ]
+    return []
+
+
 def catalog_problems(catalog: Catalog, event: InboundEvent) -> list[FieldError]:
-    """Field errors of a well-formed fact that the catalog does not allow (unknown codes)."""
-    courses = set(catalog.course_by_id)
+    """Field errors of a well-formed fact that the catalog does not allow: unknown codes, and
+    completions dated outside their course's offering period."""
     skills = set(catalog.skill_by_code)
     match event:
         case CourseCompletedEvent() | CourseEnrolledEvent() | CompletionVoidedEvent():
-            if event.data.course_id not in courses:
-                return [
-                    FieldError(
-                        field="data.course_id",
-                        problem=f"unknown course {event.data.course_id!r}: not in the catalog "
-                        f"{catalog.policy_version}",
-                    )
-                ]
-            return []
+            return _course_problems(catalog, event, event.data.course_id)
         case EmployeeUpsertedEvent():
             return _unknown(
                 set(catalog.category_by_code),
@@ -96,6 +113,34 @@ def catalog_problems(catalog: Catalog, event: InboundEvent) -> list[FieldError]:
             return _unknown(skills, event.data.skills_applied, "data.skills_applied", "skill")
         case _:
             return []
+
+
+@dataclass(frozen=True)
+class InboundProblem:
+    """Why a well-formed inbound fact cannot be accepted: one sentence, and the field errors."""
+
+    reason: str
+    errors: list[FieldError]
+
+
+def inbound_problem(
+    catalog: Catalog, event: InboundEvent, subject: str | None = None
+) -> InboundProblem | None:
+    """Everything enrollment checks of a parsed fact, beyond its schema: the subject it came on
+    (when given) and the catalog (`catalog_problems`). None: the fact is accepted.
+
+    The one check for every publisher: the enrollment service dead-letters a fact with this
+    reason, and a client can refuse it before publishing.
+    """
+    if subject is not None:
+        wrong_subject = subject_problem(event, subject)
+        if wrong_subject is not None:
+            return InboundProblem(wrong_subject, [])
+    problems = catalog_problems(catalog, event)
+    if not problems:
+        return None
+    shown = "; ".join(f"{p.field}: {p.problem}" for p in problems[:3])
+    return InboundProblem(f"Event {event.type!r} {event.id!r} is not valid: {shown}.", problems)
 
 
 def subject_problem(event: InboundEvent, subject: str) -> str | None:

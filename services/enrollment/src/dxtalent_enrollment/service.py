@@ -16,7 +16,7 @@ import structlog
 from dxtalent_contracts import subjects
 from dxtalent_contracts.inbound import InboundEvent
 from dxtalent_contracts.registry import Rejection, parse_inbound
-from dxtalent_enrollment.domain import RecordedFact, catalog_problems, record, subject_problem
+from dxtalent_enrollment.domain import RecordedFact, inbound_problem, record
 from dxtalent_infra.consumer import Delivery, RejectMessage
 from dxtalent_infra.metrics import DUPLICATES
 from dxtalent_infra.records import NewEvent
@@ -30,13 +30,9 @@ def _accepted(ctx: ServiceContext, delivery: Delivery) -> InboundEvent:
     parsed = parse_inbound(delivery.data)
     if isinstance(parsed, Rejection):
         raise RejectMessage(parsed.reason, parsed.errors)
-    wrong_subject = subject_problem(parsed, delivery.subject)
-    if wrong_subject is not None:
-        raise RejectMessage(wrong_subject, [])
-    problems = catalog_problems(ctx.catalog, parsed)
-    if problems:
-        shown = "; ".join(f"{p.field}: {p.problem}" for p in problems[:3])
-        raise RejectMessage(f"Event {parsed.type!r} {parsed.id!r} is not valid: {shown}.", problems)
+    problem = inbound_problem(ctx.catalog, parsed, delivery.subject)
+    if problem is not None:
+        raise RejectMessage(problem.reason, problem.errors)
     return parsed
 
 

@@ -3,9 +3,8 @@
 A report reads every employee the read model knows (a few thousand rows) in one read-only,
 repeatable-read transaction, so the tables are seen at one instant while the consumer writes.
 
-Where an employee has no HR record yet, their department comes from their nominations (a
-nomination places them in its department from April 1 of its fiscal year), else from the
-department their certified levels name; `Standing.department_on` then applies as for records.
+Standings are assembled by `domain.standings.assemble_standings` (see there for the department
+of an employee without an HR record).
 """
 
 from __future__ import annotations
@@ -22,11 +21,7 @@ from dxtalent_contracts.catalog import Catalog
 from dxtalent_contracts.fiscal import fiscal_year_end, fiscal_year_start, reiwa_label
 from dxtalent_infra.migrations import quote_ident
 from dxtalent_reporting.domain.progress import Progress, Standing, target_progress
-
-RecordRow = tuple[str, dt.date, str]  # employee_id, effective_date, department_code
-DepartureRow = tuple[str, dt.date]  # employee_id, left_on
-LevelRow = tuple[str, int, dt.date, str | None]  # employee_id, level, certified_on, department
-NominationRow = tuple[str, int, str]  # employee_id, fiscal_year, department_code
+from dxtalent_reporting.domain.standings import assemble_standings
 
 
 @dataclass(frozen=True)
@@ -52,38 +47,6 @@ def report_date(fiscal_year: int, as_of: dt.date | None) -> dt.date:
             f"{first} … {last}"
         )
     return as_of
-
-
-def assemble_standings(
-    records: Iterable[RecordRow],
-    departures: Iterable[DepartureRow],
-    levels: Iterable[LevelRow],
-    nominations: Iterable[NominationRow],
-) -> list[Standing]:
-    """One `Standing` per employee found in any of the rows, sorted by employee id."""
-    by_record: dict[str, list[tuple[dt.date, str]]] = defaultdict(list)
-    for employee, effective, department in records:
-        by_record[employee].append((effective, department))
-    by_nomination: dict[str, list[tuple[dt.date, str]]] = defaultdict(list)
-    for employee, year, department in nominations:
-        by_nomination[employee].append((fiscal_year_start(year), department))
-    by_level_department: dict[str, list[tuple[dt.date, str]]] = defaultdict(list)
-    certified: dict[str, dict[int, dt.date]] = defaultdict(dict)
-    for employee, level, on, named in levels:
-        certified[employee][level] = on
-        if named is not None:
-            by_level_department[employee].append((on, named))
-    left = dict(departures)
-    everyone = sorted({*by_record, *by_nomination, *certified, *left})
-    return [
-        Standing(
-            employee_id=e,
-            records=tuple(by_record.get(e) or by_nomination.get(e) or by_level_department[e]),
-            left_on=left.get(e),
-            levels=certified.get(e, {}),
-        )
-        for e in everyone
-    ]
 
 
 def by_department(

@@ -1,12 +1,15 @@
-"""Staff categories (デジタル人材区分) and the knowledge each requires (domain.md).
+"""Staff categories (デジタル人材区分) and the knowledge each requires (docs/rules.md).
 
-Decisions where domain.md is silent:
+Decisions where the rules are silent:
 - Only active employees are members of any category (a departed section chief is no longer
   one); all-staff (`implicit: true`) holds every active employee.
-- Categories come from the employee's latest record; a category code the catalog does not know
-  is ignored.
-- An employee is active on a date when they never left, or left after it (left_on is their last
-  day, as in the target report: leaving on March 31 means not employed at that year's end).
+- Categories on a date come from the employee record in force on it (a record not yet in force
+  changes nothing; none in force: no category but all-staff); a category code the catalog does
+  not know is ignored.
+- Skills count from the day they were acquired: a completion dated after the report date does
+  not make anyone compliant yet.
+- An employee is active on a date when they never left, or left after it (left_on is the first
+  day no longer employed, as in the target report).
 """
 
 from __future__ import annotations
@@ -52,9 +55,9 @@ def staff_member(facts: EmployeeFacts, state: CertificationState, on: dt.date) -
     left_on = facts.left_on()
     return StaffMember(
         employee_id=facts.employee_id,
-        categories=facts.categories(),
+        categories=facts.categories_on(on),
         active=left_on is None or left_on > on,
-        skills=state.skill_codes,
+        skills=frozenset(s for s, held in state.skills.items() if held.acquired_on <= on),
     )
 
 

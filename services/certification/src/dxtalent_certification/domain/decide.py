@@ -44,8 +44,8 @@ def changes(
     """The domain events that turn `previous` into `current`, in the module's fixed order.
 
     `facts` (the facts `current` was evaluated from) only sharpens the reasons: with them, a
-    skill revocation quotes the void's reason, and a level revocation also names a ★ skill newly
-    required by the employee's duties.
+    skill revocation quotes the void's reason, and a level revocation also names a ★ skill that
+    the duties in force on its certified_on now require, or a departure before that day.
     """
     if previous.employee_id != current.employee_id:
         raise ValueError(f"cannot diff {previous.employee_id} against {current.employee_id}")
@@ -158,11 +158,18 @@ def _levels_revoked(
 def _why_lost(
     catalog: Catalog, lost: CertifiedLevel, current: CertificationState, facts: EmployeeFacts | None
 ) -> str:
-    """Name the missing skills: what the level asks for now, plus what evidenced it before."""
-    duty = facts.duty_skills() if facts is not None else frozenset()
+    """Name the missing skills: what the level asked for on the day it was certified (with the
+    duties in force then, as now known), plus what evidenced it; else a departure before it."""
+    duty = facts.duty_skills_on(lost.certified_on) if facts is not None else frozenset()
     asked = required_skills(catalog, lost.level, duty) | {e.skill for e in lost.evidence}
     missing = sorted(asked - current.skill_codes)
-    why = f"missing skill(s) {', '.join(missing)}" if missing else "its rule no longer holds"
+    left_on = facts.left_on() if facts is not None else None
+    if missing:
+        why = f"missing skill(s) {', '.join(missing)}"
+    elif left_on is not None:  # every skill is held: the rule now first holds too late
+        why = f"the employee left on {left_on}, before its rule held"
+    else:
+        why = "its rule no longer holds"
     if lost.via_equivalence:
         why += f"; the level-{lost.level} equivalence courses are no longer all completed"
     return why

@@ -1,19 +1,28 @@
-"""The certification rules (domain.md, "Level rules"): facts in, state out, nothing else.
+"""The certification rules (docs/rules.md, "Level rules"): facts in, state out, nothing else.
 
 `evaluate` is a pure function of the catalog and the *set* of one employee's facts; arrival
 order and duplicates cannot change its answer, and every tie is broken by fact id.
 
-Decisions where domain.md is silent (each documented where it is applied):
-- A level's evidence is what that level asks for beyond the level below: for level 1 every ●
-  of level 1, for level N the ● skills level N adds plus its ★ skills among the employee's duty
-  skills. The level below's certified_on is the lower bound of the date instead.
+Each rule is judged with the facts about the day it is judged for: the ★ duty skills of a day
+come from the employee record in force on that day (none in force: no duty skills). A level is
+certified on the first day its rule holds, so a record taking effect later never revokes it
+and a record not yet in force changes nothing; a level is never certified on or after left_on.
+
+Decisions where the rules are silent (each documented where it is applied):
+- A level's evidence is what that level asks for beyond the level below on the day it first
+  held: for level 1 every ● of level 1, for level N the ● skills level N adds plus its ★ skills
+  among that day's duty skills. The level below's certified_on is the lower bound of the date.
+- The days on which a rule can start to hold are its lower bound, the days its skills were
+  acquired and the days records take effect; the first of them on which it holds dates it.
 - An equivalence for level N counts only once level N-1 is certified (levels are climbed in
   order); when both an equivalence and the skills hold, the path that held first wins (tie: the
   skills path), since certified_on is the date on which the rule first held.
 - A level whose requirements name no skill and that has no lower bound (no level below, no
   nomination floor) has no date on which it first held, and is not certified.
-- Departures remove nothing: a level, once earned, stays; reporting decides who is "still
-  employed" on a report date.
+- A completion dated outside its course's offering period grants nothing (enrollment refuses
+  it; this keeps the core right for facts recorded under an older catalog).
+- A departure removes no skill; a level whose rule first holds on or after left_on is not
+  certified, nor is any level above it (so a departure learnt late revokes such levels).
 """
 
 from __future__ import annotations
@@ -30,18 +39,16 @@ from dxtalent_contracts.fiscal import fiscal_year_of, fiscal_year_start
 
 
 class _Path(NamedTuple):
-    """One way a level's own rule holds: since when, on what evidence, via an equivalence?"""
+    """One way a level's rule holds: from which day (its lower bound included), on what
+    evidence, via an equivalence?"""
 
-    held_on: dt.date | None  # None: the rule names no skill, so only the lower bound dates it
+    held_on: dt.date
     evidence: tuple[Evidence, ...]
     via_equivalence: bool
 
 
 def evaluate(catalog: Catalog, facts: EmployeeFacts) -> CertificationState:
-    """The skills and levels `facts` earn under `catalog`.
-
-    Departures are deliberately ignored: they remove neither skills nor levels.
-    """
+    """The skills and levels `facts` earn under `catalog`."""
     valid = valid_completions(catalog, facts)
     skills = held_skills(catalog, valid)
     levels = _certified_levels(catalog, facts, valid, skills)
@@ -49,7 +56,8 @@ def evaluate(catalog: Catalog, facts: EmployeeFacts) -> CertificationState:
 
 
 def valid_completions(catalog: Catalog, facts: EmployeeFacts) -> list[Completion]:
-    """Completions of catalog courses that no void matches, earliest first (tie: fact_id).
+    """Completions of catalog courses, dated inside the course's offering period, that no void
+    matches, earliest first (tie: fact_id).
 
     A void matches by `voided_fact_id` alone. Unknown course ids grant nothing.
     """
@@ -57,7 +65,9 @@ def valid_completions(catalog: Catalog, facts: EmployeeFacts) -> list[Completion
     valid = (
         c
         for c in facts.completions
-        if c.fact_id not in voided and c.course_id in catalog.course_by_id
+        if c.fact_id not in voided
+        and c.course_id in catalog.course_by_id
+        and catalog.course_by_id[c.course_id].offered_on(c.completed_on)
     )
     return sorted(valid, key=lambda c: (c.completed_on, c.fact_id, c.course_id))
 
@@ -92,19 +102,23 @@ def _certified_levels(
     if catalog.policy.nomination_required and not facts.nominations:
         return {}
     lower = _nomination_floor(catalog, facts)  # no level is dated before this
-    duty = facts.duty_skills()
+    left_on = facts.left_on()
     first_of_course: dict[str, Completion] = {}
     for completion in valid:
         first_of_course.setdefault(completion.course_id, completion)
     levels: dict[int, CertifiedLevel] = {}
     for rule in catalog.levels:  # in order: a level is reached only from the one below
-        paths = [_by_skills(catalog, rule.level, duty, skills)]
-        paths += _by_equivalence(catalog, rule.level, first_of_course)
-        first = _first_held([p for p in paths if p is not None], lower)
-        if first is None:
+        paths = [_by_skills(catalog, rule.level, facts, skills, lower)]
+        paths += _by_equivalence(catalog, rule.level, first_of_course, lower)
+        first = min(
+            (p for p in paths if p is not None),
+            key=lambda p: (p.held_on, p.via_equivalence),
+            default=None,
+        )
+        if first is None or (left_on is not None and first.held_on >= left_on):
             break
-        levels[rule.level] = _certified(facts, rule.level, *first)
-        lower = levels[rule.level].certified_on
+        levels[rule.level] = _certified(facts, rule.level, first)
+        lower = first.held_on
     return levels
 
 
@@ -116,49 +130,64 @@ def _nomination_floor(catalog: Catalog, facts: EmployeeFacts) -> dt.date | None:
     return None
 
 
-def _certified(
-    facts: EmployeeFacts, level: int, certified_on: dt.date, path: _Path
-) -> CertifiedLevel:
+def _certified(facts: EmployeeFacts, level: int, path: _Path) -> CertifiedLevel:
     return CertifiedLevel(
         level=level,
-        certified_on=certified_on,
-        fiscal_year=fiscal_year_of(certified_on),
-        department_code=facts.department_on(certified_on),
+        certified_on=path.held_on,
+        fiscal_year=fiscal_year_of(path.held_on),
+        department_code=facts.department_on(path.held_on),
         evidence=path.evidence,
         via_equivalence=path.via_equivalence,
     )
 
 
-def _first_held(paths: list[_Path], lower: dt.date | None) -> tuple[dt.date, _Path] | None:
-    """The path that held first, with its date raised to `lower` (tie: the skills path)."""
-    dated: list[tuple[dt.date, _Path]] = []
-    for path in paths:
-        dates = [d for d in (path.held_on, lower) if d is not None]
-        if dates:
-            dated.append((max(dates), path))
-    return min(dated, key=lambda dp: (dp[0], dp[1].via_equivalence), default=None)
-
-
 def _by_skills(
-    catalog: Catalog, level: int, duty: frozenset[str], skills: Mapping[str, HeldSkill]
+    catalog: Catalog,
+    level: int,
+    facts: EmployeeFacts,
+    skills: Mapping[str, HeldSkill],
+    lower: dt.date | None,
 ) -> _Path | None:
-    required = sorted(required_skills(catalog, level, duty))
-    if any(s not in skills for s in required):
-        return None
-    evidence = tuple(
-        Evidence(
-            skill=s,
-            course_id=skills[s].course_id,
-            completed_on=skills[s].acquired_on,
-            event_id=skills[s].evidence_fact_id,
-        )
-        for s in required
+    """The first day on which the level's own rule holds by skills, with that day's evidence."""
+    for day in _days_to_judge(catalog, level, facts, skills, lower):
+        duty = facts.duty_skills_on(day)
+        required = sorted(required_skills(catalog, level, duty))
+        if not required and lower is None:
+            continue  # nothing dates the rule: see the module notes
+        if all(s in skills and skills[s].acquired_on <= day for s in required):
+            return _Path(day, tuple(_evidence(skills[s]) for s in required), False)
+    return None
+
+
+def _days_to_judge(
+    catalog: Catalog,
+    level: int,
+    facts: EmployeeFacts,
+    skills: Mapping[str, HeldSkill],
+    lower: dt.date | None,
+) -> list[dt.date]:
+    """The days on which the level's rule can start to hold, from `lower` on, in order."""
+    asked = catalog.skills_added_at(level) | set(catalog.level_rule(level).duty)
+    days = {skills[s].acquired_on for s in asked if s in skills} | facts.record_dates()
+    if lower is not None:
+        days = {d for d in days if d >= lower} | {lower}
+    return sorted(days)
+
+
+def _evidence(held: HeldSkill) -> Evidence:
+    return Evidence(
+        skill=held.skill,
+        course_id=held.course_id,
+        completed_on=held.acquired_on,
+        event_id=held.evidence_fact_id,
     )
-    return _Path(max((e.completed_on for e in evidence), default=None), evidence, False)
 
 
 def _by_equivalence(
-    catalog: Catalog, level: int, first_of_course: Mapping[str, Completion]
+    catalog: Catalog,
+    level: int,
+    first_of_course: Mapping[str, Completion],
+    lower: dt.date | None,
 ) -> list[_Path]:
     paths: list[_Path] = []
     for equivalence in (e for e in catalog.equivalences if e.level == level):
@@ -172,5 +201,6 @@ def _by_equivalence(
             for c in completions
             for s in catalog.course_by_id[c.course_id].grants
         )
-        paths.append(_Path(max(c.completed_on for c in completions), evidence, True))
+        held_on = max(c.completed_on for c in completions)
+        paths.append(_Path(max(held_on, lower or held_on), evidence, True))
     return paths

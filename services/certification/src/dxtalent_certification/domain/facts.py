@@ -12,12 +12,13 @@ import datetime as dt
 from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 
-from dxtalent_contracts.fiscal import fiscal_year_of
+from dxtalent_contracts.fiscal import fiscal_year_start
 
 
 @dataclass(frozen=True, slots=True)
 class EmployeeRecord:
-    """An effective-dated HR record: the latest one on or before a date applies on that date."""
+    """An effective-dated HR record: on a date, the latest one effective on or before it is in
+    force (its department, categories and duty skills are the facts about that date)."""
 
     fact_id: str
     employee_id: str
@@ -62,7 +63,7 @@ class Void:
 
 @dataclass(frozen=True, slots=True)
 class Departure:
-    """The employee left on `left_on` (their last day)."""
+    """The employee left: `left_on` is the first day they are no longer employed."""
 
     fact_id: str
     employee_id: str
@@ -117,12 +118,9 @@ class EmployeeFacts:
 
     # --- look-ups the rules need (all deterministic for a given set of facts) -------------
 
-    def latest_record(self) -> EmployeeRecord | None:
-        """The record with the latest effective date (tie: the greatest fact_id)."""
-        return max(self.records, key=_record_key, default=None)
-
     def record_on(self, day: dt.date) -> EmployeeRecord | None:
-        """The record effective on `day`: the latest whose effective_date is on or before it."""
+        """The record in force on `day`: the latest whose effective_date is on or before it
+        (tie: the greatest fact_id); None when no record is in force yet."""
         effective = (r for r in self.records if r.effective_date <= day)
         return max(effective, key=_record_key, default=None)
 
@@ -130,15 +128,20 @@ class EmployeeFacts:
         """The record with the earliest effective date (tie: the smallest fact_id)."""
         return min(self.records, key=_record_key, default=None)
 
-    def duty_skills(self) -> frozenset[str]:
-        """★ duty skills from the latest record; no record means no duty skills."""
-        latest = self.latest_record()
-        return latest.duty_skills if latest else frozenset()
+    def duty_skills_on(self, day: dt.date) -> frozenset[str]:
+        """★ duty skills of the record in force on `day`; none in force means none."""
+        record = self.record_on(day)
+        return record.duty_skills if record else frozenset()
 
-    def categories(self) -> frozenset[str]:
-        """Staff categories from the latest record (the implicit all-staff is not added)."""
-        latest = self.latest_record()
-        return latest.categories if latest else frozenset()
+    def categories_on(self, day: dt.date) -> frozenset[str]:
+        """Staff categories of the record in force on `day` (the implicit all-staff is not
+        added); none in force means none."""
+        record = self.record_on(day)
+        return record.categories if record else frozenset()
+
+    def record_dates(self) -> frozenset[dt.date]:
+        """Every day on which a record takes effect (the days duties may change)."""
+        return frozenset(r.effective_date for r in self.records)
 
     def first_nomination_year(self) -> int | None:
         """The fiscal year of the employee's first nomination, if ever nominated."""
@@ -151,17 +154,18 @@ class EmployeeFacts:
     def department_on(self, day: dt.date) -> str | None:
         """Where the employee belonged on `day`.
 
-        The record effective on `day`; else the earliest record (the employee was recorded only
-        later); else the nomination for the fiscal year of `day`; else the latest nomination;
-        else None.
+        The record in force on `day`, else the earliest record (the employee was recorded only
+        later); without records, the same with nominations, each in force from April 1 of its
+        fiscal year (tie: the greatest fact_id); else None.
         """
         record = self.record_on(day) or self.earliest_record()
         if record is not None:
             return record.department_code
-        fiscal_year = fiscal_year_of(day)
-        that_year = [n for n in self.nominations if n.fiscal_year == fiscal_year]
-        nomination = max(that_year or self.nominations, key=_nomination_key, default=None)
-        return nomination.department_code if nomination else None
+        started = [n for n in self.nominations if fiscal_year_start(n.fiscal_year) <= day]
+        if started:
+            return max(started, key=_nomination_key).department_code
+        first = min(self.nominations, key=_nomination_key, default=None)
+        return first.department_code if first else None
 
 
 def _record_key(record: EmployeeRecord) -> tuple[dt.date, str]:

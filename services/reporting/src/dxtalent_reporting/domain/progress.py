@@ -56,7 +56,7 @@ class Standing:
         return max((n for n, on in self.levels.items() if on <= day), default=0)
 
     def employed_on(self, day: dt.date) -> bool:
-        """Never left, or left after `day` (left_on is the last day of employment)."""
+        """Never left, or left after `day` (left_on is the first day no longer employed)."""
         return self.left_on is None or self.left_on > day
 
 
