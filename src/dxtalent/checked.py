@@ -1,8 +1,10 @@
 """What `dxtalent publish` sends: every fact of a file, checked first as enrollment checks it.
 
 Each fact is read (a JSON line, or a CSV row made into a CourseCompleted) and then put through
-`check_inbound`, the enrollment service's own check against the contract and the catalog, so
-a fact the service would dead-letter is reported at once with the same reason, before sending.
+the enrollment service's own checks: the contract (`parse_inbound`) and the catalog
+(`catalog_problems`: unknown codes, dates outside a course's offering period, ...), so a fact
+the service would dead-letter is reported at once with the same problems, before sending.
+(The subject is not checked: publish sends each fact on its type's subject.)
 """
 
 from __future__ import annotations
@@ -11,8 +13,8 @@ from dataclasses import dataclass, field
 
 from dxtalent.csv_import import numbered_json_lines, parse_completions_csv
 from dxtalent_contracts.catalog import Catalog
-from dxtalent_contracts.registry import Rejection
-from dxtalent_enrollment.domain import check_inbound
+from dxtalent_contracts.registry import Rejection, parse_inbound
+from dxtalent_enrollment.domain import catalog_problems
 
 
 @dataclass(frozen=True)
@@ -43,15 +45,24 @@ def _read(
     return facts, unread
 
 
+def problem(catalog: Catalog, raw: bytes) -> str | None:
+    """Why enrollment would refuse this fact, or None when it would accept it."""
+    parsed = parse_inbound(raw)
+    if isinstance(parsed, Rejection):
+        return parsed.reason
+    problems = catalog_problems(catalog, parsed)
+    return "; ".join(f"{p.field}: {p.problem}" for p in problems) or None
+
+
 def check_facts(catalog: Catalog, text: str, *, as_csv: bool, source: str) -> CheckedFacts:
     """Every fact of `text` accepted or rejected, in file order within each list."""
     facts, unread = _read(text, as_csv=as_csv, source=source)
     result = CheckedFacts(rejected=unread)
     for where, raw in facts:
-        checked = check_inbound(catalog, raw)
-        if isinstance(checked, Rejection):
-            result.rejected.append(Rejected(where, checked.reason))
-        else:
+        reason = problem(catalog, raw)
+        if reason is None:
             result.accepted.append(raw)
+        else:
+            result.rejected.append(Rejected(where, reason))
     result.rejected.sort(key=lambda r: (r.where.split()[0], int(r.where.split()[1])))
     return result

@@ -36,7 +36,7 @@ from dxtalent_contracts.inbound import (
     InboundEvent,
     LeaderNominatedEvent,
 )
-from dxtalent_contracts.registry import Rejection, parse_inbound, type_name
+from dxtalent_contracts.registry import type_name
 
 #: Namespace of the ids enrollment gives the facts it records: uuid5(source + id), so the
 #: same (source, id) twice is the same recorded event (the contract's idempotency key).
@@ -162,23 +162,3 @@ def record(catalog: Catalog, event: InboundEvent, received_at: dt.datetime) -> R
         causation_id=event.id,
         correlation_id=event.correlationid or event.id,
     )
-
-
-def check_inbound(
-    catalog: Catalog, raw: bytes, subject: str | None = None
-) -> InboundEvent | Rejection:
-    """A message's bytes as a fact enrollment accepts, or the `Rejection` saying why not: the
-    contract (`parse_inbound`), the subject when given, then the catalog. The one check of
-    inbound facts, used by the service and by `dxtalent publish` before it sends."""
-    parsed = parse_inbound(raw)
-    if isinstance(parsed, Rejection):
-        return parsed
-    wrong_subject = None if subject is None else subject_problem(parsed, subject)
-    if wrong_subject is not None:
-        return Rejection(wrong_subject, [], parsed.type, parsed.id)
-    problems = catalog_problems(catalog, parsed)
-    if problems:
-        shown = "; ".join(f"{p.field}: {p.problem}" for p in problems[:3])
-        reason = f"Event {parsed.type!r} {parsed.id!r} is not valid: {shown}."
-        return Rejection(reason, problems, parsed.type, parsed.id)
-    return parsed

@@ -14,8 +14,8 @@ import asyncpg
 import structlog
 
 from dxtalent_contracts.inbound import InboundEvent
-from dxtalent_contracts.registry import Rejection
-from dxtalent_enrollment.domain import RecordedFact, check_inbound, record
+from dxtalent_contracts.registry import Rejection, parse_inbound
+from dxtalent_enrollment.domain import RecordedFact, catalog_problems, record, subject_problem
 from dxtalent_infra.consumer import Delivery, RejectMessage
 from dxtalent_infra.metrics import DUPLICATES
 from dxtalent_infra.records import NewEvent
@@ -26,10 +26,17 @@ log = structlog.get_logger(__name__)
 
 def _accepted(ctx: ServiceContext, delivery: Delivery) -> InboundEvent:
     """The typed fact of a message, or `RejectMessage` saying why it cannot be accepted."""
-    checked = check_inbound(ctx.catalog, delivery.data, delivery.subject)
-    if isinstance(checked, Rejection):
-        raise RejectMessage(checked.reason, checked.errors)
-    return checked
+    parsed = parse_inbound(delivery.data)
+    if isinstance(parsed, Rejection):
+        raise RejectMessage(parsed.reason, parsed.errors)
+    wrong_subject = subject_problem(parsed, delivery.subject)
+    if wrong_subject is not None:
+        raise RejectMessage(wrong_subject, [])
+    problems = catalog_problems(ctx.catalog, parsed)
+    if problems:
+        shown = "; ".join(f"{p.field}: {p.problem}" for p in problems[:3])
+        raise RejectMessage(f"Event {parsed.type!r} {parsed.id!r} is not valid: {shown}.", problems)
+    return parsed
 
 
 def _new_event(fact: RecordedFact) -> NewEvent:
