@@ -67,6 +67,7 @@ async def connect(url: str, name: str, auth: NatsAuth | None = None) -> Client:
             tls=tls,
             connect_timeout=3,
             max_reconnect_attempts=3,
+            reconnect_time_wait=0.5,
             error_cb=_quiet,
         )
     except (OSError, TimeoutError, nats.errors.Error) as exc:
