@@ -180,13 +180,22 @@ def test_services_do_not_start_on_a_catalog_that_is_not_there(
     )
 
 
-def test_a_setting_out_of_range_names_the_variable() -> None:
-    """Given DXT_MAX_DELIVER=0, the command names the variable, its value and the rule."""
-    line = _one_error_line(_run("dlq", "list", env={"DXT_MAX_DELIVER": "0"}))
-    assert line == (
-        "error: bad setting DXT_MAX_DELIVER='0': Input should be greater than or equal to 1; "
-        "fix or unset it"
-    )
+@pytest.mark.parametrize(
+    ("variable", "value", "rule"),
+    [
+        ("DXT_MAX_DELIVER", "0", "Input should be greater than or equal to 1"),
+        (
+            "DXT_LOG_LEVEL",
+            "verbose",
+            "Input should be 'debug', 'info', 'warning', 'error' or 'critical'",
+        ),
+    ],
+)
+def test_a_setting_out_of_range_names_the_variable(variable: str, value: str, rule: str) -> None:
+    """Given DXT_MAX_DELIVER=0 or an unknown log level, the command names the variable, its
+    value and the rule, instead of the value being ignored or a traceback."""
+    line = _one_error_line(_run("dlq", "list", env={variable: value}))
+    assert line == f"error: bad setting {variable}={value!r}: {rule}; fix or unset it"
 
 
 def test_an_empty_file_is_not_published() -> None:
