@@ -112,7 +112,7 @@ def up(
     """Run all three services; with no DXT_NATS_URL / DXT_DATABASE_URL, on embedded NATS and
     PostgreSQL whose data survives restarts under the data directory. Every other DXT_ setting
     (token, catalog, limits, logging) reaches every service."""
-    from dxtalent.stack import LocalStack, ServiceExitedError, operator_env
+    from dxtalent.stack import LocalStack, ServiceExitedError, check_servers, operator_env
 
     settings = load_settings()
     configure_logging(settings.log_level, json=False)
@@ -120,6 +120,14 @@ def up(
     ports = {name: port_base + offset for offset, name in enumerate(DEFAULT_PORTS)}
     _require_free_ports(list(ports.values()), "stop it, or pass another --port-base")
     root = (data_dir or settings.data_dir).resolve()
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise UserError(
+            f"cannot use {root} as the data directory ({exc.strerror}); pass --data-dir "
+            "of a directory you can write, or set DXT_DATA_DIR"
+        ) from None
+    asyncio.run(check_servers(settings.nats_url, settings.database_url, _nats_auth(settings)))
     stack = LocalStack(
         root,
         settings.nats_url,

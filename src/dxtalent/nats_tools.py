@@ -7,13 +7,13 @@ import asyncio
 import base64
 import json
 import ssl
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 
 import nats
 from nats.aio.client import Client
-from nats.js.api import ConsumerConfig, DeliverPolicy
-from nats.js.errors import NotFoundError
+from nats.js.api import ConsumerConfig, DeliverPolicy, PubAck
+from nats.js.errors import NoStreamResponseError, NotFoundError
 
 from dxtalent.errors import UserError
 from dxtalent_contracts.envelope import CONTENT_TYPE
@@ -53,8 +53,18 @@ async def _quiet(_: Exception) -> None:
     """nats-py logs every connection error with a traceback by default; the caller reports."""
 
 
-async def connect(url: str, name: str, auth: NatsAuth | None = None) -> Client:
-    """One connection attempt; a server that does not answer or refuses is a NatsUnavailableError."""
+#: What to do when NATS does not answer a command that uses a running system.
+START_HINT = (
+    "start the system with `dxtalent up`, or set DXT_NATS_URL "
+    "(and DXT_NATS_USER/DXT_NATS_PASSWORD if it needs them)"
+)
+
+
+async def connect(
+    url: str, name: str, auth: NatsAuth | None = None, hint: str = START_HINT
+) -> Client:
+    """One connection attempt; a server that does not answer or refuses is a
+    NatsUnavailableError naming the URL, the reason and `hint`."""
     auth = auth or NatsAuth()
     try:
         tls = ssl.create_default_context(cafile=auth.tls_ca) if auth.tls_ca else None
@@ -72,8 +82,7 @@ async def connect(url: str, name: str, auth: NatsAuth | None = None) -> Client:
         )
     except (OSError, TimeoutError, nats.errors.Error) as exc:
         raise NatsUnavailableError(
-            f"cannot connect to NATS at {url} ({_reason(exc)}); start the system with "
-            "`dxtalent up`, or set DXT_NATS_URL (and DXT_NATS_USER/DXT_NATS_PASSWORD if it needs them)"
+            f"cannot connect to NATS at {url} ({_reason(exc)}); {hint}"
         ) from None
 
 
@@ -132,7 +141,7 @@ async def publish_raw(
                 if subject == UNKNOWN_SUBJECT:
                     report.unrecognised += 1
                 futures.append(js.publish(topology.subject(subject), raw, headers=headers))
-            for ack in await asyncio.gather(*futures):
+            for ack in await _acks(futures, nats_url, topology):
                 report.published += 1
                 if ack.duplicate:
                     report.duplicates += 1
@@ -141,6 +150,20 @@ async def publish_raw(
     finally:
         await nc.drain()
     return report
+
+
+async def _acks(
+    futures: Sequence[Awaitable[PubAck]], nats_url: str, topology: Topology
+) -> list[PubAck]:
+    """JetStream's acks; no stream behind the subjects is a UserError saying what to start."""
+    try:
+        return list(await asyncio.gather(*futures))
+    except (nats.errors.NoRespondersError, NoStreamResponseError):
+        raise UserError(
+            f"NATS at {nats_url} has no stream for {topology.subject('dx.inbound.>')}: "
+            "no service has run on it yet (or DXT_PREFIX differs); start the system with "
+            "`dxtalent up` first"
+        ) from None
 
 
 @dataclass(frozen=True)

@@ -33,7 +33,11 @@ def _refusal(url: str, status: int, body: Any) -> ReportError:
             if isinstance(d, dict)
         )
         return ReportError(f"the reporting service refused the request: {problems}")
-    return ReportError(f"GET {url} answered {status}: {body}")
+    shown = " ".join(str(body).split())
+    shown = shown if len(shown) <= 120 else shown[:117] + "..."
+    return ReportError(
+        f"GET {url} answered {status} ({shown}); is --url a dxtalent reporting service?"
+    )
 
 
 def fetch_progress(

@@ -12,6 +12,7 @@ import subprocess
 import sys
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
@@ -20,6 +21,8 @@ from typing import Any
 
 import structlog
 
+from dxtalent.errors import UserError
+from dxtalent.nats_tools import NatsAuth, connect
 from dxtalent_infra.servers import EmbeddedNats, EmbeddedPostgres, free_port
 
 log = structlog.get_logger(__name__)
@@ -204,3 +207,33 @@ def running_stack(stack: LocalStack, services: tuple[str, ...] = SERVICES) -> It
         yield stack
     finally:
         stack.stop()
+
+
+def _without_password(dsn: str) -> str:
+    parts = urllib.parse.urlsplit(dsn)
+    if parts.password is None:
+        return dsn
+    netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
+    return urllib.parse.urlunsplit(parts._replace(netloc=netloc))
+
+
+async def _check_postgres(dsn: str) -> None:
+    import asyncpg
+
+    try:
+        conn = await asyncpg.connect(dsn, timeout=5)
+    except (OSError, TimeoutError, ValueError, asyncpg.PostgresError) as exc:
+        raise UserError(
+            f"cannot connect to PostgreSQL at {_without_password(dsn)} ({exc}); start it, fix "
+            "DXT_DATABASE_URL, or unset it for an embedded server"
+        ) from None
+    await conn.close()
+
+
+async def check_servers(nats_url: str | None, database_url: str | None, auth: NatsAuth) -> None:
+    """The configured servers answer (a UserError saying which does not); unset = embedded."""
+    if nats_url is not None:
+        hint = "start it, fix DXT_NATS_URL, or unset it for an embedded server"
+        await (await connect(nats_url, "dxtalent-up-check", auth, hint)).close()
+    if database_url is not None:
+        await _check_postgres(database_url)

@@ -260,3 +260,39 @@ def test_redriving_a_dead_letter_that_is_not_there_says_so(configured_up: Config
         "error: no dead letter with sequence 999999; `dxtalent dlq list` shows the sequences "
         "there are (nothing was re-driven)"
     ]
+
+
+def test_progress_with_a_date_the_service_refuses_names_the_parameter(
+    configured_up: ConfiguredUp,
+) -> None:
+    """`dxtalent progress --as-of 2025-02-30` exits 1 with the service's reason in one line."""
+    result = _cli(
+        "progress", "--fiscal-year", "2025", "--as-of", "2025-02-30", env=configured_up.env
+    )
+    assert result.returncode == 1
+    [line] = result.stderr.strip().splitlines()
+    assert line.startswith(
+        "error: the reporting service refused the request: as_of: as_of must be a calendar date"
+    )
+
+
+def test_publish_to_a_nats_without_the_streams_says_to_start_the_system(
+    server_urls: ServerUrls, tmp_path: Path
+) -> None:
+    """A NATS server on which no service has run (no DX_INBOUND under the prefix): publish
+    exits 1 saying so instead of a JetStream traceback."""
+    prefix = unique_token()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DXT_")} | {
+        "DXT_NATS_URL": server_urls.nats_url,
+        "DXT_PREFIX": prefix,
+        "DXT_DATA_DIR": str(tmp_path),
+    }
+    csv_file = tmp_path / "facts.csv"
+    csv_file.write_text("employee_id,course_id,completed_on\nE1,DX-101,2025-06-01\n")
+    result = _cli("publish", str(csv_file), env=env)
+    assert result.returncode == 1
+    assert result.stderr.strip().splitlines() == [
+        f"error: NATS at {server_urls.nats_url} has no stream for {prefix}.dx.inbound.>: no "
+        "service has run on it yet (or DXT_PREFIX differs); start the system with `dxtalent up` "
+        "first"
+    ]

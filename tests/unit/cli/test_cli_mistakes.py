@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 from pathlib import Path
 
 import pytest
@@ -203,3 +204,48 @@ def test_an_empty_file_is_not_published() -> None:
     Path("empty.jsonl").write_text("\n\n")
     line = _one_error_line(_run("publish", "empty.jsonl"))
     assert line == "error: empty.jsonl: no facts in it (blank); nothing to publish"
+
+
+def test_up_with_its_nats_down_says_so_before_starting_anything(tmp_path: Path) -> None:
+    """Given DXT_NATS_URL at a closed port, up stops at once naming it (no 120 s wait)."""
+    url = f"nats://127.0.0.1:{free_port()}"
+    result = _run("up", "--data-dir", str(tmp_path), env={"DXT_NATS_URL": url})
+    line = _one_error_line(result)
+    assert line.startswith(f"error: cannot connect to NATS at {url} (")
+    assert line.endswith("start it, fix DXT_NATS_URL, or unset it for an embedded server")
+    assert not (tmp_path / "logs").exists()
+
+
+def test_up_with_its_postgres_down_says_so_without_the_password(tmp_path: Path) -> None:
+    """Given DXT_DATABASE_URL at a closed port, up names the server (password hidden)."""
+    port = free_port()
+    dsn = f"postgresql://dxt:secret@127.0.0.1:{port}/dxtalent"
+    line = _one_error_line(_run("up", "--data-dir", str(tmp_path), env={"DXT_DATABASE_URL": dsn}))
+    assert line.startswith(
+        f"error: cannot connect to PostgreSQL at postgresql://dxt:***@127.0.0.1:{port}/dxtalent ("
+    )
+    assert "secret" not in line
+
+
+def test_up_with_a_data_directory_it_cannot_make_says_so(tmp_path: Path) -> None:
+    """Given --data-dir under a regular file, up says it cannot use it."""
+    afile = tmp_path / "afile"
+    afile.write_text("")
+    line = _one_error_line(_run("up", "--data-dir", str(afile / "data")))
+    assert line == (
+        f"error: cannot use {afile / 'data'} as the data directory (Not a directory); "
+        "pass --data-dir of a directory you can write, or set DXT_DATA_DIR"
+    )
+
+
+def test_up_on_a_port_in_use_says_which(tmp_path: Path) -> None:
+    """Given something listening on the enrollment port, up names the port and the way out."""
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        result = _run("up", "--data-dir", str(tmp_path), "--port-base", str(port))
+    assert _one_error_line(result) == (
+        f"error: port {port} already in use (another dxtalent?); stop it, or pass another "
+        "--port-base"
+    )
