@@ -249,3 +249,29 @@ def test_up_on_a_port_in_use_says_which(tmp_path: Path) -> None:
         f"error: port {port} already in use (another dxtalent?); stop it, or pass another "
         "--port-base"
     )
+
+
+def test_serve_on_a_port_in_use_says_which() -> None:
+    """Given DXT_HTTP_PORT taken by another listener, serve names it before connecting."""
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        env = {
+            "DXT_NATS_URL": f"nats://127.0.0.1:{free_port()}",
+            "DXT_DATABASE_URL": f"postgresql://x@127.0.0.1:{free_port()}/x",
+            "DXT_HTTP_PORT": str(port),
+        }
+        result = _run("serve", "reporting", env=env)
+    assert _one_error_line(result) == (
+        f"error: port {port} already in use (another dxtalent?); set DXT_HTTP_PORT to a free port"
+    )
+
+
+def test_a_corrupt_stack_file_says_to_delete_it() -> None:
+    """Given a `.dxtalent/stack.json` that is not JSON, dlq list says to delete it."""
+    Path(".dxtalent").mkdir()
+    Path(".dxtalent/stack.json").write_text("{")
+    line = _one_error_line(_run("dlq", "list"))
+    assert line.startswith("error: .dxtalent/stack.json cannot be read (")
+    assert line.endswith("delete it, `dxtalent up` writes it again")
