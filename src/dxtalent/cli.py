@@ -102,21 +102,14 @@ def _require_free_ports(ports: list[int], what_to_do: str) -> None:
         raise UserError(f"port {', '.join(busy)} already in use (another dxtalent?); {what_to_do}")
 
 
-@app.command()
-def up(
-    data_dir: Annotated[Path | None, typer.Option(help="where embedded servers keep data")] = None,
-    port_base: Annotated[
-        int, typer.Option(help="HTTP ports: enrollment, +1 certification, +2 reporting")
-    ] = 8081,
-) -> None:
-    """Run all three services; with no DXT_NATS_URL / DXT_DATABASE_URL, on embedded NATS and
-    PostgreSQL whose data survives restarts under the data directory. Every other DXT_ setting
-    (token, catalog, limits, logging) reaches every service."""
-    from dxtalent.stack import LocalStack, ServiceExitedError, check_servers, operator_env
+def _up_checks(
+    settings: Settings, data_dir: Path | None, port_base: int
+) -> tuple[Path, dict[str, int]]:
+    """What `up` can find wrong before it starts anything: catalog, ports, data directory and
+    the configured servers. Returns the data directory and each service's port."""
+    from dxtalent.stack import check_servers
 
-    settings = load_settings()
-    configure_logging(settings.log_level, json=False)
-    load_catalog_for(settings)  # before any server starts
+    load_catalog_for(settings)
     ports = {name: port_base + offset for offset, name in enumerate(DEFAULT_PORTS)}
     _require_free_ports(list(ports.values()), "stop it, or pass another --port-base")
     root = (data_dir or settings.data_dir).resolve()
@@ -128,33 +121,56 @@ def up(
             "of a directory you can write, or set DXT_DATA_DIR"
         ) from None
     asyncio.run(check_servers(settings.nats_url, settings.database_url, _nats_auth(settings)))
+    return root, ports
+
+
+def _start(stack: LocalStack, ports: dict[str, int]) -> dict[str, str]:
+    """Servers and services up and ready; their URLs, also written to the stack file."""
+    from dxtalent.stack import ServiceExitedError
+
+    stack.start_servers()
+    for name, port in ports.items():
+        stack.start_service(name, port)
+    info = {"nats_url": str(stack.nats_url), "database_url": str(stack.database_url)}
+    info |= {name: svc.base_url for name, svc in stack.services.items()}
+    (stack.data_dir / STACK_FILE).write_text(json.dumps(info, indent=2))
+    try:
+        stack.wait_ready(timeout=120, settle_checks=1)
+    except ServiceExitedError as exc:
+        raise UserError(str(exc)) from None
+    except TimeoutError as exc:
+        raise UserError(f"{exc}; see the logs in {stack.data_dir / 'logs'}") from None
+    return info
+
+
+@app.command()
+def up(
+    data_dir: Annotated[Path | None, typer.Option(help="where embedded servers keep data")] = None,
+    port_base: Annotated[
+        int, typer.Option(help="HTTP ports: enrollment, +1 certification, +2 reporting")
+    ] = 8081,
+) -> None:
+    """Run all three services; with no DXT_NATS_URL / DXT_DATABASE_URL, on embedded NATS and
+    PostgreSQL whose data survives restarts under the data directory. Every other DXT_ setting
+    (token, catalog, limits, logging) reaches every service."""
+    from dxtalent.stack import LocalStack, operator_env
+
+    settings = load_settings()
+    configure_logging(settings.log_level, json=False)
+    root, ports = _up_checks(settings, data_dir, port_base)
     stack = LocalStack(
-        root,
-        settings.nats_url,
-        settings.database_url,
-        settings.prefix,
-        extra_env=operator_env(os.environ),
+        root, settings.nats_url, settings.database_url, settings.prefix, operator_env(os.environ)
     )
     stopping = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stopping.set())
     try:
-        stack.start_servers()
-        for name, port in ports.items():
-            stack.start_service(name, port)
-        info = {"nats_url": str(stack.nats_url), "database_url": str(stack.database_url)}
-        info |= {name: svc.base_url for name, svc in stack.services.items()}
-        (root / STACK_FILE).write_text(json.dumps(info, indent=2))
-        stack.wait_ready(timeout=120, settle_checks=1)
+        info = _start(stack, ports)
         console.print("[green]dxtalent is up[/green]")
         for key, value in info.items():
             console.print(f"  {key:<14} {value}")
         console.print(f"  logs           {root / 'logs'}\nPress Ctrl-C to stop.")
         _supervise(stack, stopping)
-    except ServiceExitedError as exc:
-        raise UserError(str(exc)) from None
-    except TimeoutError as exc:
-        raise UserError(f"{exc}; see the logs in {root / 'logs'}") from None
     except KeyboardInterrupt:
         pass
     finally:
@@ -190,7 +206,6 @@ def publish(
 
     CSV header: employee_id,course_id,completed_on[,event_id][,source] (UTF-8, BOM allowed)."""
     from dxtalent.checked import check_facts
-    from dxtalent.nats_tools import publish_raw
 
     settings = load_settings()
     text = read_input(file)
@@ -204,18 +219,7 @@ def publish(
     if dry_run:
         typer.echo(f"{summary}; dry run: nothing sent")
     elif checked.accepted:
-        report = asyncio.run(
-            publish_raw(
-                _nats_url(settings),
-                checked.accepted,
-                Topology(settings.prefix),
-                auth=_nats_auth(settings),
-            )
-        )
-        new = report.published - report.duplicates
-        typer.echo(
-            f"{summary}; sent {report.published}: {new} new, {report.duplicates} already received"
-        )
+        typer.echo(f"{summary}; {_send(settings, checked.accepted)}")
     else:
         typer.echo(f"{summary}; nothing sent")
     if checked.rejected:
@@ -225,6 +229,18 @@ def publish(
             err=True,
         )
         raise typer.Exit(code=1)
+
+
+def _send(settings: Settings, facts: list[bytes]) -> str:
+    """Publish checked facts; says how many JetStream took as new and as already received."""
+    from dxtalent.nats_tools import publish_raw
+
+    topology = Topology(settings.prefix)
+    report = asyncio.run(
+        publish_raw(_nats_url(settings), facts, topology, auth=_nats_auth(settings))
+    )
+    new = report.published - report.duplicates
+    return f"sent {report.published}: {new} new, {report.duplicates} already received"
 
 
 @app.command()
