@@ -4,22 +4,29 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import signal
-import sys
 import threading
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
 
+from dxtalent.errors import UserError, UserErrorGroup, load_catalog_for, load_settings, read_input
 from dxtalent_infra.logs import configure_logging
 from dxtalent_infra.settings import Settings
 from dxtalent_infra.topology import Topology
 
+if TYPE_CHECKING:
+    from dxtalent.nats_tools import NatsAuth
+    from dxtalent.stack import LocalStack
+
 app = typer.Typer(
-    no_args_is_help=True, help="dxtalent: DX-leader certification and target progress."
+    cls=UserErrorGroup,
+    no_args_is_help=True,
+    help="dxtalent: DX-leader certification and target progress.",
 )
 dlq_app = typer.Typer(
     no_args_is_help=True, help="Dead letters: messages that could not be accepted."
@@ -28,7 +35,6 @@ bench_app = typer.Typer(no_args_is_help=True, help="Benchmarks that print figure
 app.add_typer(dlq_app, name="dlq")
 app.add_typer(bench_app, name="bench")
 console = Console()
-err = Console(stderr=True)
 
 STACK_FILE = "stack.json"
 DEFAULT_PORTS = {"enrollment": 8081, "certification": 8082, "reporting": 8083}
@@ -40,36 +46,43 @@ class ServiceName(StrEnum):
     reporting = "reporting"
 
 
-def _fail(message: str) -> typer.Exit:
-    err.print(f"[red]error:[/red] {message}")
-    return typer.Exit(code=2)
-
-
 def _stack_info(settings: Settings) -> dict[str, str]:
     """URLs written by a running `dxtalent up` under the data directory, if any."""
     path = settings.data_dir / STACK_FILE
-    if path.exists():
-        info: dict[str, str] = json.loads(path.read_text())
-        return info
-    return {}
+    try:
+        info: dict[str, str] = json.loads(path.read_text()) if path.exists() else {}
+    except (OSError, ValueError) as exc:
+        raise UserError(
+            f"{path} cannot be read ({exc}); delete it, `dxtalent up` writes it again"
+        ) from None
+    return info
 
 
 def _nats_url(settings: Settings) -> str:
     url = settings.nats_url or _stack_info(settings).get("nats_url")
     if url is None:
-        raise _fail("no NATS server: set DXT_NATS_URL, or start the system with `dxtalent up`")
+        raise UserError("no NATS server: set DXT_NATS_URL, or start the system with `dxtalent up`")
     return url
+
+
+def _nats_auth(settings: Settings) -> NatsAuth:
+    from dxtalent.nats_tools import NatsAuth
+
+    return NatsAuth.from_settings(settings)
 
 
 @app.command()
 def serve(service: ServiceName) -> None:
     """Run one service against the configured servers (DXT_NATS_URL, DXT_DATABASE_URL)."""
-    settings = Settings()
+    settings = load_settings()
     configure_logging(settings.log_level, settings.log_json)
     if settings.nats_url is None or settings.database_url is None:
-        raise _fail(
+        raise UserError(
             "serve needs DXT_NATS_URL and DXT_DATABASE_URL; `dxtalent up` runs embedded servers"
         )
+    load_catalog_for(settings)  # a bad catalog is one line here, not a service's traceback
+    port = settings.http_port or DEFAULT_PORTS[service.value]
+    _require_free_ports([port], "set DXT_HTTP_PORT to a free port")
     import importlib
 
     import uvloop
@@ -81,6 +94,55 @@ def serve(service: ServiceName) -> None:
     uvloop.run(run_service(spec, settings))
 
 
+def _require_free_ports(ports: list[int], what_to_do: str) -> None:
+    from dxtalent_infra.servers import port_open
+
+    busy = [str(p) for p in ports if port_open(p)]
+    if busy:
+        raise UserError(f"port {', '.join(busy)} already in use (another dxtalent?); {what_to_do}")
+
+
+def _up_checks(
+    settings: Settings, data_dir: Path | None, port_base: int
+) -> tuple[Path, dict[str, int]]:
+    """What `up` can find wrong before it starts anything: catalog, ports, data directory and
+    the configured servers. Returns the data directory and each service's port."""
+    from dxtalent.stack import check_servers
+
+    load_catalog_for(settings)
+    ports = {name: port_base + offset for offset, name in enumerate(DEFAULT_PORTS)}
+    _require_free_ports(list(ports.values()), "stop it, or pass another --port-base")
+    root = (data_dir or settings.data_dir).resolve()
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise UserError(
+            f"cannot use {root} as the data directory ({exc.strerror}); pass --data-dir "
+            "of a directory you can write, or set DXT_DATA_DIR"
+        ) from None
+    asyncio.run(check_servers(settings.nats_url, settings.database_url, _nats_auth(settings)))
+    return root, ports
+
+
+def _start(stack: LocalStack, ports: dict[str, int]) -> dict[str, str]:
+    """Servers and services up and ready; their URLs, also written to the stack file."""
+    from dxtalent.stack import ServiceExitedError
+
+    stack.start_servers()
+    for name, port in ports.items():
+        stack.start_service(name, port)
+    info = {"nats_url": str(stack.nats_url), "database_url": str(stack.database_url)}
+    info |= {name: svc.base_url for name, svc in stack.services.items()}
+    (stack.data_dir / STACK_FILE).write_text(json.dumps(info, indent=2))
+    try:
+        stack.wait_ready(timeout=120, settle_checks=1)
+    except ServiceExitedError as exc:
+        raise UserError(str(exc)) from None
+    except TimeoutError as exc:
+        raise UserError(f"{exc}; see the logs in {stack.data_dir / 'logs'}") from None
+    return info
+
+
 @app.command()
 def up(
     data_dir: Annotated[Path | None, typer.Option(help="where embedded servers keep data")] = None,
@@ -89,39 +151,41 @@ def up(
     ] = 8081,
 ) -> None:
     """Run all three services; with no DXT_NATS_URL / DXT_DATABASE_URL, on embedded NATS and
-    PostgreSQL whose data survives restarts under the data directory."""
-    from dxtalent.stack import LocalStack
+    PostgreSQL whose data survives restarts under the data directory. Every other DXT_ setting
+    (token, catalog, limits, logging) reaches every service."""
+    from dxtalent.stack import LocalStack, operator_env
 
-    settings = Settings()
+    settings = load_settings()
     configure_logging(settings.log_level, json=False)
-    root = (data_dir or settings.data_dir).resolve()
-    stack = LocalStack(root, settings.nats_url, settings.database_url, settings.prefix)
+    root, ports = _up_checks(settings, data_dir, port_base)
+    stack = LocalStack(
+        root, settings.nats_url, settings.database_url, settings.prefix, operator_env(os.environ)
+    )
     stopping = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stopping.set())
     try:
-        stack.start_servers()
-        for offset, name in enumerate(DEFAULT_PORTS):
-            stack.start_service(name, port_base + offset)
-        info = {"nats_url": str(stack.nats_url), "database_url": str(stack.database_url)}
-        info |= {name: svc.base_url for name, svc in stack.services.items()}
-        (root / STACK_FILE).write_text(json.dumps(info, indent=2))
-        stack.wait_ready(timeout=120, settle_checks=1)
+        info = _start(stack, ports)
         console.print("[green]dxtalent is up[/green]")
         for key, value in info.items():
             console.print(f"  {key:<14} {value}")
         console.print(f"  logs           {root / 'logs'}\nPress Ctrl-C to stop.")
-        while not stopping.wait(1.0):
-            for name, svc in stack.services.items():
-                if svc.proc.poll() is not None:
-                    err.print(f"[yellow]{name} exited ({svc.proc.returncode}); restarting[/yellow]")
-                    stack.start_service(name, svc.port)
+        _supervise(stack, stopping)
     except KeyboardInterrupt:
         pass
     finally:
-        console.print("stopping…")
+        typer.echo("stopping…", err=True)
         stack.stop()
         (root / STACK_FILE).unlink(missing_ok=True)
+
+
+def _supervise(stack: LocalStack, stopping: threading.Event) -> None:
+    """Restart any service that exits, until asked to stop."""
+    while not stopping.wait(1.0):
+        for name, svc in stack.services.items():
+            if svc.proc.poll() is not None:
+                typer.echo(f"{name} exited ({svc.proc.returncode}); restarting", err=True)
+                stack.start_service(name, svc.port)
 
 
 @app.command()
@@ -133,33 +197,50 @@ def publish(
         bool | None, typer.Option("--csv/--json", help="force the format (default: by extension)")
     ] = None,
     source: Annotated[str, typer.Option(help="CloudEvents source for CSV rows")] = "urn:csv-import",
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="check every fact, send nothing (no server needed)")
+    ] = False,
 ) -> None:
-    """Send inbound facts to NATS and report how many JetStream accepted.
+    """Check every fact as enrollment will (contracts and catalog), then send the accepted
+    ones to NATS. Prints each rejected fact with its reason; exits 1 when any was rejected.
 
     CSV header: employee_id,course_id,completed_on[,event_id][,source] (UTF-8, BOM allowed)."""
-    from dxtalent.csv_import import parse_completions_csv, read_json_lines
+    from dxtalent.checked import check_facts
+
+    settings = load_settings()
+    text = read_input(file)
+    as_csv = csv if csv is not None else file.lower().endswith(".csv")
+    checked = check_facts(load_catalog_for(settings), text, as_csv=as_csv, source=source)
+    if not checked.accepted and not checked.rejected:
+        raise UserError(f"{file}: no facts in it (blank); nothing to publish")
+    for rejected in checked.rejected:
+        typer.echo(f"rejected {rejected.where}: {rejected.reason}", err=True)
+    summary = f"{len(checked.accepted)} accepted, {len(checked.rejected)} rejected"
+    if dry_run:
+        typer.echo(f"{summary}; dry run: nothing sent")
+    elif checked.accepted:
+        typer.echo(f"{summary}; {_send(settings, checked.accepted)}")
+    else:
+        typer.echo(f"{summary}; nothing sent")
+    if checked.rejected:
+        typer.echo(
+            f"error: {len(checked.rejected)} rejected; fix them and publish the file again "
+            "(facts already sent are not recorded twice)",
+            err=True,
+        )
+        raise typer.Exit(code=1)
+
+
+def _send(settings: Settings, facts: list[bytes]) -> str:
+    """Publish checked facts; says how many JetStream took as new and as already received."""
     from dxtalent.nats_tools import publish_raw
 
-    settings = Settings()
-    text = sys.stdin.read() if file == "-" else Path(file).read_text("utf-8-sig")
-    as_csv = csv if csv is not None else file.lower().endswith(".csv")
-    if as_csv:
-        from dxtalent_contracts.catalog import load_catalog
-
-        imported = parse_completions_csv(
-            text, source=source, catalog=load_catalog(settings.catalog)
-        )
-        for row_error in imported.errors:
-            err.print(f"[yellow]skipped row {row_error.row}:[/yellow] {row_error.reason}")
-        messages = [e.to_json_bytes() for e in imported.events]
-    else:
-        messages = read_json_lines(text)
-    report = asyncio.run(publish_raw(_nats_url(settings), messages, Topology(settings.prefix)))
-    console.print(
-        f"published {report.published}: {report.published - report.duplicates} accepted, "
-        f"{report.duplicates} duplicates (already received), {report.unrecognised} of unknown type "
-        "(they will be dead-lettered; see `dxtalent dlq list`)"
+    topology = Topology(settings.prefix)
+    report = asyncio.run(
+        publish_raw(_nats_url(settings), facts, topology, auth=_nats_auth(settings))
     )
+    new = report.published - report.duplicates
+    return f"sent {report.published}: {new} new, {report.duplicates} already received"
 
 
 @app.command()
@@ -174,7 +255,7 @@ def progress(
     """Print the target-progress table of a fiscal year."""
     from dxtalent.report import fetch_progress, progress_table
 
-    settings = Settings()
+    settings = load_settings()
     base = (
         url
         or _stack_info(settings).get("reporting")
@@ -192,8 +273,10 @@ def dlq_list() -> None:
 
     from dxtalent.nats_tools import list_dead_letters
 
-    settings = Settings()
-    letters = asyncio.run(list_dead_letters(_nats_url(settings), Topology(settings.prefix)))
+    settings = load_settings()
+    letters = asyncio.run(
+        list_dead_letters(_nats_url(settings), Topology(settings.prefix), _nats_auth(settings))
+    )
     table = Table("seq", "received", "subject", "reason", title=f"{len(letters)} dead letters")
     for d in letters:
         table.add_row(
@@ -215,14 +298,17 @@ def dlq_redrive(
     """Send dead letters through again after the cause was fixed (catalog, publisher)."""
     from dxtalent.nats_tools import redrive
 
-    settings = Settings()
-    n = asyncio.run(redrive(_nats_url(settings), seq, Topology(settings.prefix), delete=not keep))
+    settings = load_settings()
+    topology = Topology(settings.prefix)
+    n = asyncio.run(
+        redrive(_nats_url(settings), seq, topology, delete=not keep, auth=_nats_auth(settings))
+    )
     console.print(f"re-drove {n} dead letters")
 
 
 @app.command()
 def demo(
-    staff: Annotated[int, typer.Option(help="how many staff the generated city has")] = 3000,
+    staff: Annotated[int, typer.Option(min=1, help="how many staff the generated city has")] = 3000,
     seed: Annotated[int, typer.Option(help="seed of the generated city")] = 2025,  # demo.DEMO_*
     keep_data: Annotated[bool, typer.Option(help="keep the demo's data directory")] = False,
 ) -> None:
@@ -235,7 +321,7 @@ def demo(
 
 @bench_app.command("latency")
 def bench_latency(
-    samples: Annotated[int, typer.Option(help="how many certifications to time")] = 200,
+    samples: Annotated[int, typer.Option(min=1, help="how many certifications to time")] = 200,
 ) -> None:
     """End-to-end latency from an inbound CourseCompleted to the LevelCertified it causes."""
     from dxtalent.latency import run_latency_bench

@@ -7,8 +7,9 @@ CSV (UTF-8, a leading BOM accepted, as Excel writes it), one completion per row:
 `completed_on` is a Japan calendar date, YYYY-MM-DD (YYYY/M/D, as Excel shows dates, is
 accepted too). Without `event_id`, the event id is a uuid5 of the row's source, employee,
 course and date, so importing the same file twice publishes the same facts (idempotent).
-Rows that cannot be used are returned with their line number and reason; the others still
-import. Blank rows are skipped.
+Rows that cannot be read are returned with their line number and reason; the others still
+import. Blank rows are skipped. Whether a fact is acceptable (a course in the catalog, ...) is
+not decided here: `dxtalent publish` checks every fact with enrollment's own check.
 """
 
 from __future__ import annotations
@@ -22,7 +23,6 @@ from dataclasses import dataclass, field
 
 from pydantic import ValidationError
 
-from dxtalent_contracts.catalog import Catalog
 from dxtalent_contracts.inbound import CourseCompleted, CourseCompletedEvent
 from dxtalent_contracts.registry import build_event
 
@@ -43,10 +43,15 @@ class RowError:
 
 @dataclass(frozen=True)
 class CsvImport:
-    """The completions read from a file, and the rows that could not be read."""
+    """The completions read from a file with their line numbers, and the rows that could not
+    be read."""
 
-    events: list[CourseCompletedEvent] = field(default_factory=list)
+    numbered: list[tuple[int, CourseCompletedEvent]] = field(default_factory=list)
     errors: list[RowError] = field(default_factory=list)
+
+    @property
+    def events(self) -> list[CourseCompletedEvent]:
+        return [event for _, event in self.numbered]
 
 
 def row_event_id(source: str, employee_id: str, course_id: str, completed_on: dt.date) -> str:
@@ -88,14 +93,10 @@ def _validation_reason(exc: ValidationError) -> str:
     )
 
 
-def _row_event(
-    row: dict[str, str], default_source: str, catalog: Catalog | None
-) -> CourseCompletedEvent:
+def _row_event(row: dict[str, str], default_source: str) -> CourseCompletedEvent:
     """One row as a completion event; raises ValueError with a readable reason."""
     employee_id, course_id = row["employee_id"], row["course_id"]
     completed_on = _date(row["completed_on"])
-    if catalog is not None and course_id not in catalog.course_by_id:
-        raise ValueError(f"course_id {course_id!r} is not in the catalog")
     source = row.get("source") or default_source
     event_id = row.get("event_id") or row_event_id(source, employee_id, course_id, completed_on)
     try:
@@ -113,11 +114,8 @@ def _row_event(
         raise ValueError(_validation_reason(exc)) from exc
 
 
-def parse_completions_csv(text: str, source: str, catalog: Catalog | None = None) -> CsvImport:
-    """Read a completions CSV; `source` is the CloudEvents source of rows that name none.
-
-    With a `catalog`, rows naming a course outside it are reported instead of published.
-    """
+def parse_completions_csv(text: str, source: str) -> CsvImport:
+    """Read a completions CSV; `source` is the CloudEvents source of rows that name none."""
     reader = csv.reader(io.StringIO(text.removeprefix("\ufeff"), newline=""))
     header = [h.strip() for h in next(reader, [])]
     problem = _header_problem(header)
@@ -134,14 +132,19 @@ def parse_completions_csv(text: str, source: str, catalog: Catalog | None = None
             continue
         try:
             row = dict(zip(header, cells, strict=True))
-            result.events.append(_row_event(row, source, catalog))
+            result.numbered.append((reader.line_num, _row_event(row, source)))
         except ValueError as exc:
             result.errors.append(RowError(reader.line_num, str(exc)))
     return result
 
 
+def numbered_json_lines(text: str) -> list[tuple[int, bytes]]:
+    """One CloudEvent per line with its line number (from 1), as raw bytes for
+    `parse_inbound`; blank lines are skipped."""
+    lines = text.removeprefix("\ufeff").splitlines()
+    return [(n, line.strip().encode()) for n, line in enumerate(lines, 1) if line.strip()]
+
+
 def read_json_lines(text: str) -> list[bytes]:
     """One CloudEvent per line, as raw bytes for `parse_inbound`; blank lines are skipped."""
-    return [
-        line.strip().encode() for line in text.removeprefix("\ufeff").splitlines() if line.strip()
-    ]
+    return [raw for _, raw in numbered_json_lines(text)]

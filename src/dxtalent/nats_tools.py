@@ -6,19 +6,89 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
-from collections.abc import Callable, Sequence
+import ssl
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 
 import nats
-from nats.js.api import ConsumerConfig, DeliverPolicy
+from nats.aio.client import Client
+from nats.js.api import ConsumerConfig, DeliverPolicy, PubAck
+from nats.js.errors import NoStreamResponseError, NotFoundError
 
+from dxtalent.errors import UserError
 from dxtalent_contracts import subjects
 from dxtalent_contracts.envelope import CONTENT_TYPE
 from dxtalent_contracts.events import MessageRejected, MessageRejectedEvent
 from dxtalent_contracts.registry import SUBJECT_BY_TYPE
+from dxtalent_infra.settings import Settings
 from dxtalent_infra.topology import DEADLETTER, Topology
 
 UNKNOWN_SUBJECT = subjects.INBOUND_UNRECOGNISED
+
+
+class NatsUnavailableError(UserError):
+    """The NATS server does not answer, or refuses the connection."""
+
+
+@dataclass(frozen=True)
+class NatsAuth:
+    """How the CLI identifies itself to NATS (DXT_NATS_USER / _PASSWORD / _CREDS / _TLS_CA)."""
+
+    user: str | None = None
+    password: str | None = None
+    creds: str | None = None
+    tls_ca: str | None = None
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> NatsAuth:
+        password = settings.nats_password
+        return cls(
+            user=settings.nats_user,
+            password=password.get_secret_value() if password else None,
+            creds=str(settings.nats_creds) if settings.nats_creds else None,
+            tls_ca=str(settings.nats_tls_ca) if settings.nats_tls_ca else None,
+        )
+
+
+async def _quiet(_: Exception) -> None:
+    """nats-py logs every connection error with a traceback by default; the caller reports."""
+
+
+#: What to do when NATS does not answer a command that uses a running system.
+START_HINT = (
+    "start the system with `dxtalent up`, or set DXT_NATS_URL "
+    "(and DXT_NATS_USER/DXT_NATS_PASSWORD if it needs them)"
+)
+
+
+async def connect(
+    url: str, name: str, auth: NatsAuth | None = None, hint: str = START_HINT
+) -> Client:
+    """One connection attempt; a server that does not answer or refuses is a
+    NatsUnavailableError naming the URL, the reason and `hint`."""
+    auth = auth or NatsAuth()
+    try:
+        tls = ssl.create_default_context(cafile=auth.tls_ca) if auth.tls_ca else None
+        return await nats.connect(
+            url,
+            name=name,
+            user=auth.user,
+            password=auth.password,
+            user_credentials=auth.creds,
+            tls=tls,
+            connect_timeout=3,
+            max_reconnect_attempts=3,
+            reconnect_time_wait=0.5,
+            error_cb=_quiet,
+        )
+    except (OSError, TimeoutError, nats.errors.Error) as exc:
+        raise NatsUnavailableError(
+            f"cannot connect to NATS at {url} ({_reason(exc)}); {hint}"
+        ) from None
+
+
+def _reason(exc: BaseException) -> str:
+    return str(exc).strip() or type(exc).__name__
 
 
 @dataclass
@@ -49,14 +119,16 @@ async def publish_raw(
     nats_url: str,
     messages: Sequence[bytes],
     topology: Topology | None = None,
+    *,
     progress: Callable[[int], None] | None = None,
     window: int = 256,
+    auth: NatsAuth | None = None,
 ) -> PublishReport:
     """Publish CloudEvents to their inbound subjects with Nats-Msg-Id = id, awaiting every
     JetStream ack (pipelined in windows)."""
     topology = topology or Topology()
     report = PublishReport()
-    nc = await nats.connect(nats_url, name="dxtalent-publish")
+    nc = await connect(nats_url, "dxtalent-publish", auth)
     js = nc.jetstream()
     try:
         for start in range(0, len(messages), window):
@@ -70,7 +142,7 @@ async def publish_raw(
                 if subject == UNKNOWN_SUBJECT:
                     report.unrecognised += 1
                 futures.append(js.publish(topology.subject(subject), raw, headers=headers))
-            for ack in await asyncio.gather(*futures):
+            for ack in await _acks(futures, nats_url, topology):
                 report.published += 1
                 if ack.duplicate:
                     report.duplicates += 1
@@ -81,6 +153,20 @@ async def publish_raw(
     return report
 
 
+async def _acks(
+    futures: Sequence[Awaitable[PubAck]], nats_url: str, topology: Topology
+) -> list[PubAck]:
+    """JetStream's acks; no stream behind the subjects is a UserError saying what to start."""
+    try:
+        return list(await asyncio.gather(*futures))
+    except (nats.errors.NoRespondersError, NoStreamResponseError):
+        raise UserError(
+            f"NATS at {nats_url} has no stream for {topology.subject(subjects.INBOUND_ALL)}: "
+            "no service has run on it yet (or DXT_PREFIX differs); start the system with "
+            "`dxtalent up` first"
+        ) from None
+
+
 @dataclass(frozen=True)
 class DeadLetter:
     sequence: int
@@ -88,15 +174,23 @@ class DeadLetter:
     data: MessageRejected
 
 
-async def list_dead_letters(nats_url: str, topology: Topology | None = None) -> list[DeadLetter]:
+async def list_dead_letters(
+    nats_url: str, topology: Topology | None = None, auth: NatsAuth | None = None
+) -> list[DeadLetter]:
     """Every dead letter kept in DX_DEADLETTER, oldest first."""
     topology = topology or Topology()
-    nc = await nats.connect(nats_url, name="dxtalent-dlq")
+    nc = await connect(nats_url, "dxtalent-dlq", auth)
     js = nc.jetstream()
     out: list[DeadLetter] = []
     try:
         stream = topology.stream(DEADLETTER.name)
-        info = await js.stream_info(stream)
+        try:
+            info = await js.stream_info(stream)
+        except NotFoundError:
+            raise UserError(
+                f"NATS at {nats_url} has no stream {stream}: no service has run on it yet "
+                "(or DXT_PREFIX differs); start the system with `dxtalent up`"
+            ) from None
         if info.state.messages == 0:
             return out
         sub = await js.pull_subscribe(
@@ -124,15 +218,22 @@ async def redrive(
     sequences: Sequence[int] | None,
     topology: Topology | None = None,
     delete: bool = True,
+    auth: NatsAuth | None = None,
 ) -> int:
     """Send dead letters through again, on their original subject with their original bytes.
     A fresh Nats-Msg-Id lets JetStream accept the message again; enrollment's own idempotency
     (by CloudEvents source and id) still holds. Re-driven letters are removed unless `delete`
     is False."""
     topology = topology or Topology()
-    letters = await list_dead_letters(nats_url, topology)
+    letters = await list_dead_letters(nats_url, topology, auth)
     chosen = [d for d in letters if sequences is None or d.sequence in sequences]
-    nc = await nats.connect(nats_url, name="dxtalent-redrive")
+    missing = sorted(set(sequences or ()) - {d.sequence for d in chosen})
+    if missing:
+        raise UserError(
+            f"no dead letter with sequence {', '.join(map(str, missing))}; "
+            "`dxtalent dlq list` shows the sequences there are (nothing was re-driven)"
+        )
+    nc = await connect(nats_url, "dxtalent-redrive", auth)
     js = nc.jetstream()
     try:
         for letter in chosen:

@@ -8,11 +8,36 @@ from typing import Any
 
 from rich.table import Table
 
+from dxtalent.errors import UserError
 from dxtalent.stack import http_json
 
+#: The fiscal years the reporting service reports: the 令和 era began in FY2019.
+FIRST_FISCAL_YEAR, LAST_FISCAL_YEAR = 2019, 2100
 
-class ReportError(RuntimeError):
+
+class ReportError(UserError):
     """The reporting service did not answer with a progress table."""
+
+
+def _refusal(url: str, status: int, body: Any) -> ReportError:
+    """What a refusal of the reporting service means for the person who asked."""
+    if status == 401:
+        return ReportError(
+            f"the reporting service refused the token (401 at {url}); set DXT_API_TOKEN "
+            "to the token the services were started with"
+        )
+    if status == 422 and isinstance(body, dict) and isinstance(body.get("detail"), list):
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in d.get('loc', [])[1:])}: {d.get('msg')}"
+            for d in body["detail"]
+            if isinstance(d, dict)
+        )
+        return ReportError(f"the reporting service refused the request: {problems}")
+    shown = " ".join(str(body).split())
+    shown = shown if len(shown) <= 120 else shown[:117] + "..."
+    return ReportError(
+        f"GET {url} answered {status} ({shown}); is --url a dxtalent reporting service?"
+    )
 
 
 def fetch_progress(
@@ -23,7 +48,12 @@ def fetch_progress(
     department: str | None = None,
     token: str | None = None,
 ) -> dict[str, Any]:
-    """GET /v1/progress from the reporting service."""
+    """GET /v1/progress from the reporting service; a ReportError says why there is none."""
+    if not FIRST_FISCAL_YEAR <= fiscal_year <= LAST_FISCAL_YEAR:
+        raise ReportError(
+            f"fiscal year {fiscal_year} is out of range: give a year from {FIRST_FISCAL_YEAR} "
+            f"(令和元年度) to {LAST_FISCAL_YEAR}, by its starting year, e.g. --fiscal-year 2025"
+        )
     params: dict[str, str | int] = {"fiscal_year": fiscal_year}
     if as_of:
         params["as_of"] = as_of
@@ -33,9 +63,13 @@ def fetch_progress(
     try:
         status, body = http_json(url, token=token)
     except OSError as exc:
-        raise ReportError(f"reporting service at {base_url} did not answer: {exc}") from exc
+        reason = getattr(exc, "reason", exc)
+        raise ReportError(
+            f"no reporting service answers at {base_url} ({reason}); start the system with "
+            "`dxtalent up`, or pass --url of a running reporting service"
+        ) from None
     if status != 200 or not isinstance(body, dict):
-        raise ReportError(f"GET {url} answered {status}: {body}")
+        raise _refusal(url, status, body)
     return body
 
 

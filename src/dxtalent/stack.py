@@ -12,6 +12,7 @@ import subprocess
 import sys
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
@@ -20,11 +21,21 @@ from typing import Any
 
 import structlog
 
+from dxtalent.errors import UserError
+from dxtalent.nats_tools import NatsAuth, connect
 from dxtalent_infra.servers import EmbeddedNats, EmbeddedPostgres, free_port
 
 log = structlog.get_logger(__name__)
 
 SERVICES = ("enrollment", "certification", "reporting")
+#: What a LocalStack sets for each service itself: the servers, the prefix, the port.
+STACK_VARIABLES = frozenset({"DXT_NATS_URL", "DXT_DATABASE_URL", "DXT_PREFIX", "DXT_HTTP_PORT"})
+
+
+def operator_env(environ: Mapping[str, str]) -> dict[str, str]:
+    """The DXT_ settings of an operator's environment that every service of a stack gets
+    (token, catalog, limits, logging, NATS credentials, ...): all but STACK_VARIABLES."""
+    return {k: v for k, v in environ.items() if k.startswith("DXT_") and k not in STACK_VARIABLES}
 
 
 @dataclass
@@ -48,13 +59,35 @@ def http_json(url: str, token: str | None = None, timeout: float = 5.0) -> tuple
         req.add_header("Authorization", f"Bearer {token}")
     try:
         with urllib.request.urlopen(req, timeout=timeout) as resp:
-            return resp.status, json.loads(resp.read() or b"null")
+            return resp.status, _json_or_text(resp.read())
     except urllib.error.HTTPError as exc:
-        body = exc.read()
-        try:
-            return exc.code, json.loads(body or b"null")
-        except ValueError:
-            return exc.code, body.decode(errors="replace")
+        return exc.code, _json_or_text(exc.read())
+
+
+def _json_or_text(body: bytes) -> Any:
+    try:
+        return json.loads(body or b"null")
+    except ValueError:
+        return body.decode(errors="replace")
+
+
+class ServiceExitedError(RuntimeError):
+    """A service process ended while the stack was starting; names the last thing it logged."""
+
+    def __init__(self, name: str, code: int, log_path: Path) -> None:
+        self.name, self.code, self.log_path = name, code, log_path
+        super().__init__(
+            f"service {name} exited with {code}: {last_line(log_path)}; see {log_path}"
+        )
+
+
+def last_line(path: Path) -> str:
+    """The last non-blank line of a log file, or a note that there is none."""
+    try:
+        lines = [ln for ln in path.read_text(errors="replace").splitlines() if ln.strip()]
+    except OSError:
+        lines = []
+    return lines[-1].strip() if lines else "(nothing logged)"
 
 
 @dataclass
@@ -81,6 +114,9 @@ class LocalStack:
             self.database_url = pg.url
 
     def env_for(self, port: int | None = None) -> dict[str, str]:
+        """A service's environment: no DXT_ variable of this process's own (tests stay
+        hermetic), then `extra_env` (for `dxtalent up`, the operator's settings), then the
+        stack's servers, prefix and port."""
         env = {k: v for k, v in os.environ.items() if not k.startswith("DXT_")}
         env.update(self.extra_env)
         env["DXT_NATS_URL"] = str(self.nats_url)
@@ -137,9 +173,7 @@ class LocalStack:
         while time.monotonic() < deadline:
             for name, svc in self.services.items():
                 if svc.proc.poll() is not None:
-                    raise RuntimeError(
-                        f"service {name} exited with {svc.proc.returncode}; see {svc.log_path}"
-                    )
+                    raise ServiceExitedError(name, svc.proc.returncode, svc.log_path)
             streak = streak + 1 if all(self.ready().values()) else 0
             if streak >= settle_checks:
                 return
@@ -173,3 +207,33 @@ def running_stack(stack: LocalStack, services: tuple[str, ...] = SERVICES) -> It
         yield stack
     finally:
         stack.stop()
+
+
+def _without_password(dsn: str) -> str:
+    parts = urllib.parse.urlsplit(dsn)
+    if parts.password is None:
+        return dsn
+    netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
+    return urllib.parse.urlunsplit(parts._replace(netloc=netloc))
+
+
+async def _check_postgres(dsn: str) -> None:
+    import asyncpg
+
+    try:
+        conn = await asyncpg.connect(dsn, timeout=5)
+    except (OSError, TimeoutError, ValueError, asyncpg.PostgresError) as exc:
+        raise UserError(
+            f"cannot connect to PostgreSQL at {_without_password(dsn)} ({exc}); start it, fix "
+            "DXT_DATABASE_URL, or unset it for an embedded server"
+        ) from None
+    await conn.close()
+
+
+async def check_servers(nats_url: str | None, database_url: str | None, auth: NatsAuth) -> None:
+    """The configured servers answer (a UserError saying which does not); unset = embedded."""
+    if nats_url is not None:
+        hint = "start it, fix DXT_NATS_URL, or unset it for an embedded server"
+        await (await connect(nats_url, "dxtalent-up-check", auth, hint)).close()
+    if database_url is not None:
+        await _check_postgres(database_url)

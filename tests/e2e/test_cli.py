@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import shutil
 import signal
@@ -10,12 +11,17 @@ import sys
 import tempfile
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
+from importlib import resources
 from pathlib import Path
 
 import pytest
 
 from dxtalent.stack import http_json
 from dxtalent_infra.servers import port_open
+from dxtalent_infra.topology import Topology
+from tests.e2e.conftest import _cleanup
+from tests.support.servers import ServerUrls, unique_token
 
 CSV = "\ufeffemployee_id,course_id,completed_on\nE1,DX-101,2025/6/1\nE1,ICT-101,2025-06-02\nE1,NOPE,2025-06-02\n"
 
@@ -89,10 +95,9 @@ def test_up_runs_everything_embedded_and_keeps_data_across_restarts(data_dir: Pa
         csv_file = data_dir / "completions.csv"
         csv_file.write_text(CSV, encoding="utf-8")
         published = _cli("publish", str(csv_file), env=env)
-        assert published.returncode == 0, published.stderr
-        assert "published 2" in published.stdout
-        assert "row 4" in published.stderr
-        assert "NOPE" in published.stderr
+        assert published.returncode == 1, published.stderr  # row 4 names no catalog course
+        assert published.stdout.startswith("2 accepted, 1 rejected; sent 2: 2 new")
+        assert "rejected row 4: data.course_id: unknown course 'NOPE'" in published.stderr
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
             status, body = http_json(f"{certification}/v1/employees/E1")
@@ -122,3 +127,176 @@ def test_up_runs_everything_embedded_and_keeps_data_across_restarts(data_dir: Pa
         ["pgrep", "-f", str(data_dir)], capture_output=True, text=True, check=False
     )
     assert leftovers.stdout.strip() == ""
+
+
+# --- one `dxtalent up` configured by an operator: token, own catalog, limits, logging ---------
+
+TOKEN = "s3cret-token"
+EXTRA_COURSE = "CITY-900"
+
+
+@dataclass(frozen=True)
+class ConfiguredUp:
+    """A running `dxtalent up` and the environment an operator's shell has for it."""
+
+    env: dict[str, str]
+    certification: str
+    reporting: str
+    data_dir: Path
+
+
+def _city_catalog(path: Path) -> Path:
+    """The default catalog with one more course, as a city edits it."""
+    default = resources.files("dxtalent_contracts.catalogs").joinpath("hirakata-2025.yaml")
+    extra = f"  - {{id: {EXTRA_COURSE}, name: 市独自DX講座, grants: [dx-basics], track: L1}}\n"
+    path.write_text(
+        default.read_text("utf-8").replace("courses:\n", "courses:\n" + extra, 1), "utf-8"
+    )
+    return path
+
+
+@pytest.fixture(scope="module")
+def configured_up(server_urls: ServerUrls) -> Iterator[ConfiguredUp]:
+    """`dxtalent up` on the test servers under a prefix of its own, with DXT_API_TOKEN,
+    DXT_CATALOG (an extra course), DXT_MAX_DELIVER and DXT_LOG_LEVEL set as an operator would."""
+    data_dir = Path(tempfile.mkdtemp(prefix="dxt-cli-conf-"))
+    prefix = unique_token()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DXT_")} | {
+        "DXT_DATA_DIR": str(data_dir),
+        "DXT_NATS_URL": server_urls.nats_url,
+        "DXT_DATABASE_URL": server_urls.database_url,
+        "DXT_PREFIX": prefix,
+        "DXT_API_TOKEN": TOKEN,
+        "DXT_CATALOG": str(_city_catalog(data_dir / "city.yaml")),
+        "DXT_MAX_DELIVER": "2",
+        "DXT_LOG_LEVEL": "warning",
+        "DXT_RELAY_POLL_INTERVAL_S": "0.5",
+    }
+    base = _free_port_run()
+    up = _up(data_dir, base, env)
+    try:
+        _wait(f"http://127.0.0.1:{base + 1}/readyz")
+        _wait(f"http://127.0.0.1:{base + 2}/readyz")
+        yield ConfiguredUp(
+            env, f"http://127.0.0.1:{base + 1}", f"http://127.0.0.1:{base + 2}", data_dir
+        )
+    finally:
+        _down(up)
+        asyncio.run(_cleanup(server_urls, Topology(prefix)))
+        shutil.rmtree(data_dir, ignore_errors=True)
+
+
+def test_up_passes_the_api_token_to_the_services(configured_up: ConfiguredUp) -> None:
+    """With DXT_API_TOKEN set for `up`, the query APIs of certification and reporting answer
+    401 without the token and 200 with it."""
+    employee = f"{configured_up.certification}/v1/employees/E1"
+    progress = f"{configured_up.reporting}/v1/progress?fiscal_year=2025"
+    assert http_json(employee)[0] == 401
+    assert http_json(progress)[0] == 401
+    assert http_json(progress, token="wrong")[0] == 401
+    assert http_json(progress, token=TOKEN)[0] == 200
+    assert http_json(employee, token=TOKEN)[0] in (200, 404)
+
+
+def test_up_passes_the_catalog_to_the_services(configured_up: ConfiguredUp) -> None:
+    """With DXT_CATALOG naming a city's catalog with an extra course, `publish` accepts a
+    completion of that course, enrollment records it and certification grants its skill."""
+    csv_file = configured_up.data_dir / "extra.csv"
+    csv_file.write_text(f"employee_id,course_id,completed_on\nE77,{EXTRA_COURSE},2025-06-01\n")
+    published = _cli("publish", str(csv_file), env=configured_up.env)
+    assert published.returncode == 0, published.stderr
+    assert published.stdout.startswith("1 accepted, 0 rejected; sent 1: 1 new")
+    url = f"{configured_up.certification}/v1/employees/E77"
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        status, body = http_json(url, token=TOKEN)
+        if status == 200 and body["skills"]:
+            break
+        time.sleep(0.2)
+    assert status == 200, body
+    assert [(s["skill"], s["course_id"]) for s in body["skills"]] == [("dx-basics", EXTRA_COURSE)]
+    letters = _cli("dlq", "list", env=configured_up.env | {"COLUMNS": "200"})
+    assert letters.returncode == 0, letters.stderr
+    assert "0 dead letters" in letters.stdout
+
+
+def test_progress_with_a_wrong_token_says_so_in_one_line(configured_up: ConfiguredUp) -> None:
+    """`dxtalent progress` with a token the services do not have exits 1 with one line; with
+    the right one it prints the table."""
+    wrong = _cli(
+        "progress", "--fiscal-year", "2025", env=configured_up.env | {"DXT_API_TOKEN": "x"}
+    )
+    assert wrong.returncode == 1
+    assert wrong.stderr.strip().splitlines() == [
+        "error: the reporting service refused the token (401 at "
+        f"{configured_up.reporting}/v1/progress?fiscal_year=2025); set DXT_API_TOKEN to the "
+        "token the services were started with"
+    ]
+    right = _cli("progress", "--fiscal-year", "2025", env=configured_up.env | {"COLUMNS": "200"})
+    assert right.returncode == 0, right.stderr
+    assert "令和7年度" in right.stdout
+
+
+def test_publish_sends_the_accepted_facts_and_exits_1_for_the_rejected(
+    configured_up: ConfiguredUp,
+) -> None:
+    """A CSV with a good row and a row the catalog refuses: the good one is sent, the bad one
+    is named with its reason, and the exit status is 1; the same file again sends nothing new."""
+    csv_file = configured_up.data_dir / "mixed.csv"
+    csv_file.write_text(
+        "employee_id,course_id,completed_on\nE78,DX-101,2025-06-01\nE78,NOPE,2025-06-02\n"
+    )
+    first = _cli("publish", str(csv_file), env=configured_up.env)
+    assert first.returncode == 1
+    assert first.stdout.strip() == "1 accepted, 1 rejected; sent 1: 1 new, 0 already received"
+    rejected, summary = first.stderr.strip().splitlines()
+    assert rejected.startswith("rejected row 3: data.course_id: unknown course 'NOPE'")
+    assert summary.startswith("error: 1 rejected; fix them and publish the file again")
+    again = _cli("publish", str(csv_file), env=configured_up.env)
+    assert again.stdout.strip() == "1 accepted, 1 rejected; sent 1: 0 new, 1 already received"
+
+
+def test_redriving_a_dead_letter_that_is_not_there_says_so(configured_up: ConfiguredUp) -> None:
+    """`dlq redrive --seq 999999` with no such dead letter exits 1 naming it; nothing moves."""
+    result = _cli("dlq", "redrive", "--seq", "999999", env=configured_up.env)
+    assert result.returncode == 1
+    assert result.stderr.strip().splitlines() == [
+        "error: no dead letter with sequence 999999; `dxtalent dlq list` shows the sequences "
+        "there are (nothing was re-driven)"
+    ]
+
+
+def test_progress_with_a_date_the_service_refuses_names_the_parameter(
+    configured_up: ConfiguredUp,
+) -> None:
+    """`dxtalent progress --as-of 2025-02-30` exits 1 with the service's reason in one line."""
+    result = _cli(
+        "progress", "--fiscal-year", "2025", "--as-of", "2025-02-30", env=configured_up.env
+    )
+    assert result.returncode == 1
+    [line] = result.stderr.strip().splitlines()
+    assert line.startswith(
+        "error: the reporting service refused the request: as_of: as_of must be a calendar date"
+    )
+
+
+def test_publish_to_a_nats_without_the_streams_says_to_start_the_system(
+    server_urls: ServerUrls, tmp_path: Path
+) -> None:
+    """A NATS server on which no service has run (no DX_INBOUND under the prefix): publish
+    exits 1 saying so instead of a JetStream traceback."""
+    prefix = unique_token()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DXT_")} | {
+        "DXT_NATS_URL": server_urls.nats_url,
+        "DXT_PREFIX": prefix,
+        "DXT_DATA_DIR": str(tmp_path),
+    }
+    csv_file = tmp_path / "facts.csv"
+    csv_file.write_text("employee_id,course_id,completed_on\nE1,DX-101,2025-06-01\n")
+    result = _cli("publish", str(csv_file), env=env)
+    assert result.returncode == 1
+    assert result.stderr.strip().splitlines() == [
+        f"error: NATS at {server_urls.nats_url} has no stream for {prefix}.dx.inbound.>: no "
+        "service has run on it yet (or DXT_PREFIX differs); start the system with `dxtalent up` "
+        "first"
+    ]

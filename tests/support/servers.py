@@ -1,6 +1,6 @@
 """pytest fixtures for real servers: the machine's when `DXT_TEST_*` is set, else embedded.
 
-Order of preference (architecture.md, "Tests"): `DXT_TEST_NATS_URL` / `DXT_TEST_DATABASE_URL`
+Order of preference (docs/architecture.md): `DXT_TEST_NATS_URL` / `DXT_TEST_DATABASE_URL`
 when set, else testcontainers when a Docker engine answers, else the embedded servers from
 PyPI wheels. Every test gets its own database schema and its own stream/subject prefix.
 Fault-injection tests take `own_nats` / `own_postgres`: servers of their own to stop and start.

@@ -1,4 +1,4 @@
-"""The CloudEvents 1.0 envelope in structured JSON mode (contract.md, "Envelope")."""
+"""The CloudEvents 1.0 envelope in structured JSON mode (docs/contract.md, "Envelope")."""
 
 from __future__ import annotations
 

@@ -29,7 +29,7 @@ class EmployeeUpserted(Model):
 
 
 class EmployeeLeft(Model):
-    """The employee left the city's employment on `left_on` (their last day)."""
+    """The employee left the city's employment on `left_on`: the first day they are no longer employed."""
 
     employee_id: Identifier
     left_on: CalendarDate

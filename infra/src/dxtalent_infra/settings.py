@@ -3,15 +3,19 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
 class Settings(BaseSettings):
     """Configuration of a dxtalent process. Nothing connects when this is built."""
 
-    model_config = SettingsConfigDict(env_prefix="DXT_", extra="ignore", frozen=True)
+    # an empty variable is an unset one: compose passes `${DXT_CATALOG:-}` through as ""
+    model_config = SettingsConfigDict(
+        env_prefix="DXT_", extra="ignore", frozen=True, env_ignore_empty=True
+    )
 
     nats_url: str | None = Field(default=None, description="NATS server; unset = embedded")
     database_url: str | None = Field(default=None, description="PostgreSQL DSN; unset = embedded")
@@ -30,9 +34,15 @@ class Settings(BaseSettings):
     batch_size: int = Field(default=500, ge=1, le=10_000)
     max_deliver: int = Field(default=5, ge=1)
     relay_poll_interval_s: float = Field(default=1.0, gt=0)
-    log_level: str = "info"
+    log_level: Literal["debug", "info", "warning", "error", "critical"] = "info"
     log_json: bool = True
     nats_user: str | None = None
     nats_password: SecretStr | None = None
     nats_creds: Path | None = None
     nats_tls_ca: Path | None = None
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _lower_case_level(cls, value: object) -> object:
+        """DXT_LOG_LEVEL=INFO and =info are the same; an unknown level is refused."""
+        return value.lower() if isinstance(value, str) else value

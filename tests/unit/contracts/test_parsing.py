@@ -24,7 +24,7 @@ from dxtalent_contracts.types import ID_PATTERN
 JST = dt.timezone(dt.timedelta(hours=9))
 COMPLETED: Final = "dxtalent.lms.CourseCompleted.v1"
 
-#: The example of contract.md, "Envelope".
+#: The envelope example of docs/contract.md.
 CONTRACT_EXAMPLE: dict[str, Any] = {
     "specversion": "1.0",
     "id": "0b6f7c7e-2a51-4c55-9a0e-6d8d3c7a1f20",
@@ -52,7 +52,7 @@ def _rejected(raw: bytes) -> Rejection:
 
 
 def test_the_contract_example_parses_into_a_typed_completion() -> None:
-    """The envelope example of contract.md is a CourseCompletedEvent with typed data."""
+    """The envelope example of docs/contract.md is a CourseCompletedEvent with typed data."""
     event = parse_inbound(json.dumps(CONTRACT_EXAMPLE).encode())
     assert isinstance(event, CourseCompletedEvent)
     assert event.data == CourseCompleted(

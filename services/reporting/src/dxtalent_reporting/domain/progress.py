@@ -4,7 +4,7 @@
 employed then (never left, or left after the report date). "Exactly at level N" = the highest
 level held on the report date is N. Staff who left are counted apart (`left`).
 
-Decisions where domain.md is silent:
+Decisions where the rules (docs/rules.md) are silent:
 - A department's report uses the city-wide target of the catalog, so its percent is the share
   of the city's target that department contributes.
 - An employee without any record counts in department "unknown"; an employee whose records
