@@ -23,7 +23,7 @@ from typing import cast
 
 from dxtalent_contracts.catalog import Catalog
 from dxtalent_contracts.envelope import CloudEvent, Model
-from dxtalent_contracts.fiscal import fiscal_year_end, fiscal_year_of, fiscal_year_start
+from dxtalent_contracts.fiscal import JST, fiscal_year_end, fiscal_year_of, fiscal_year_start
 from dxtalent_contracts.inbound import (
     CompletionVoided,
     CompletionVoidedEvent,
@@ -43,7 +43,6 @@ from dxtalent_contracts.inbound import (
 )
 from dxtalent_contracts.registry import build_event, type_name
 
-JST = dt.timezone(dt.timedelta(hours=9), "JST")
 NAMESPACE = uuid.UUID("6f1d3a52-0c1e-5b7a-9a43-2d1f8e7c4b90")
 EQUIVALENCE_FISCAL_YEAR = 2024
 FY2024_TRAINEES = 60

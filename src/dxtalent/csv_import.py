@@ -23,13 +23,13 @@ from dataclasses import dataclass, field
 
 from pydantic import ValidationError
 
+from dxtalent_contracts.fiscal import JST
 from dxtalent_contracts.inbound import CourseCompleted, CourseCompletedEvent
 from dxtalent_contracts.registry import build_event
 
 REQUIRED_COLUMNS = ("employee_id", "course_id", "completed_on")
 OPTIONAL_COLUMNS = ("event_id", "source")
 NAMESPACE = uuid.UUID("3b8f0a61-6a0e-5d0c-8f4e-5c7e2a9b1d47")
-JST = dt.timezone(dt.timedelta(hours=9), "JST")
 _DATE = re.compile(r"^(\d{4})[-/](\d{1,2})[-/](\d{1,2})$")
 
 

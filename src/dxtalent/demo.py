@@ -31,6 +31,7 @@ from dxtalent.nats_tools import publish_raw
 from dxtalent.report import fetch_progress, progress_table
 from dxtalent.stack import LocalStack, http_json, running_stack
 from dxtalent_contracts.catalog import Catalog, load_catalog
+from dxtalent_contracts.fiscal import fiscal_year_end
 from dxtalent_contracts.inbound import InboundEvent
 
 #: The demo's city; the end-to-end tests replay exactly this scenario, shuffled and duplicated.
@@ -84,9 +85,13 @@ def run_demo(console: Console, *, staff: int, seed: int, keep_data: bool) -> Non
             processed_s = time.monotonic() - fed
             years = range(catalog.plan.first_fiscal_year, catalog.plan.last_fiscal_year + 1)
             reporting = stack.services["reporting"].base_url
-            bodies = [fetch_progress(reporting, fy) for fy in years]
+            # Each year at its end: the generated city's facts run through the whole plan.
+            ends = {fy: fiscal_year_end(fy).isoformat() for fy in years}
+            bodies = [fetch_progress(reporting, fy, as_of=ends[fy]) for fy in years]
             by_department = [
-                http_json(f"{reporting}/v1/progress/departments?fiscal_year={fy}")[1]
+                http_json(f"{reporting}/v1/progress/departments?fiscal_year={fy}&as_of={ends[fy]}")[
+                    1
+                ]
                 for fy in years
             ]
         console.print(progress_table(bodies))

@@ -27,6 +27,7 @@ from dxtalent.stack import LocalStack, running_stack
 from dxtalent_contracts.catalog import load_catalog
 from dxtalent_contracts.envelope import CloudEvent
 from dxtalent_contracts.events import LevelCertifiedEvent
+from dxtalent_contracts.fiscal import JST
 from dxtalent_contracts.inbound import (
     CourseCompleted,
     CourseCompletedEvent,
@@ -38,11 +39,10 @@ from dxtalent_contracts.inbound import (
 from dxtalent_contracts.registry import build_event
 
 SOURCE = "urn:bench:lms"
-_JST = dt.timezone(dt.timedelta(hours=9))
 
 
 def _event(cls: type[CloudEvent], data: object, employee: str) -> bytes:
-    time = dt.datetime(2025, 6, 1, 9, tzinfo=_JST)
+    time = dt.datetime(2025, 6, 1, 9, tzinfo=JST)
     event = build_event(
         cls, event_id=str(uuid.uuid4()), source=SOURCE, data=data, subject=employee, time=time
     )

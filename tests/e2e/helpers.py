@@ -20,6 +20,7 @@ from dxtalent.expected import (
 )
 from dxtalent.stack import LocalStack, http_json
 from dxtalent_contracts.catalog import Catalog
+from dxtalent_contracts.fiscal import fiscal_year_end
 from dxtalent_contracts.inbound import InboundEvent
 from dxtalent_infra.topology import EVENTS, Topology
 
@@ -85,7 +86,9 @@ def assert_matches_core(stack: LocalStack, catalog: Catalog, facts: Sequence[Inb
     oracle = expected_progress(catalog, facts, years)
     reporting = stack.services["reporting"].base_url
     for fy in years:
-        status, body = http_json(f"{reporting}/v1/progress?fiscal_year={fy}")
+        # the oracle is at each year's end; the service's default is today while a year runs
+        end = fiscal_year_end(fy).isoformat()
+        status, body = http_json(f"{reporting}/v1/progress?fiscal_year={fy}&as_of={end}")
         assert status == 200, body
         got_rows = [
             (r["level"], r["target"], r["reached"], r["exactly"], r["percent"])
@@ -102,7 +105,9 @@ def assert_matches_core(stack: LocalStack, catalog: Catalog, facts: Sequence[Inb
             for lv in oracle[fy].levels
         ]
         assert sorted(got_rows) == sorted(want_rows), (fy, got_rows, want_rows)
-        status, body = http_json(f"{reporting}/v1/progress/departments?fiscal_year={fy}")
+        status, body = http_json(
+            f"{reporting}/v1/progress/departments?fiscal_year={fy}&as_of={end}"
+        )
         assert status == 200, body
         as_of = dt.date.fromisoformat(body["as_of"])
         by_department = department_counts(expected_departments(catalog, facts, fy, as_of))

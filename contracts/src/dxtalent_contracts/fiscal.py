@@ -6,6 +6,14 @@ import datetime as dt
 
 _REIWA_FIRST_YEAR = 2019  # 令和元年 began on 2019-05-01; FY2019 is 令和元年度
 
+#: Japan Standard Time. A date without a zone is a Japan calendar date (docs/contract.md).
+JST = dt.timezone(dt.timedelta(hours=9), "JST")
+
+
+def japan_date(moment: dt.datetime) -> dt.date:
+    """The Japan calendar date of an aware moment: 2026-03-31T15:00Z is 2026-04-01 in Japan."""
+    return moment.astimezone(JST).date()
+
 
 def fiscal_year_of(day: dt.date) -> int:
     """The fiscal year a date falls in: 2026-03-31 is FY2025, 2026-04-01 is FY2026."""

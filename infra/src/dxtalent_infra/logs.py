@@ -4,8 +4,23 @@ from __future__ import annotations
 
 import logging
 import sys
+from typing import TextIO, cast
 
 import structlog
+
+
+class _CurrentStderr:
+    """`sys.stderr` as it is when a line is written, not when logging was configured: a test
+    runner (or an embedding program) may swap the stream and close the old one."""
+
+    def write(self, text: str) -> int:
+        return sys.stderr.write(text)
+
+    def flush(self) -> None:
+        sys.stderr.flush()
+
+
+_STDERR = cast(TextIO, _CurrentStderr())  # all PrintLogger and StreamHandler call
 
 
 def configure_logging(level: str = "info", json: bool = True) -> None:
@@ -22,11 +37,11 @@ def configure_logging(level: str = "info", json: bool = True) -> None:
     structlog.configure(
         processors=[*shared, structlog.processors.format_exc_info, renderer],
         wrapper_class=structlog.make_filtering_bound_logger(numeric),
-        logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
+        logger_factory=structlog.PrintLoggerFactory(file=_STDERR),
         cache_logger_on_first_use=True,
     )
     logging.basicConfig(
         level=max(numeric, logging.WARNING),
-        stream=sys.stderr,
+        stream=_STDERR,
         format="%(name)s %(levelname)s %(message)s",
     )

@@ -29,7 +29,7 @@ from dxtalent_contracts.events import (
     LeaderNominatedRecordedEvent,
     LeaderNominationRecorded,
 )
-from dxtalent_contracts.fiscal import fiscal_year_of
+from dxtalent_contracts.fiscal import JST, fiscal_year_of
 from dxtalent_contracts.inbound import CompletionVoided, EmployeeUpserted
 from dxtalent_contracts.registry import type_name
 from dxtalent_infra.eventstore import PostgresEventStore
@@ -37,7 +37,6 @@ from dxtalent_infra.records import RecordedEvent
 from dxtalent_infra.topology import DEADLETTER, EVENTS, Topology
 from tests.support.polling import eventually
 
-JST = dt.timezone(dt.timedelta(hours=9))
 SOURCE = "urn:hirakata:dxtalent:enrollment"
 TOKEN = "test-token"
 L1_COURSES = (

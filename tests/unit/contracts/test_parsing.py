@@ -11,6 +11,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from dxtalent_contracts.envelope import CloudEvent
+from dxtalent_contracts.fiscal import JST
 from dxtalent_contracts.inbound import CourseCompleted, CourseCompletedEvent
 from dxtalent_contracts.registry import (
     ALL_EVENT_CLASSES,
@@ -21,7 +22,6 @@ from dxtalent_contracts.registry import (
 )
 from dxtalent_contracts.types import ID_PATTERN
 
-JST = dt.timezone(dt.timedelta(hours=9))
 COMPLETED: Final = "dxtalent.lms.CourseCompleted.v1"
 
 #: The envelope example of docs/contract.md.

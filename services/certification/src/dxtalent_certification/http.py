@@ -25,11 +25,10 @@ from dxtalent_certification.views import (
     category_view,
     employee_view,
 )
+from dxtalent_contracts.fiscal import japan_date
 from dxtalent_contracts.types import ID_PATTERN
 from dxtalent_infra.http_api import INVALID, ErrorBody, v1_router
 from dxtalent_infra.runtime import ServiceContext
-
-JST = dt.timezone(dt.timedelta(hours=9), "JST")
 
 EmployeeId = Annotated[
     str, Path(pattern=ID_PATTERN, description="employee id", examples=["E000123"])
@@ -55,12 +54,12 @@ def routes(ctx: ServiceContext) -> APIRouter:
                 detail=f"employee {employee_id!r} is unknown: no enrollment fact about them "
                 "has been applied yet",
             )
-        return employee_view(ctx.catalog, row, dt.datetime.now(JST).date())
+        return employee_view(ctx.catalog, row, japan_date(dt.datetime.now(dt.UTC)))
 
     @router.get("/categories")
     async def get_categories() -> CategoriesView:
         """Staff-category compliance: members, compliant members, what the others lack."""
-        day = dt.datetime.now(JST).date()
+        day = japan_date(dt.datetime.now(dt.UTC))
         staff = []
         async with ctx.pool.acquire() as proxy:
             conn = cast(asyncpg.Connection, proxy)

@@ -7,7 +7,7 @@
 
 Parameters: `fiscal_year` 2019–2100 (the label is in the 令和 era, which began in FY2019); a
 year the catalog sets no target for is answered with `target`/`percent` null. `as_of`
-(YYYY-MM-DD, default the fiscal year's last day) is the state on that date as known now
+(YYYY-MM-DD; default today while the year runs, else its last day) is the state on that date as known now
 (see `readmodel`); it must lie inside the fiscal year (`queries.report_date`). Bad parameters
 get 422 naming the parameter (`dxtalent_infra.http_api`); a database that does not answer
 gets 503.
@@ -26,7 +26,7 @@ import structlog
 from fastapi import APIRouter, Depends, HTTPException, Query, Response
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
-from dxtalent_contracts.fiscal import reiwa_label
+from dxtalent_contracts.fiscal import japan_date, reiwa_label
 from dxtalent_contracts.types import ID_PATTERN
 from dxtalent_infra.http_api import INVALID, ErrorBody, invalid_parameter, v1_router
 from dxtalent_infra.runtime import ServiceContext
@@ -118,7 +118,7 @@ AsOfParam = Annotated[
     dt.date | None,
     BeforeValidator(_calendar_date),
     Query(
-        description="report date (YYYY-MM-DD) inside the fiscal year; default its last day",
+        description="report date (YYYY-MM-DD) inside the fiscal year; default: today (Japan) while the year runs, else its last day",
         examples=["2025-09-30"],
     ),
 ]
@@ -136,7 +136,8 @@ def report_period(fiscal_year: FiscalYearParam, as_of: AsOfParam = None) -> Repo
     """The request's fiscal year and report date; 422 naming the year's days when `as_of` is
     outside the year."""
     try:
-        return ReportPeriod(fiscal_year, report_date(fiscal_year, as_of))
+        today = japan_date(dt.datetime.now(dt.UTC))
+        return ReportPeriod(fiscal_year, report_date(fiscal_year, as_of, today))
     except ValueError as exc:
         raise invalid_parameter("query", "as_of", str(exc), str(as_of)) from exc
 

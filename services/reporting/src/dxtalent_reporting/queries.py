@@ -33,14 +33,15 @@ class ReportData:
     department_names: Mapping[str, str] = field(default_factory=dict)
 
 
-def report_date(fiscal_year: int, as_of: dt.date | None) -> dt.date:
-    """The date a report of `fiscal_year` is for: `as_of`, by default the year's last day.
+def report_date(fiscal_year: int, as_of: dt.date | None, today: dt.date) -> dt.date:
+    """The date a report of `fiscal_year` is for: `as_of`; by default `today` while the year
+    runs, else the year's last day (a past year's outcome, a coming year's plan).
 
     A date outside the fiscal year raises `ValueError` naming the year's first and last day.
     """
     first, last = fiscal_year_start(fiscal_year), fiscal_year_end(fiscal_year)
     if as_of is None:
-        return last
+        return today if first <= today <= last else last
     if not first <= as_of <= last:
         raise ValueError(
             f"as_of {as_of} is outside {reiwa_label(fiscal_year)} (FY{fiscal_year}): "
