@@ -108,7 +108,7 @@ def verify(
         status_of,
     )
 
-    token = token_of(read_input(file), file)
+    token = token_of(read_input(file) if file == "-" else fetch_text(file, "credential"), file)
     unverified = _unverified_claims(token, file)
     keys = keys or f"{unverified['iss'].rstrip('/')}/.well-known/jwks.json"
     jwks = jwks_of(fetch_text(keys, "issuer's keys"), keys)
