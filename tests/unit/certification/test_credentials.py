@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+from pathlib import Path
 from typing import Any
 
 import jwt
@@ -11,6 +12,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.asymmetric.rsa import generate_private_key
 
+from dxtalent_certification.credentials import CredentialSettingsError, credential_issuer
 from dxtalent_certification.domain.badges import achievement, credential_id, level_credential
 from dxtalent_certification.domain.issuer import Issuer
 from dxtalent_certification.domain.status_list import (
@@ -24,6 +26,7 @@ from dxtalent_certification.vcjwt import CredentialKeyError, Signer
 from dxtalent_certification.verification import check_issuer, check_signature, check_status
 from dxtalent_contracts.catalog import Catalog, load_catalog
 from dxtalent_contracts.events import Evidence, LevelCertified
+from dxtalent_infra.settings import Settings
 
 pytestmark = pytest.mark.unit
 
@@ -240,3 +243,25 @@ def test_the_default_catalog_names_every_skill_and_level_in_english(catalog: Cat
     assert [
         r.level for r in catalog.levels if None in (r.name_en, r.description, r.description_en)
     ] == []
+
+
+def test_credentials_are_off_without_settings_and_refused_half_configured(
+    catalog: Catalog, tmp_path: Path
+) -> None:
+    """No DXT_CREDENTIAL_*: no issuer. One of the two, or a key file that is not there: an
+    error naming the setting or the file."""
+    key = tmp_path / "key.pem"
+    key.write_bytes(_pem(Ed25519PrivateKey.generate()))
+    assert credential_issuer(Settings(), catalog, "s") is None
+    with pytest.raises(CredentialSettingsError, match=r"^DXT_CREDENTIAL_ISSUER is unset"):
+        credential_issuer(Settings(credential_key_file=key), catalog, "s")
+    with pytest.raises(CredentialSettingsError, match=r"^DXT_CREDENTIAL_KEY_FILE is unset"):
+        credential_issuer(Settings(credential_issuer="https://x.jp"), catalog, "s")
+    missing = Settings(credential_key_file=tmp_path / "none.pem", credential_issuer="https://x.jp")
+    with pytest.raises(CredentialSettingsError, match=r"none\.pem: cannot read the key"):
+        credential_issuer(missing, catalog, "s")
+    issuer = credential_issuer(
+        Settings(credential_key_file=key, credential_issuer="https://x.jp/"), catalog, "s"
+    )
+    assert issuer is not None
+    assert (issuer.issuer.id, issuer.signer.alg) == ("https://x.jp", "EdDSA")
