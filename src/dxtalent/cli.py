@@ -14,6 +14,8 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 from rich.console import Console
 
+from dxtalent.credential_cli import credential_app
+from dxtalent.employee_cli import employee_app
 from dxtalent.errors import UserError, UserErrorGroup, load_catalog_for, load_settings, read_input
 from dxtalent_infra.logs import configure_logging
 from dxtalent_infra.settings import Settings
@@ -34,6 +36,8 @@ dlq_app = typer.Typer(
 bench_app = typer.Typer(no_args_is_help=True, help="Benchmarks that print figures.")
 app.add_typer(dlq_app, name="dlq")
 app.add_typer(bench_app, name="bench")
+app.add_typer(credential_app, name="credential")
+app.add_typer(employee_app, name="employee")
 console = Console()
 
 STACK_FILE = "stack.json"

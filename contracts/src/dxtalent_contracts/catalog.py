@@ -60,6 +60,7 @@ class Skill(_Frozen):
     code: Code
     name: NonEmptyText
     area: Code
+    name_en: NonEmptyText | None = None  # English name, shown in portable credentials
 
 
 class LevelRule(_Frozen):
@@ -69,6 +70,10 @@ class LevelRule(_Frozen):
     name: NonEmptyText
     required: list[Code]
     duty: list[Code] = Field(default_factory=list)
+    # what a portable credential (Open Badges 3.0 Achievement) says of the level
+    name_en: NonEmptyText | None = None
+    description: NonEmptyText | None = None
+    description_en: NonEmptyText | None = None
 
 
 class Offered(_Frozen):

@@ -41,6 +41,14 @@ class Settings(BaseSettings):
     nats_creds: Path | None = None
     nats_tls_ca: Path | None = None
 
+    # portable credentials (Open Badges 3.0): issued only when both are set
+    credential_key_file: Path | None = Field(
+        default=None, description="PEM private key (Ed25519 or RSA) signing credentials"
+    )
+    credential_issuer: str | None = Field(
+        default=None, description="issuer id: public base URL of the certification service"
+    )
+
     @field_validator("log_level", mode="before")
     @classmethod
     def _lower_case_level(cls, value: object) -> object:

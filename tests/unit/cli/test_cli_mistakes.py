@@ -275,3 +275,20 @@ def test_a_corrupt_stack_file_says_to_delete_it() -> None:
     line = _one_error_line(_run("dlq", "list"))
     assert line.startswith("error: .dxtalent/stack.json cannot be read (")
     assert line.endswith("delete it, `dxtalent up` writes it again")
+
+
+def test_verify_a_missing_credential_file_is_one_line(tmp_path: Path) -> None:
+    """`credential verify` of a file that is not there: one line naming it, exit 1."""
+    result = _run("credential", "verify", str(tmp_path / "none.jwt"))
+    assert _one_error_line(result) == (
+        f"error: {tmp_path}/none.jwt: cannot read the credential: No such file or directory"
+    )
+
+
+def test_verify_a_file_that_is_not_a_jwt_is_one_line(tmp_path: Path) -> None:
+    """`credential verify` of a file without a VC-JWT says so in one line, exit 1."""
+    (tmp_path / "c.json").write_text('{"id": "x"}')
+    result = _run("credential", "verify", str(tmp_path / "c.json"))
+    assert _one_error_line(result) == (
+        f"error: {tmp_path}/c.json: JSON without a 'jwt' member; give the VC-JWT"
+    )

@@ -20,6 +20,7 @@ import asyncpg
 import structlog
 from prometheus_client import Counter
 
+from dxtalent_certification.credentials import credential_issuer
 from dxtalent_certification.domain.corrections import SentLedger, mark
 from dxtalent_certification.domain.decide import DomainChange, decide
 from dxtalent_certification.domain.facts import EmployeeFacts, Fact
@@ -109,6 +110,8 @@ class CertificationHandler:
         self._store = ctx.store
         self._projection = PostgresEmployeeProjection(ctx.schema)
         self._duplicates = DUPLICATES.labels(service=ctx.name)
+        # portable credentials (None when not configured): see `credentials`
+        self._credentials = credential_issuer(ctx.settings, ctx.catalog, ctx.schema)
 
     async def __call__(self, conn: asyncpg.Connection, delivery: Delivery) -> None:
         """Handle one message inside the consumer's transaction on `conn`: a segment of one,
@@ -165,6 +168,8 @@ class CertificationHandler:
         if emitted:
             batches = [(f"employee-{emp}", None, events) for emp, events in emitted.items()]
             await self._store.append_many(batches, conn=conn)
+        if self._credentials is not None and recorded:  # same transaction as the events
+            await self._credentials.record(conn, recorded)
         for changes, events in recorded:
             _record(changes, events)
 

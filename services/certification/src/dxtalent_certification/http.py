@@ -17,6 +17,7 @@ from typing import Annotated, Any, cast
 import asyncpg
 from fastapi import APIRouter, HTTPException, Path
 
+from dxtalent_certification.credential_http import credential_routes
 from dxtalent_certification.domain.categories import category_statuses, staff_member
 from dxtalent_certification.projection import PostgresEmployeeProjection
 from dxtalent_certification.views import (
@@ -73,4 +74,4 @@ def routes(ctx: ServiceContext) -> APIRouter:
             categories=[category_view(s) for s in statuses],
         )
 
-    return router
+    return credential_routes(ctx, router)

@@ -10,6 +10,7 @@ dead-lettered on `dx.deadletter.certification` with its reason. HTTP: see `http`
 
 from __future__ import annotations
 
+from dxtalent_certification import credentials
 from dxtalent_certification.handler import certification_handler
 from dxtalent_certification.http import routes
 from dxtalent_certification.projection import COMPONENT, MIGRATIONS
@@ -29,6 +30,6 @@ SPEC = ServiceSpec(
             handler=certification_handler,
         ),
     ),
-    migrations=((COMPONENT, MIGRATIONS),),
+    migrations=((COMPONENT, MIGRATIONS), (credentials.COMPONENT, credentials.MIGRATIONS)),
     routes=routes,
 )
