@@ -1,8 +1,11 @@
-"""pytest fixtures for real servers: the machine's when `DXT_TEST_*` is set, else embedded.
+"""pytest fixtures for real servers, and where they come from.
 
-Order of preference (docs/architecture.md): `DXT_TEST_NATS_URL` / `DXT_TEST_DATABASE_URL`
-when set, else testcontainers when a Docker engine answers, else the embedded servers from
-PyPI wheels. Every test gets its own database schema and its own stream/subject prefix.
+Order of preference (docs/architecture.md, "Tests and their servers"): `DXT_TEST_NATS_URL` /
+`DXT_TEST_DATABASE_URL` when set; else containers through testcontainers when a Docker-API
+engine answers (`tests.support.containers`: host networking, loopback ports, images from
+`DXT_TEST_*_IMAGE`); else the embedded servers from PyPI wheels. A container that cannot start
+means embedded servers, with a `ContainerFallbackWarning` naming why; the terminal summary says
+where each server came from. Every test gets its own database schema and stream/subject prefix.
 Fault-injection tests take `own_nats` / `own_postgres`: servers of their own to stop and start.
 """
 
@@ -13,6 +16,7 @@ import os
 import shutil
 import tempfile
 import uuid
+import warnings
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,6 +27,7 @@ import pytest
 
 from dxtalent_infra.servers import EmbeddedNats, EmbeddedPostgres
 from dxtalent_infra.topology import ALL_STREAMS, Topology
+from tests.support import containers
 
 
 @dataclass(frozen=True)
@@ -31,53 +36,80 @@ class ServerUrls:
     database_url: str
 
 
-def _docker_answers() -> bool:
+class ContainerFallbackWarning(UserWarning):
+    """Containers were wanted (an engine answered) but did not start: embedded servers instead."""
+
+
+Embedded = EmbeddedNats | EmbeddedPostgres
+_URL_VARS = ("DXT_TEST_NATS_URL", "DXT_TEST_DATABASE_URL")
+SOURCES: list[str] = []
+"""Where this session's servers came from, one line each (printed in the terminal summary)."""
+
+
+def _from_containers(
+    stack: contextlib.ExitStack, want_nats: bool, want_pg: bool
+) -> ServerUrls | None:
+    """Container URLs for the servers wanted ("" for the others); None when containers are out."""
+    reason = containers.engine_unavailable()
+    if reason is not None:
+        SOURCES.append(f"no containers: {reason}")
+        return None
+    specs = [
+        spec()
+        for spec, wanted in ((containers.nats_spec, want_nats), (containers.postgres_spec, want_pg))
+        if wanted
+    ]
     try:
-        import docker
+        urls = {spec.what: containers.start(stack, spec) for spec in specs}
+    except containers.ContainerStartError as exc:
+        stack.close()
+        message = f"containers did not start, using embedded servers instead: {exc}"
+        SOURCES.append(message)
+        warnings.warn(ContainerFallbackWarning(message), stacklevel=2)
+        return None
+    SOURCES.extend(
+        f"{spec.what}: testcontainers, image {spec.image} at {spec.url}" for spec in specs
+    )
+    return ServerUrls(urls.get("NATS", ""), urls.get("PostgreSQL", ""))
 
-        docker.from_env().ping()
-    except Exception:
-        return False
-    return True
 
-
-def _containers(stack: contextlib.ExitStack) -> ServerUrls:
-    """NATS and PostgreSQL in containers, for machines with a Docker engine."""
-    from testcontainers.nats import NatsContainer
-    from testcontainers.postgres import PostgresContainer
-
-    nats_c = stack.enter_context(NatsContainer("nats:2.11", jetstream=True))
-    pg = stack.enter_context(PostgresContainer("postgres:17", driver=None))
-    return ServerUrls(nats_c.nats_uri(), pg.get_connection_url())
+def _embedded(started: list[Embedded], what: str, server: Embedded) -> str:
+    started.append(server.start())
+    SOURCES.append(f"{what}: embedded at {server.url}")
+    return server.url
 
 
 @pytest.fixture(scope="session")
-def server_urls(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerUrls]:
+def server_urls() -> Iterator[ServerUrls]:
     """URLs of one NATS and one PostgreSQL server shared by the session (isolated per test)."""
     nats_url = os.environ.get("DXT_TEST_NATS_URL")
     database_url = os.environ.get("DXT_TEST_DATABASE_URL")
-    started: list[EmbeddedNats | EmbeddedPostgres] = []
+    SOURCES.extend(f"{var}={os.environ[var]}" for var in _URL_VARS if os.environ.get(var))
+    started: list[Embedded] = []
     stack = contextlib.ExitStack()
-    if (nats_url is None or database_url is None) and _docker_answers():
-        urls = _containers(stack)
-        nats_url = nats_url or urls.nats_url
-        database_url = database_url or urls.database_url
     scratch = Path(tempfile.mkdtemp(prefix="dxt-test-servers-"))
     try:
-        if nats_url is None:
-            nats_server = EmbeddedNats(scratch / "nats").start()
-            started.append(nats_server)
-            nats_url = nats_server.url
-        if database_url is None:
-            pg = EmbeddedPostgres(scratch / "pg").start()
-            started.append(pg)
-            database_url = pg.url
+        if nats_url is None or database_url is None:
+            urls = _from_containers(stack, nats_url is None, database_url is None)
+            if urls is not None:
+                nats_url = nats_url or urls.nats_url
+                database_url = database_url or urls.database_url
+        nats_url = nats_url or _embedded(started, "NATS", EmbeddedNats(scratch / "nats"))
+        database_url = database_url or _embedded(
+            started, "PostgreSQL", EmbeddedPostgres(scratch / "pg")
+        )
         yield ServerUrls(nats_url, database_url)
     finally:
         for server in reversed(started):
             server.stop()
         stack.close()
         shutil.rmtree(scratch, ignore_errors=True)
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    """Say where this session's servers came from (nothing when no test needed one)."""
+    for line in SOURCES:
+        terminalreporter.write_line(f"test servers: {line}")
 
 
 @pytest.fixture

@@ -48,7 +48,7 @@ async def test_as_of_must_be_written_as_a_calendar_date(reporting: Reporting) ->
         assert response.status_code == 422, text
         [problem] = response.json()["detail"]
         assert problem["loc"] == ["query", "as_of"], text
-        assert "as_of" in response.json()["message"], text
+        assert "as_of must be a calendar date YYYY-MM-DD" in response.json()["message"], text
 
 
 async def test_the_openapi_document_says_what_each_parameter_accepts(

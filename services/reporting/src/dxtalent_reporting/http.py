@@ -108,10 +108,16 @@ DepartmentParam = Annotated[
 
 
 def _calendar_date(value: object) -> object:
-    """Only `YYYY-MM-DD`: pydantic alone would also read `0` or a datetime as a date."""
-    if isinstance(value, str) and not _ISO_DATE.fullmatch(value):
+    """Only a real `YYYY-MM-DD` date: pydantic alone would also read `0` or a datetime as a
+    date, and its message for 2025-02-30 does not say what to send."""
+    if not isinstance(value, str):
+        return value
+    if not _ISO_DATE.fullmatch(value):
         raise ValueError("as_of must be a calendar date YYYY-MM-DD")
-    return value
+    try:
+        return dt.date.fromisoformat(value)
+    except ValueError as exc:
+        raise ValueError(f"as_of must be a calendar date YYYY-MM-DD: {exc}") from None
 
 
 AsOfParam = Annotated[
