@@ -11,6 +11,7 @@ PACKAGES := src/dxtalent contracts/src/dxtalent_contracts infra/src/dxtalent_inf
             services/enrollment/src/dxtalent_enrollment \
             services/certification/src/dxtalent_certification \
             services/reporting/src/dxtalent_reporting
+EXAMPLES := examples/subscriber
 PYTEST_ARGS ?=
 
 .PHONY: test lint typecheck pytest unit integration e2e demo schemas bench-infra bench-e2e clean
@@ -30,7 +31,7 @@ lint: $(VENV)/.synced
 	$(BIN)/ruff format --check .
 
 typecheck: $(VENV)/.synced
-	$(BIN)/mypy $(PACKAGES) tests
+	$(BIN)/mypy $(PACKAGES) $(EXAMPLES) tests
 
 pytest: $(VENV)/.synced
 	$(BIN)/pytest $(PYTEST_ARGS)

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from typing import Annotated, Any, ClassVar, Literal
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, StringConstraints
+from pydantic import BaseModel, ConfigDict, StringConstraints
+
+from dxtalent_contracts.types import ZonedTimestamp
 
 CONTENT_TYPE = "application/cloudevents+json"
 
@@ -13,7 +15,11 @@ Source = Annotated[str, StringConstraints(min_length=1, max_length=500)]
 
 
 class Model(BaseModel):
-    """Base of every contract model: immutable, unknown fields refused, strict types."""
+    """Base of every contract model: immutable, unknown fields refused, strict types.
+
+    Strict, but dates and times given as text are read as JSON would read them, so decoded
+    JSON (a dict) validates exactly as the bytes it came from (`dxtalent_contracts.types`).
+    """
 
     model_config = ConfigDict(frozen=True, extra="forbid", strict=True)
 
@@ -33,7 +39,7 @@ class CloudEvent(Model):
     source: Source
     type: str
     subject: str | None = None
-    time: AwareDatetime | None = None
+    time: ZonedTimestamp | None = None
     datacontenttype: Literal["application/json"] = "application/json"
     causationid: EventId | None = None
     correlationid: EventId | None = None

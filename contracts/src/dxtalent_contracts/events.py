@@ -6,7 +6,6 @@ Fields beyond the contract's minimum are additive and documented on each model.
 
 from __future__ import annotations
 
-import datetime as dt
 from typing import Annotated, ClassVar, Literal
 
 from pydantic import Field
@@ -19,7 +18,7 @@ from dxtalent_contracts.inbound import (
     ImprovementCaseReported,
 )
 from dxtalent_contracts.subjects import DEADLETTER_INBOUND
-from dxtalent_contracts.types import CalendarDate, Code, FiscalYear, Identifier
+from dxtalent_contracts.types import CalendarDate, Code, Date, FiscalYear, Identifier, Timestamp
 
 Level = Annotated[int, Field(ge=1, le=3)]
 
@@ -133,7 +132,7 @@ class Evidence(Model):
 
     skill: Code
     course_id: Code
-    completed_on: dt.date
+    completed_on: Date
     event_id: EventId
 
 
@@ -202,7 +201,7 @@ class MessageRejected(Model):
     errors: list[FieldError]
     original_base64: str
     original_headers: dict[str, str]
-    received_at: dt.datetime
+    received_at: Timestamp
 
 
 class MessageRejectedEvent(CloudEvent):

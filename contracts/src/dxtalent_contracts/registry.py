@@ -1,14 +1,18 @@
-"""Every v1 event type in one place, and the parser that turns raw bytes into a typed event.
+"""Every v1 event type in one place, and the parsers that turn a message into a typed event.
 
-`parse_event(raw)` never raises on bad input: it returns a `Rejection` whose `reason` is one
-sentence a person can act on and whose `errors` name each field and its problem.
+`parse_event(raw)` takes the bytes, `parse_event_json(doc)` the decoded JSON (a dict, as a
+FastStream handler receives it); both accept and refuse the same messages. Neither raises on
+bad input: each returns a `Rejection` whose `reason` is one sentence a person can act on and
+whose `errors` name each field and its problem.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Annotated, Any, TypeVar
 
 from pydantic import Field, TypeAdapter, ValidationError
@@ -123,11 +127,8 @@ def _describe(errors: list[FieldError], what: str) -> str:
     return f"{what} is not valid: {shown}{more}."
 
 
-def _parse(raw: bytes, adapter: TypeAdapter[Any], known: set[str]) -> Any:
-    try:
-        doc = json.loads(raw)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        return Rejection(f"The message is not valid JSON: {exc}.")
+def _parse(doc: object, known: set[str], validate: Callable[[], Any]) -> Any:
+    """Decoded JSON into a typed event of a `known` type by `validate()`, or why not."""
     if not isinstance(doc, dict):
         return Rejection("The message is JSON but not an object; a CloudEvent is a JSON object.")
     etype, eid = doc.get("type"), doc.get("id")
@@ -142,23 +143,51 @@ def _parse(raw: bytes, adapter: TypeAdapter[Any], known: set[str]) -> Any:
             event_id=eid,
         )
     try:
-        return adapter.validate_json(raw)
+        return validate()
     except ValidationError as exc:
         errors = _field_errors(exc)
         what = f"Event {etype!r} {eid!r}" if eid else f"Event {etype!r}"
         return Rejection(_describe(errors, what), errors, etype, eid)
 
 
+def _parse_bytes(raw: bytes, adapter: TypeAdapter[Any], known: set[str]) -> Any:
+    try:
+        doc = json.loads(raw)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        return Rejection(f"The message is not valid JSON: {exc}.")
+    # the bytes themselves are validated, by pydantic's strict JSON mode: the wire's rules
+    return _parse(doc, known, lambda: adapter.validate_json(raw))
+
+
 _INBOUND_TYPES = {type_name(c) for c in INBOUND_EVENT_CLASSES}
+_ALL_TYPES = set(EVENT_CLASS_BY_TYPE)
 
 
 def parse_inbound(raw: bytes) -> InboundEvent | Rejection:
     """Raw bytes from `dx.inbound.>` into a typed inbound fact, or why not."""
-    result: InboundEvent | Rejection = _parse(raw, _inbound_adapter, _INBOUND_TYPES)
+    result: InboundEvent | Rejection = _parse_bytes(raw, _inbound_adapter, _INBOUND_TYPES)
+    return result
+
+
+def parse_inbound_json(doc: object) -> InboundEvent | Rejection:
+    """Decoded JSON (what `json.loads` returns) of an inbound fact into a typed one, or why not:
+    accepts and refuses exactly what `parse_inbound` does for the bytes `doc` was decoded from."""
+    validate = partial(_inbound_adapter.validate_python, doc)
+    result: InboundEvent | Rejection = _parse(doc, _INBOUND_TYPES, validate)
     return result
 
 
 def parse_event(raw: bytes) -> AnyEvent | Rejection:
     """Raw bytes of any v1 event (inbound, domain or dead letter) into a typed event, or why not."""
-    result: AnyEvent | Rejection = _parse(raw, _any_adapter, set(EVENT_CLASS_BY_TYPE))
+    result: AnyEvent | Rejection = _parse_bytes(raw, _any_adapter, _ALL_TYPES)
+    return result
+
+
+def parse_event_json(doc: object) -> AnyEvent | Rejection:
+    """Decoded JSON of any v1 event (e.g. what FastStream hands a handler) into a typed event,
+    or why not: accepts and refuses exactly what `parse_event` does for the bytes `doc` was
+    decoded from."""
+    result: AnyEvent | Rejection = _parse(
+        doc, _ALL_TYPES, partial(_any_adapter.validate_python, doc)
+    )
     return result

@@ -2,7 +2,7 @@
 
 Each event class names its subject (`nats_subject`); this module names the rest: the stream
 wildcards, the dead-letter subject of each consuming service and the inbound subject for
-messages whose type cannot be read. Code that publishes or subscribes uses these names, so the
+messages whose type cannot be read, and the three streams by name. Code that publishes or subscribes uses these names, so the
 AsyncAPI document (`schemagen`) and the test that checks it against the code read one list
 (docs/contract.md, "Subjects").
 """
@@ -35,3 +35,10 @@ DEADLETTER_BY_SERVICE: dict[str, str] = {
     "reporting": DEADLETTER_REPORTING,
 }
 """The dead-letter subject of each consuming service; each carries `MessageRejected` events."""
+
+STREAM_INBOUND = "DX_INBOUND"
+"""The stream that captures `INBOUND_ALL`."""
+STREAM_EVENTS = "DX_EVENTS"
+"""The stream that captures `EVENTS_ALL`: where a subscribing team binds its durable consumer."""
+STREAM_DEADLETTER = "DX_DEADLETTER"
+"""The stream that captures `DEADLETTER_ALL`."""
