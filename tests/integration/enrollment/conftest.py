@@ -84,9 +84,7 @@ async def intake(nats_url: str, database_url: str, topology: Topology) -> AsyncI
     stop = asyncio.Event()
     task = asyncio.create_task(run_service(SPEC, settings, stop))
     base_url = f"http://127.0.0.1:{port}"
-    http = httpx.AsyncClient(
-        base_url=base_url, headers={"Authorization": f"Bearer {INGEST_TOKEN}"}
-    )
+    http = httpx.AsyncClient(base_url=base_url, headers={"Authorization": f"Bearer {INGEST_TOKEN}"})
 
     async def alive() -> bool:
         return task.done() or (await http.get("/healthz")).status_code == 200
