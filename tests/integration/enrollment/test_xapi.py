@@ -11,7 +11,7 @@ import httpx
 
 from dxtalent_enrollment.xapi import SOURCE, fact_id
 from tests.integration.enrollment.conftest import INGEST_TOKEN, Intake
-from tests.integration.enrollment.statements import (
+from tests.support.xapi_statements import (
     PASSED,
     course_statement,
     new_id,
