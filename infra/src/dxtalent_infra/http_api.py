@@ -90,10 +90,13 @@ _BEARER = bearer_scheme(SECURITY_SCHEME, "DXT_API_TOKEN")
 
 def same_token(given: str, expected: SecretStr) -> bool:
     """Constant-time comparison of a token from a header with the configured one (header values
-    arrive decoded as latin-1: the bytes the client sent are compared)."""
-    return hmac.compare_digest(
-        given.encode("latin-1"), expected.get_secret_value().encode("utf-8")
-    )
+    arrive decoded as latin-1: the bytes the client sent are compared; a Basic password arrives
+    decoded as UTF-8)."""
+    try:
+        sent = given.encode("latin-1")
+    except UnicodeEncodeError:
+        sent = given.encode("utf-8")
+    return hmac.compare_digest(sent, expected.get_secret_value().encode("utf-8"))
 
 
 def bearer_guard(
@@ -101,6 +104,7 @@ def bearer_guard(
 ) -> Callable[..., Awaitable[None]]:
     """A dependency that lets a request through only with `Authorization: Bearer <token>`,
     `token` being the value of `setting`; OpenAPI declares it as `scheme`."""
+
     # a default, not an annotation: annotations are strings here and `scheme` is local
     async def guard(
         credentials: HTTPAuthorizationCredentials | None = Depends(scheme),  # noqa: B008

@@ -52,7 +52,7 @@ class Intake:
         """Every message on DX_INBOUND, in order: the event and its Nats-Msg-Id."""
         name = self.topology.stream(INBOUND.name)
         info = await self.js.stream_info(name)
-        out = []
+        out: list[tuple[dict[str, Any], str | None]] = []
         if not info.state.messages:
             return out
         for seq in range(info.state.first_seq, info.state.last_seq + 1):

@@ -9,15 +9,16 @@ import pytest
 from pydantic import ValidationError
 
 from dxtalent_contracts.catalog import load_catalog
+from dxtalent_contracts.inbound import CompletionVoidedEvent, CourseCompletedEvent
 from dxtalent_enrollment.domain import check_inbound
 from dxtalent_enrollment.xapi import (
     Received,
-    Statement,
     comparable,
     fact_id,
     facts_for,
     meaning,
 )
+from dxtalent_enrollment.xapi_model import Statement
 from tests.support.xapi_statements import (
     PASSED,
     course_statement,
@@ -37,6 +38,7 @@ def test_a_completed_statement_means_a_completion_on_the_japan_date() -> None:
     """16:30 UTC on June 11 is June 12 in Japan; the fact id comes from the statement id."""
     r = _received(course_statement("E000123"))
     [fact] = facts_for(CATALOG, [r], {r.id: r}, [])
+    assert isinstance(fact, CourseCompletedEvent)
     assert fact.id == fact_id(r.id)
     assert (fact.data.employee_id, fact.data.course_id) == ("E000123", "DX-101")
     assert fact.data.completed_on == dt.date(2025, 6, 12)
@@ -47,6 +49,7 @@ def test_without_a_timestamp_the_stored_time_dates_the_completion() -> None:
     """No timestamp: the day the service stored it (Japan date)."""
     doc = {k: v for k, v in course_statement("E1", verb=PASSED).items() if k != "timestamp"}
     [fact] = facts_for(CATALOG, [r := _received(doc)], {r.id: r}, [])
+    assert isinstance(fact, CourseCompletedEvent)
     assert fact.data.completed_on == dt.date(2025, 7, 1)
 
 
@@ -80,6 +83,7 @@ def test_a_void_names_the_completion_by_the_derived_id_in_either_order() -> None
         "dxtalent.lms.CompletionVoided.v1",
     ]
     [void] = facts_for(CATALOG, [v], {s.id: s}, [])
+    assert isinstance(void, CompletionVoidedEvent)
     assert void.id == fact_id(v.id)
     assert void.data.voided_event_id == fact_id(s.id) == both[0].id
 

@@ -16,7 +16,8 @@ from typing import Any
 
 import asyncpg
 
-from dxtalent_enrollment.xapi import Received, Statement
+from dxtalent_enrollment.xapi import Received
+from dxtalent_enrollment.xapi_model import Statement
 from dxtalent_infra.migrations import Migration, quote_ident
 
 COMPONENT = "xapi"

@@ -28,44 +28,39 @@ from fastapi.security import HTTPAuthorizationCredentials as Bearer
 from fastapi.security import HTTPBasic, HTTPBasicCredentials
 from pydantic import SecretStr, ValidationError
 
-from dxtalent_enrollment import xapi
 from dxtalent_enrollment.intake import (
     BEARER_SCHEME,
     SETTING,
-    TOO_LARGE,
-    UNAVAILABLE,
     closed_guard,
     read_body,
 )
 from dxtalent_enrollment.statements import StatementStore
+from dxtalent_enrollment.xapi_docs import (
+    CONFLICT,
+    ERRORS,
+    POST_BODY,
+    PUT_BODY,
+    VERSION,
+    VERSION_HEADER,
+    VERSION_PARAMETER,
+)
 from dxtalent_enrollment.xapi_intake import ConflictError, record
+from dxtalent_enrollment.xapi_model import Statement
 from dxtalent_infra.http_api import ErrorBody, bearer_scheme, same_token, validation_failed
 from dxtalent_infra.runtime import ServiceContext
 
 log = structlog.get_logger(__name__)
 
-VERSION = "1.0.3"
-VERSION_HEADER = "X-Experience-API-Version"
 _BEARER = bearer_scheme(BEARER_SCHEME, SETTING)
 _BASIC = HTTPBasic(
     auto_error=False, scheme_name="ingestBasic", description=f"any user, password {SETTING}"
 )
 StatementId = Annotated[uuid.UUID, Query(alias="statementId", description="the statement's id")]
-VERSION_PARAMETER = {
-    "parameters": [
-        {
-            "name": VERSION_HEADER,
-            "in": "header",
-            "required": True,
-            "schema": {"type": "string", "pattern": r"^1\.0(\.[0-9]+)?$", "example": VERSION},
-        }
-    ]
-}
 
 
 class XapiRoute(APIRoute):
     """Every answer, errors included, carries the xAPI version headers; a request the schema
-    refuses is 400 (xAPI), with the body every service gives a refused parameter."""
+    refuses is 400 (xAPI) with `{"detail": ...}` naming each refused parameter."""
 
     def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
         handler = super().get_route_handler()
@@ -74,8 +69,8 @@ class XapiRoute(APIRoute):
             try:
                 response = await handler(request)
             except RequestValidationError as exc:
-                response = await validation_failed(request, exc)
-                response.status_code = 400
+                refused = json.loads(bytes((await validation_failed(request, exc)).body))
+                response = JSONResponse({"detail": refused["message"]}, 400)
             except HTTPException as exc:
                 response = JSONResponse({"detail": exc.detail}, exc.status_code, exc.headers)
             response.headers[VERSION_HEADER] = VERSION
@@ -116,7 +111,7 @@ async def _version(request: Request) -> None:
         )
 
 
-def _statements(doc: Any) -> list[tuple[xapi.Statement, dict[str, Any]]]:
+def _statements(doc: Any) -> list[tuple[Statement, dict[str, Any]]]:
     """Each statement of a body, validated, with the statement as received."""
     docs = doc if isinstance(doc, list) else [doc]
     if not docs or not all(isinstance(d, dict) for d in docs):
@@ -124,7 +119,7 @@ def _statements(doc: Any) -> list[tuple[xapi.Statement, dict[str, Any]]]:
     out = []
     for i, d in enumerate(docs):
         try:
-            out.append((xapi.Statement.model_validate(d), d))
+            out.append((Statement.model_validate(d), d))
         except ValidationError as exc:
             first = exc.errors(include_url=False)[0]
             where = ".".join(map(str, first["loc"])) or "(statement)"
@@ -142,7 +137,7 @@ async def _body(request: Request) -> Any:
 async def _record(
     ctx: ServiceContext,
     store: StatementStore,
-    statements: list[tuple[str, xapi.Statement, dict[str, Any]]],
+    statements: list[tuple[str, Statement, dict[str, Any]]],
 ) -> None:
     ids = [i for i, _, _ in statements]
     if len(set(ids)) != len(ids):
@@ -151,20 +146,6 @@ async def _record(
         await record(ctx, store, statements)
     except ConflictError as exc:
         raise HTTPException(409, str(exc)) from None
-
-
-ERRORS: dict[int | str, dict[str, Any]] = {
-    400: {
-        "model": ErrorBody,
-        "description": "no or another X-Experience-API-Version, or a malformed statement",
-    },
-    401: {"model": ErrorBody, "description": f"no {SETTING} as Bearer or Basic password"},
-    **TOO_LARGE,
-    **UNAVAILABLE,
-}
-CONFLICT: dict[int | str, dict[str, Any]] = {
-    409: {"model": ErrorBody, "description": "a statement id already stored with other content"}
-}
 
 
 def xapi_router(ctx: ServiceContext) -> APIRouter:
@@ -183,7 +164,7 @@ def xapi_router(ctx: ServiceContext) -> APIRouter:
         status_code=204,
         dependencies=guarded,
         responses={**ERRORS, **CONFLICT},
-        openapi_extra=VERSION_PARAMETER,
+        openapi_extra=PUT_BODY,
     )
     async def put_statement(statement_id: StatementId, request: Request) -> Response:
         """Store one statement under `statementId`."""
@@ -200,7 +181,7 @@ def xapi_router(ctx: ServiceContext) -> APIRouter:
         "/statements",
         dependencies=guarded,
         responses={**ERRORS, **CONFLICT},
-        openapi_extra=VERSION_PARAMETER,
+        openapi_extra=POST_BODY,
     )
     async def post_statements(request: Request) -> list[str]:
         """Store a statement or an array of statements; their ids, in order."""
@@ -233,7 +214,7 @@ def xapi_router(ctx: ServiceContext) -> APIRouter:
     return router
 
 
-def _statements_one(doc: Any) -> list[tuple[xapi.Statement, dict[str, Any]]]:
+def _statements_one(doc: Any) -> list[tuple[Statement, dict[str, Any]]]:
     if not isinstance(doc, dict):
         raise HTTPException(400, "PUT stores one statement: a JSON object")
     return _statements(doc)

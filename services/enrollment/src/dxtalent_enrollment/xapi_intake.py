@@ -20,6 +20,7 @@ from dxtalent_enrollment import xapi
 from dxtalent_enrollment.domain import InboundProblem, check_inbound
 from dxtalent_enrollment.intake import INTAKE_EVENTS, publish_facts
 from dxtalent_enrollment.statements import StatementStore
+from dxtalent_enrollment.xapi_model import Statement
 from dxtalent_infra.runtime import ServiceContext
 
 log = structlog.get_logger(__name__)
@@ -67,7 +68,7 @@ def _log(
 async def record(
     ctx: ServiceContext,
     store: StatementStore,
-    statements: list[tuple[str, xapi.Statement, dict[str, Any]]],
+    statements: list[tuple[str, Statement, dict[str, Any]]],
 ) -> None:
     """Store (id, statement, as received) triples and publish their facts; `ConflictError` when an
     id is stored with other content."""
