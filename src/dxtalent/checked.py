@@ -1,9 +1,9 @@
 """What `dxtalent publish` sends: every fact of a file, checked first as enrollment checks it.
 
 Each fact is read (a JSON line, or a CSV row made into a CourseCompleted) and then put through
-the enrollment service's own check (`check_inbound`: the contract, then the catalog: unknown
-codes, dates outside a course's offering period, ...), so a fact the service would dead-letter
-is reported at once with the same reason, before sending.
+the enrollment service's own checks: the contract (`parse_inbound`) and the catalog
+(`catalog_problems`: unknown codes, dates outside a course's offering period, ...), so a fact
+the service would dead-letter is reported at once with the same problems, before sending.
 (The subject is not checked: publish sends each fact on its type's subject.)
 """
 
@@ -13,7 +13,8 @@ from dataclasses import dataclass, field
 
 from dxtalent.csv_import import numbered_json_lines, parse_completions_csv
 from dxtalent_contracts.catalog import Catalog
-from dxtalent_enrollment.domain import InboundProblem, check_inbound
+from dxtalent_contracts.registry import Rejection, parse_inbound
+from dxtalent_enrollment.domain import catalog_problems
 
 
 @dataclass(frozen=True)
@@ -46,8 +47,11 @@ def _read(
 
 def problem(catalog: Catalog, raw: bytes) -> str | None:
     """Why enrollment would refuse this fact, or None when it would accept it."""
-    checked = check_inbound(catalog, raw)
-    return checked.reason if isinstance(checked, InboundProblem) else None
+    parsed = parse_inbound(raw)
+    if isinstance(parsed, Rejection):
+        return parsed.reason
+    problems = catalog_problems(catalog, parsed)
+    return "; ".join(f"{p.field}: {p.problem}" for p in problems) or None
 
 
 def check_facts(catalog: Catalog, text: str, *, as_csv: bool, source: str) -> CheckedFacts:
