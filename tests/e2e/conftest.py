@@ -18,6 +18,9 @@ from dxtalent.stack import LocalStack
 from dxtalent_infra.topology import ALL_STREAMS, Topology
 from tests.support.servers import ServerUrls, unique_token
 
+INGEST_TOKEN = "e2e-ingest-token"
+"""The enrollment service's DXT_INGEST_TOKEN in these tests (its HTTP intake)."""
+
 
 async def _cleanup(urls: ServerUrls, topology: Topology) -> None:
     with contextlib.suppress(Exception):
@@ -44,7 +47,11 @@ def system(server_urls: ServerUrls) -> Iterator[LocalStack]:
         server_urls.nats_url,
         server_urls.database_url,
         prefix=topology.prefix,
-        extra_env={"DXT_RELAY_POLL_INTERVAL_S": "0.5", "DXT_LOG_LEVEL": "info"},
+        extra_env={
+            "DXT_RELAY_POLL_INTERVAL_S": "0.5",
+            "DXT_LOG_LEVEL": "info",
+            "DXT_INGEST_TOKEN": INGEST_TOKEN,
+        },
     )
     stack.start_services()
     try:

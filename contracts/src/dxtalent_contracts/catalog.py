@@ -6,6 +6,8 @@ headcount targets, under a policy version. `load_catalog(path)` refuses a malfor
 the file, the line and the reason (`CatalogError`).
 
 A course may declare the period it ran (`offered`): a completion dated outside it is bad input.
+A course may name the xAPI activities (IRIs) of the city's LMS that stand for it
+(`xapi_activities`): a statement that completes one of them is a completion of the course.
 """
 
 from __future__ import annotations
@@ -24,6 +26,10 @@ from dxtalent_contracts.types import CalendarDate, Code, FiscalYear, NonEmptyTex
 
 REIWA_FIRST_FISCAL_YEAR = 2019
 Track = Literal["L1", "L2", "L3", "staff", "FY2024"]
+#: An xAPI activity id: an absolute IRI (a scheme, a colon, no spaces), as the LMS sends it.
+ActivityIri = Annotated[
+    str, Field(pattern=r"^[A-Za-z][A-Za-z0-9+.-]*:[^\s]+$", min_length=3, max_length=2000)
+]
 DEFAULT_CATALOG = "hirakata-2025.yaml"
 
 
@@ -140,6 +146,7 @@ class Course(_Frozen):
     grants: list[Code] = Field(min_length=1)
     track: Track
     offered: Offered | None = None
+    xapi_activities: list[ActivityIri] = Field(default_factory=list)
 
     def offered_on(self, day: dt.date) -> bool:
         """Whether a completion dated `day` lies within the course's offering period."""
@@ -222,6 +229,11 @@ class Catalog(_Frozen):
         return {c.id: c for c in self.courses}
 
     @cached_property
+    def course_by_activity(self) -> dict[str, Course]:
+        """The course each xAPI activity id stands for."""
+        return {iri: c for c in self.courses for iri in c.xapi_activities}
+
+    @cached_property
     def skill_by_code(self) -> dict[str, Skill]:
         return {s.code: s for s in self.skills}
 
@@ -264,6 +276,24 @@ class Catalog(_Frozen):
         return sorted({t.fiscal_year for t in self.targets})
 
 
+def _activity_dupes(courses: list[Course]) -> list[Problem]:
+    """An xAPI activity named by two courses would make its completions ambiguous."""
+    owner: dict[str, str] = {}
+    out: list[Problem] = []
+    for i, course in enumerate(courses):
+        for j, iri in enumerate(course.xapi_activities):
+            if iri in owner:
+                out.append(
+                    (
+                        ("courses", i, "xapi_activities", j),
+                        f"xAPI activity {iri!r} is named by courses {owner[iri]!r} and "
+                        f"{course.id!r}; one activity stands for one course",
+                    )
+                )
+            owner.setdefault(iri, course.id)
+    return out
+
+
 def _reference_problems(cat: Catalog) -> list[Problem]:
     """Every duplicate definition and unresolved reference in a structurally valid catalog."""
     problems = [
@@ -272,6 +302,7 @@ def _reference_problems(cat: Catalog) -> list[Problem]:
         *_dupes("courses", [c.id for c in cat.courses], "course"),
         *_dupes("categories", [c.code for c in cat.categories], "category"),
         *_dupes("levels", [str(r.level) for r in cat.levels], "level"),
+        *_activity_dupes(cat.courses),
     ]
     numbers = [r.level for r in cat.levels]
     problems += [

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import hmac
 from collections.abc import Awaitable, Callable, Sequence
-from typing import Annotated, Any
+from typing import Any
 
 import structlog
 from fastapi import APIRouter, Depends, HTTPException, Request
@@ -69,36 +69,55 @@ INVALID: dict[int | str, dict[str, Any]] = {
 
 
 def _unauthorized(detail: str, error: str | None) -> HTTPException:
+    """401 with an RFC 6750 Bearer challenge naming what was wrong."""
     challenge = f'Bearer realm="{REALM}"'
     if error is not None:
         challenge += f', error="{error}", error_description="{detail}"'
     return HTTPException(401, detail, headers={"WWW-Authenticate": challenge})
 
 
-_BEARER = HTTPBearer(
-    auto_error=False,  # `bearer_guard` answers 401 with an RFC 6750 challenge itself
-    scheme_name=SECURITY_SCHEME,
-    description="the service's DXT_API_TOKEN",
-)
-Credentials = Annotated[HTTPAuthorizationCredentials | None, Depends(_BEARER)]
+def bearer_scheme(scheme_name: str, setting: str) -> HTTPBearer:
+    """The OpenAPI bearer security scheme `scheme_name`, whose token is the setting `setting`."""
+    return HTTPBearer(
+        auto_error=False,  # `bearer_guard` answers 401 with an RFC 6750 challenge itself
+        scheme_name=scheme_name,
+        description=f"the service's {setting}",
+    )
 
 
-def bearer_guard(token: SecretStr) -> Callable[..., Awaitable[None]]:
-    """A dependency that lets a request through only with `Authorization: Bearer <token>`."""
-    expected = token.get_secret_value().encode("utf-8")
+_BEARER = bearer_scheme(SECURITY_SCHEME, "DXT_API_TOKEN")
 
-    async def guard(credentials: Credentials) -> None:
+
+def same_token(given: str, expected: SecretStr) -> bool:
+    """Constant-time comparison of a token from a header with the configured one (header values
+    arrive decoded as latin-1: the bytes the client sent are compared; a Basic password arrives
+    decoded as UTF-8)."""
+    try:
+        sent = given.encode("latin-1")
+    except UnicodeEncodeError:
+        sent = given.encode("utf-8")
+    return hmac.compare_digest(sent, expected.get_secret_value().encode("utf-8"))
+
+
+def bearer_guard(
+    token: SecretStr, setting: str = "DXT_API_TOKEN", scheme: HTTPBearer = _BEARER
+) -> Callable[..., Awaitable[None]]:
+    """A dependency that lets a request through only with `Authorization: Bearer <token>`,
+    `token` being the value of `setting`; OpenAPI declares it as `scheme`."""
+
+    # a default, not an annotation: annotations are strings here and `scheme` is local
+    async def guard(
+        credentials: HTTPAuthorizationCredentials | None = Depends(scheme),  # noqa: B008
+    ) -> None:
         if credentials is None:
             raise _unauthorized(
-                "this query needs the header 'Authorization: Bearer <token>' "
-                "with the service's DXT_API_TOKEN",
+                "this request needs the header 'Authorization: Bearer <token>' "
+                f"with the service's {setting}",
                 error=None,
             )
-        # header values arrive decoded as latin-1: compare the bytes the client sent
-        given = credentials.credentials.encode("latin-1")
-        if not hmac.compare_digest(given, expected):
+        if not same_token(credentials.credentials, token):
             raise _unauthorized(
-                "the bearer token is not this service's DXT_API_TOKEN", error="invalid_token"
+                f"the bearer token is not this service's {setting}", error="invalid_token"
             )
 
     return guard

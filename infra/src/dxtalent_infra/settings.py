@@ -29,6 +29,10 @@ class Settings(BaseSettings):
         default=None, description="HTTP port; unset = per-service default"
     )
     api_token: SecretStr | None = Field(default=None, description="bearer token for /v1 queries")
+    ingest_token: SecretStr | None = Field(
+        default=None,
+        description="token of the HTTP intake (POST /v1/facts, /xapi); unset = intake closed",
+    )
     stream_replicas: int = Field(default=1, ge=1, le=5)
     duplicate_window_s: float = Field(default=600.0, gt=0)
     batch_size: int = Field(default=500, ge=1, le=10_000)

@@ -342,3 +342,34 @@ def test_parse_catalog_names_the_origin_it_is_given() -> None:
     """Text from elsewhere (an HTTP upload, a test) is named by the caller's origin."""
     with pytest.raises(CatalogError, match=r"^upload#3: invalid catalog"):
         parse_catalog("- just a list\n", "upload#3")
+
+
+def test_xapi_activities_map_to_their_course(tmp_path: Path) -> None:
+    """A course's xAPI activity ids find the course; the default catalog maps each course."""
+    text = MINOH.replace(
+        "track: L2}", 'track: L2, xapi_activities: ["https://lms.minoh.example/kintone"]}'
+    )
+    minoh = load_catalog(_write(tmp_path, text))
+    assert minoh.course_by_activity["https://lms.minoh.example/kintone"].id == "M-KIN"
+    hirakata = load_catalog()
+    assert all(len(c.xapi_activities) == 1 for c in hirakata.courses)
+
+
+def test_one_xapi_activity_named_by_two_courses_is_refused(tmp_path: Path) -> None:
+    """An activity of two courses would make its completions ambiguous: refused at the line."""
+    iri = 'xapi_activities: ["https://lms.minoh.example/x"]}'
+    text = MINOH.replace("track: L1}", f"track: L1, {iri}").replace(
+        "track: L2}", f"track: L2, {iri}"
+    )
+    message = _refused(tmp_path, text)
+    assert (
+        "courses.1.xapi_activities.0: xAPI activity 'https://lms.minoh.example/x' is named"
+        in message
+    )
+    assert "'M-BASE' and 'M-KIN'" in message
+
+
+def test_an_xapi_activity_must_be_an_iri(tmp_path: Path) -> None:
+    """An activity id without a scheme is refused."""
+    text = MINOH.replace("track: L2}", 'track: L2, xapi_activities: ["kintone course"]}')
+    assert "xapi_activities.0" in _refused(tmp_path, text)

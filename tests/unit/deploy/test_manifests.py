@@ -368,7 +368,7 @@ def test_every_nats_user_has_a_password_from_the_environment() -> None:
         ("enrollment", "dx.events.enrollment.course-completed", True),
         ("enrollment", "dx.deadletter.inbound", True),
         ("enrollment", "dx.events.certification.level-certified", False),
-        ("enrollment", "dx.inbound.completion", False),
+        ("enrollment", "dx.inbound.completion", True),  # its HTTP doors publish facts
         ("enrollment", "$JS.ACK.DX_INBOUND.enrollment.1.2.3.4.5.6", True),
         ("enrollment", "$JS.ACK.DX_EVENTS.certification.1.2.3.4.5.6", False),
         ("enrollment", "$JS.API.CONSUMER.CREATE.DX_INBOUND.enrollment.dx.inbound.>", True),

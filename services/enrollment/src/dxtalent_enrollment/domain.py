@@ -36,7 +36,7 @@ from dxtalent_contracts.inbound import (
     InboundEvent,
     LeaderNominatedEvent,
 )
-from dxtalent_contracts.registry import type_name
+from dxtalent_contracts.registry import Rejection, parse_inbound, type_name
 
 #: Namespace of the ids enrollment gives the facts it records: uuid5(source + id), so the
 #: same (source, id) twice is the same recorded event (the contract's idempotency key).
@@ -141,6 +141,18 @@ def inbound_problem(
         return None
     shown = "; ".join(f"{p.field}: {p.problem}" for p in problems[:3])
     return InboundProblem(f"Event {event.type!r} {event.id!r} is not valid: {shown}.", problems)
+
+
+def check_inbound(
+    catalog: Catalog, raw: bytes, subject: str | None = None
+) -> InboundEvent | InboundProblem:
+    """The one check of an inbound fact's bytes, whichever door they came through (NATS,
+    `dxtalent publish`, HTTP): the contract (`parse_inbound`), then `inbound_problem`. Returns
+    the typed fact, or why it cannot be accepted."""
+    parsed = parse_inbound(raw)
+    if isinstance(parsed, Rejection):
+        return InboundProblem(parsed.reason, parsed.errors)
+    return inbound_problem(catalog, parsed, subject) or parsed
 
 
 def subject_problem(event: InboundEvent, subject: str) -> str | None:

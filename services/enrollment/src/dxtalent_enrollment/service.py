@@ -17,6 +17,7 @@ from dxtalent_contracts import subjects
 from dxtalent_contracts.inbound import InboundEvent
 from dxtalent_contracts.registry import Rejection, parse_inbound
 from dxtalent_enrollment.domain import RecordedFact, inbound_problem, record
+from dxtalent_enrollment.http import MIGRATIONS, routes
 from dxtalent_infra.consumer import Delivery, RejectMessage
 from dxtalent_infra.metrics import DUPLICATES
 from dxtalent_infra.records import NewEvent
@@ -98,6 +99,8 @@ SPEC = ServiceSpec(
     name="enrollment",
     default_port=8081,
     publishes=True,
+    routes=routes,
+    migrations=MIGRATIONS,
     consumers=(
         ConsumerSpec(
             stream="DX_INBOUND",
