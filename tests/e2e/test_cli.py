@@ -91,7 +91,8 @@ def test_up_runs_everything_embedded_and_keeps_data_across_restarts(data_dir: Pa
     certification = f"http://127.0.0.1:{base + 1}"
     up = _up(data_dir, base, env)
     try:
-        _wait(f"{certification}/readyz")
+        for port in (base, base + 1, base + 2):  # enrollment declares DX_INBOUND when it starts
+            _wait(f"http://127.0.0.1:{port}/readyz")
         csv_file = data_dir / "completions.csv"
         csv_file.write_text(CSV, encoding="utf-8")
         published = _cli("publish", str(csv_file), env=env)
