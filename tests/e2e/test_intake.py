@@ -23,7 +23,7 @@ from tests.e2e.helpers import assert_matches_core
 from tests.support.xapi_statements import course_statement, voiding
 
 CATALOG = load_catalog()
-STAFF = 300
+STAFF = 3000  # the demo city, as `make demo` generates it
 #: The LMS's statement ids, derived from the city's fact ids so that voids can name them.
 LMS = uuid.UUID("5b8a7f0e-1c2d-4e3f-8a9b-0c1d2e3f4a5b")
 
