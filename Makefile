@@ -52,7 +52,7 @@ coverage: $(VENV)/.synced ## branch coverage of the pure domain core
 	  --cov=dxtalent_contracts --cov-branch --cov-report=term-missing
 
 demo: $(VENV)/.synced ## run the whole system on embedded servers and show the result
-	$(BIN)/dxtalent demo
+	$(BIN)/dxtalent demo $(DEMO_ARGS)
 
 bench-infra: $(VENV)/.synced ## event store / relay / consumer rates (prints figures)
 	$(BIN)/python -m dxtalent_infra.bench

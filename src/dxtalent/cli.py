@@ -311,12 +311,15 @@ def demo(
     staff: Annotated[int, typer.Option(min=1, help="how many staff the generated city has")] = 3000,
     seed: Annotated[int, typer.Option(help="seed of the generated city")] = 2025,  # demo.DEMO_*
     keep_data: Annotated[bool, typer.Option(help="keep the demo's data directory")] = False,
+    serve: Annotated[
+        bool, typer.Option(help="keep the system and its dashboard up until Ctrl-C")
+    ] = False,
 ) -> None:
     """Run the whole system on embedded servers, feed a generated city, print target progress."""
     from dxtalent.demo import run_demo
 
     configure_logging("warning", json=False)
-    run_demo(console, staff=staff, seed=seed, keep_data=keep_data)
+    run_demo(console, staff=staff, seed=seed, keep_data=keep_data, serve=serve)
 
 
 @bench_app.command("latency")

@@ -267,4 +267,10 @@ def routes(ctx: ServiceContext) -> APIRouter:
 
         return departments_report(ctx, period.fiscal_year, period.as_of, await read(query))
 
-    return router
+    # the HTML dashboard (its own session login) beside the JSON API
+    from dxtalent_reporting.dashboard.routes import dashboard_routes
+
+    both = APIRouter()
+    both.include_router(router)
+    both.include_router(dashboard_routes(ctx))
+    return both

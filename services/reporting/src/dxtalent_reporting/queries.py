@@ -88,16 +88,26 @@ class ReportReader:
     async def standings(self, conn: asyncpg.Connection) -> ReportData:
         """Every employee's standing (for the city-wide or one department's report)."""
         async with conn.transaction(isolation="repeatable_read", readonly=True):
-            return ReportData(standings=tuple(await self._standings(conn)))
+            return await self.read_standings(conn)
+
+    async def read_standings(self, conn: asyncpg.Connection) -> ReportData:
+        """`standings` inside the caller's transaction."""
+        return ReportData(standings=tuple(await self._standings(conn)))
 
     async def departments(
         self, conn: asyncpg.Connection, fiscal_year: int, as_of: dt.date
     ) -> ReportData:
         """Standings plus the departments that nominated a leader and the department names."""
         async with conn.transaction(isolation="repeatable_read", readonly=True):
-            standings = await self._standings(conn)
-            nominated = await conn.fetch(self._nominated, fiscal_year)
-            names = await conn.fetch(self._names, as_of)
+            return await self.read_departments(conn, fiscal_year, as_of)
+
+    async def read_departments(
+        self, conn: asyncpg.Connection, fiscal_year: int, as_of: dt.date
+    ) -> ReportData:
+        """`departments` inside the caller's transaction."""
+        standings = await self._standings(conn)
+        nominated = await conn.fetch(self._nominated, fiscal_year)
+        names = await conn.fetch(self._names, as_of)
         return ReportData(
             standings=tuple(standings),
             nominated_departments=frozenset(r["department_code"] for r in nominated),
