@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import re
+from collections.abc import AsyncIterator
 
 import pytest
 from openpyxl import load_workbook  # type: ignore[import-untyped]
@@ -18,7 +19,7 @@ from tests.integration.reporting.harness import (
     run_reporting,
 )
 
-FY = {"fiscal_year": 2025, "as_of": "2026-03-31"}
+FY: dict[str, str | int] = {"fiscal_year": 2025, "as_of": "2026-03-31"}
 PAGES = ("progress", "departments", "leaders", "employee", "categories", "cases", "intake")
 
 
@@ -102,7 +103,8 @@ async def test_leaders_page_says_what_is_missing(reporting: Reporting) -> None:
 
 
 @pytest.fixture
-async def guarded(nats_url: str, database_url: str, topology: Topology) -> object:
+async def guarded(nats_url: str, database_url: str, topology: Topology) -> AsyncIterator[Reporting]:
+    """The reporting service with DXT_API_TOKEN=s3cret."""
     async with run_reporting(nats_url, database_url, topology, api_token="s3cret") as service:
         yield service
 
@@ -124,6 +126,7 @@ async def test_pages_need_the_token_once(guarded: Reporting) -> None:
     ok = await http.post("/dashboard/login", data={"token": "s3cret", "next": "/dashboard/leaders"})
     cookie = ok.headers["set-cookie"]
     assert ok.headers["location"] == "/dashboard/leaders"
-    assert "HttpOnly" in cookie and "SameSite=strict" in cookie
+    assert "HttpOnly" in cookie
+    assert "SameSite=strict" in cookie
     assert (await http.get("/dashboard/progress", params=FY)).status_code == 200
     assert (await http.get("/v1/progress", params=FY)).status_code == 401  # API keeps bearer

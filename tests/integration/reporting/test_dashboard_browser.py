@@ -1,0 +1,70 @@
+"""The dashboard in Debian's Chromium (Playwright): what an office browser shows and downloads."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+from openpyxl import load_workbook  # type: ignore[import-untyped]
+from playwright.async_api import async_playwright
+
+from dxtalent.browser import ARGS, chromium_path
+from tests.integration.reporting.harness import Reporting
+from tests.integration.reporting.test_dashboard import PAGES, seed
+
+pytestmark = pytest.mark.skipif(
+    chromium_path() is None,
+    reason="Chromium is not installed and could not be (make test runs apt-get install chromium)",
+)
+
+
+@pytest.fixture
+async def browser() -> AsyncIterator[Any]:
+    """A headless Chromium page at 1366×768."""
+    async with async_playwright() as pw:
+        chromium = await pw.chromium.launch(executable_path=chromium_path(), args=list(ARGS))
+        page = await chromium.new_page(viewport={"width": 1366, "height": 768})
+        yield page
+        await chromium.close()
+
+
+async def test_pages_load_and_show_the_api_numbers(reporting: Reporting, browser: Any) -> None:
+    """Every page loads; the 進捗 level-1 row shows /v1/progress's reached and target."""
+    await seed(reporting)
+    base = str(reporting.http.base_url).rstrip("/")
+    for key in PAGES:
+        response = await browser.goto(f"{base}/dashboard/{key}?fiscal_year=2025&as_of=2026-03-31")
+        assert response.status == 200, key
+    api = (await reporting.http.get("/v1/progress", params={"fiscal_year": 2025})).json()
+    await browser.goto(f"{base}/dashboard/progress?fiscal_year=2025&as_of=2026-03-31")
+    row = browser.locator('table[data-table="levels"] tbody tr').first
+    texts = [t.strip() for t in await row.locator("td").all_inner_texts()]
+    assert texts[1:3] == [str(api["levels"][0]["target"]), str(api["levels"][0]["reached"])]
+
+
+async def test_year_and_date_selectors_change_the_report(
+    reporting: Reporting, browser: Any
+) -> None:
+    """Choosing 令和8年度 and a date in the form reloads the page for that year and day."""
+    await seed(reporting)
+    base = str(reporting.http.base_url).rstrip("/")
+    await browser.goto(f"{base}/dashboard/progress?fiscal_year=2025&as_of=2026-03-31")
+    await browser.select_option("#fiscal_year", "2026")
+    await browser.fill("#as_of", "2026-09-30")
+    await browser.click("button[type=submit]")
+    await browser.wait_for_url("**fiscal_year=2026**")
+    assert "令和8年度" in await browser.locator(".lead").inner_text()
+    assert "2026年9月30日" in await browser.locator(".lead").inner_text()
+
+
+async def test_excel_download_opens(reporting: Reporting, browser: Any) -> None:
+    """The Excel link of 所属別 downloads a workbook openpyxl reads, with Japanese headers."""
+    await seed(reporting)
+    base = str(reporting.http.base_url).rstrip("/")
+    await browser.goto(f"{base}/dashboard/departments?fiscal_year=2025&as_of=2026-03-31")
+    async with browser.expect_download() as info:
+        await browser.click('a[href*="departments.xlsx"]')
+    download = await info.value
+    sheet = load_workbook(await download.path()).active
+    assert next(sheet.iter_rows(values_only=True))[0] == "所属コード"
