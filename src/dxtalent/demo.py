@@ -11,9 +11,10 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import shutil
+import signal
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -56,12 +57,19 @@ def _publish(console: Console, stack: LocalStack, messages: list[bytes]) -> floa
 
 
 def run_demo(
-    console: Console, *, staff: int, seed: int, keep_data: bool, serve: bool = False
+    console: Console,
+    *,
+    staff: int,
+    seed: int,
+    keep_data: bool,
+    serve: bool = False,
+    then: Callable[[str], None] | None = None,
 ) -> None:
     """Run the demo end to end; raises when the services disagree with the pure core.
 
     With `serve`, the system keeps running after the check and the dashboard's URL is printed,
-    until Ctrl-C; otherwise everything stops at the end.
+    until Ctrl-C; `then` is called with the reporting service's URL while the system is still up
+    (`make screenshots`). Otherwise everything stops at the end.
     """
     catalog = load_catalog()
     city = generate_city(catalog, seed=seed, staff=staff)
@@ -119,6 +127,8 @@ def run_demo(
             )
             if not agree:
                 raise SystemExit(1)
+            if then is not None:
+                then(reporting)
             if serve:
                 _serve(console, reporting)
     finally:
@@ -129,9 +139,12 @@ def run_demo(
 
 
 def _serve(console: Console, reporting: str) -> None:
-    """Print the dashboard's URL and keep the system up until Ctrl-C."""
+    """Print the dashboard's URL and keep the system up until Ctrl-C (or SIGTERM)."""
     console.print(f"ダッシュボード / dashboard: [bold]{reporting}/dashboard/progress[/bold]")
     console.print("serving until Ctrl-C …")
+    # a background job starts with SIGINT ignored; SIGTERM must stop the stack cleanly too
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
     try:
         while True:
             time.sleep(3600)

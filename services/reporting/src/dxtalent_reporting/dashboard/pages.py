@@ -95,7 +95,7 @@ class PageBuilder:
             max(plan.last_fiscal_year, p.fiscal_year),
         )
         names = await self.reads.department_names(conn)
-        return record_pages.cases_page(p.fiscal_year, rows, names)
+        return record_pages.cases_page(self.ctx.catalog, p.fiscal_year, rows, names)
 
     async def intake(self, conn: asyncpg.Connection, p: ReportPeriod) -> PageView:
         last = p.as_of

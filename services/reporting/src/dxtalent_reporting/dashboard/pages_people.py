@@ -26,11 +26,12 @@ def granting(catalog: Catalog, skill: str) -> str:
 def leaders_page(
     catalog: Catalog, fiscal_year: int, as_of: dt.date, rows: Sequence[asyncpg.Record]
 ) -> PageView:
-    """Nominated → enrolled → completed → certified, and why the rest are not at level 1 yet."""
+    """Nominated → started (enrolled, or completed without a recorded enrollment) → completed
+    → certified, and why the rest are not at level 1 yet."""
     staying = [r for r in rows if not r["left_city"]]
     steps = [
         ("指名", len(staying)),
-        ("受講登録", sum(r["enrolled"] for r in staying)),
+        ("受講開始", sum(r["enrolled"] or r["completed"] for r in staying)),
         ("修了あり", sum(r["completed"] for r in staying)),
         ("レベル認定", sum(r["certified"] for r in staying)),
     ]
@@ -102,5 +103,9 @@ def categories_page(
             missing_rows,
             numeric=frozenset({2}),
         )
+    )
+    view.notes.append(
+        "区分は基準日に有効な職員情報（人事）によります。全職員は基準日に在職している職員全員です。"
+        "充足者は区分の必須知識をすべて保有している職員です。"
     )
     return view

@@ -129,7 +129,9 @@ def _history(found: Mapping[str, Rows]) -> Table:
     )
 
 
-def cases_page(fiscal_year: int, rows: Rows, names: Mapping[str, str]) -> PageView:
+def cases_page(
+    catalog: Catalog, fiscal_year: int, rows: Rows, names: Mapping[str, str]
+) -> PageView:
     """Improvement cases of the plan's years, and totals per year (for 共有・報告会)."""
     view = PageView("cases", lead="業務改善事例（横展開）")
     totals: dict[int, list[float]] = defaultdict(lambda: [0, 0.0])
@@ -143,7 +145,7 @@ def cases_page(fiscal_year: int, rows: Rows, names: Mapping[str, str]) -> PageVi
                 names.get(r["department_code"], r["department_code"]),
                 r["title"],
                 "、".join(r["leaders"]),
-                "、".join(r["skills"]),
+                "、".join(skill_name(catalog, k) for k in r["skills"]),
                 r["hours_saved"],
             )
         )

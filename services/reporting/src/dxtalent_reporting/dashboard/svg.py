@@ -44,7 +44,7 @@ class Bar:
     target: int | None = None
 
 
-def bar_chart(title: str, bars: Sequence[Bar], width: int = 540) -> Markup:
+def bar_chart(title: str, bars: Sequence[Bar], width: int = 500) -> Markup:
     """Horizontal bars of `value`, each with its target as a dark tick and the percent."""
     row, left, right = 34, 80, 150
     height = row * len(bars) + 30
@@ -83,7 +83,7 @@ class Series:
 
 
 def line_chart(
-    title: str, x_labels: Sequence[str], series: Sequence[Series], width: int = 740
+    title: str, x_labels: Sequence[str], series: Sequence[Series], width: int = 660
 ) -> Markup:
     """Lines over `x_labels` (every third labelled); `step` series are drawn as steps."""
     height, left, bottom, top_pad = 280, 48, 40, 14
