@@ -130,3 +130,27 @@ async def test_pages_need_the_token_once(guarded: Reporting) -> None:
     assert "SameSite=strict" in cookie
     assert (await http.get("/dashboard/progress", params=FY)).status_code == 200
     assert (await http.get("/v1/progress", params=FY)).status_code == 401  # API keeps bearer
+
+
+async def test_departments_of_staff_without_a_level_come_from_one_query(
+    reporting: Reporting,
+) -> None:
+    """Staff without a level are not loaded, yet their departments are listed as before: the
+    record in force (a later transfer does not count yet), a nomination where HR sent no record,
+    and `unknown` for someone known only by a departure."""
+    await reporting.publish(
+        employee("E1", "D-A"),
+        *levels_up_to("E1", 1, "2025-06-01"),
+        employee("E2", "D-B"),
+        employee("E2", "D-C", effective="2026-01-01"),
+        nominated("E3", 2025, "D-N"),
+        left("E4", "2025-05-01"),
+    )
+    await reporting.settle()
+    body = (
+        await reporting.http.get(
+            "/v1/progress/departments", params={"fiscal_year": 2025, "as_of": "2025-12-31"}
+        )
+    ).json()
+    assert [d["department"] for d in body["departments"]] == ["D-A", "D-B", "D-N", "unknown"]
+    assert [lv["reached"] for lv in body["departments"][0]["levels"]] == [1, 0, 0]

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
+import io
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -66,5 +69,6 @@ async def test_excel_download_opens(reporting: Reporting, browser: Any) -> None:
     async with browser.expect_download() as info:
         await browser.click('a[href*="departments.xlsx"]')
     download = await info.value
-    sheet = load_workbook(await download.path()).active
+    body = await asyncio.to_thread(Path(await download.path()).read_bytes)
+    sheet = load_workbook(io.BytesIO(body)).active
     assert next(sheet.iter_rows(values_only=True))[0] == "所属コード"

@@ -174,9 +174,10 @@ def progress_report(progress: Progress) -> ProgressReport:
 def departments_report(
     ctx: ServiceContext, fiscal_year: int, as_of: dt.date, data: ReportData
 ) -> DepartmentsReport:
-    """Every department the report date places someone in, or that nominated a leader."""
+    """Every department the report date places someone in, or that nominated a leader (the
+    standings are only the certified staff: `queries`)."""
     reports = by_department(ctx.catalog, fiscal_year, data.standings, as_of)
-    for department in data.nominated_departments - reports.keys():
+    for department in (data.nominated_departments | data.placed_departments) - reports.keys():
         reports[department] = target_progress(ctx.catalog, fiscal_year, (), as_of, department)
     rows = [
         DepartmentProgressOut(
