@@ -333,6 +333,21 @@ def bench_latency(
     run_latency_bench(console, samples=samples)
 
 
+@bench_app.command("dashboard")
+def bench_dashboard(
+    sizes: Annotated[
+        list[int] | None, typer.Option("--staff", help="city sizes to time (repeatable)")
+    ] = None,
+    rounds: Annotated[int, typer.Option(min=1, help="requests per page")] = 50,
+) -> None:
+    """Median and p99 of every dashboard page for the demo city and a 30,000-staff city."""
+    from dxtalent.bench_dashboard import run_dashboard_bench
+    from dxtalent.demo import DEMO_STAFF
+
+    configure_logging("warning", json=False)
+    run_dashboard_bench(console, sizes or [DEMO_STAFF, 30_000], rounds)
+
+
 @app.command()
 def version() -> None:
     """Print the version."""

@@ -38,9 +38,6 @@ def leaders_page(
     view = PageView("leaders", lead=f"{fy_label(fiscal_year)}　基準日 {wareki_date(as_of)}")
     view.cards.extend((label, f"{n}人") for label, n in steps)
     view.charts.append(("推進リーダーの育成状況", svg.funnel("推進リーダーの育成状況", steps)))
-    view.tables.append(
-        Table("funnel", "段階別の人数", ("段階", "人数"), steps, numeric=frozenset({1}))
-    )
     required = catalog.level_rule(1).required
     pending = []
     for r in staying:
@@ -63,6 +60,9 @@ def leaders_page(
             pending,
             links={0: "/dashboard/employee?employee_id="},
         )
+    )
+    view.tables.append(
+        Table("funnel", "段階別の人数", ("段階", "人数"), steps, numeric=frozenset({1}))
     )
     left = len(rows) - len(staying)
     if left:
