@@ -131,6 +131,8 @@ def run_demo(
                 then(reporting)
             if serve:
                 _serve(console, reporting)
+            else:
+                console.print("(make demo DEMO_ARGS=--serve keeps the system and its dashboard up)")
     finally:
         if keep_data:
             console.print(f"data kept in {data_dir}")
