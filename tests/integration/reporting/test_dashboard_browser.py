@@ -13,7 +13,8 @@ from openpyxl import load_workbook  # type: ignore[import-untyped]
 from playwright.async_api import async_playwright
 
 from dxtalent.browser import ARGS, chromium_path
-from tests.integration.reporting.harness import Reporting
+from dxtalent_infra.topology import Topology
+from tests.integration.reporting.harness import Reporting, run_reporting
 from tests.integration.reporting.test_dashboard import PAGES, seed
 
 pytestmark = pytest.mark.skipif(
@@ -72,3 +73,21 @@ async def test_excel_download_opens(reporting: Reporting, browser: Any) -> None:
     body = await asyncio.to_thread(Path(await download.path()).read_bytes)
     sheet = load_workbook(io.BytesIO(body)).active
     assert next(sheet.iter_rows(values_only=True))[0] == "所属コード"
+
+
+async def test_login_form_opens_the_pages_once(
+    nats_url: str, database_url: str, topology: Topology, browser: Any
+) -> None:
+    """With a token set, the browser lands on the login form, and after typing the token once
+    sees the page it asked for, and the next one, without being asked again."""
+    async with run_reporting(nats_url, database_url, topology, api_token="s3cret") as service:
+        base = str(service.http.base_url).rstrip("/")
+        await browser.goto(f"{base}/dashboard/leaders?fiscal_year=2025&as_of=2026-03-31")
+        assert "/dashboard/login" in browser.url
+        assert await browser.locator("table").count() == 0
+        await browser.fill("input[name=token]", "s3cret")
+        await browser.click("button[type=submit]")
+        await browser.wait_for_url("**/dashboard/leaders**")
+        await browser.click("nav >> text=進捗")
+        await browser.wait_for_url("**/dashboard/progress**")
+        assert await browser.locator('table[data-table="levels"]').count() == 1
