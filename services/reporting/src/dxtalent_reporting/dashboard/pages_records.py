@@ -59,7 +59,6 @@ def employee_page(
     levels = [lv for lv in found["levels"] if not lv["revoked"] and lv["certified_on"] <= as_of]
     top = max((lv["level"] for lv in levels), default=0)
     view.cards.append(("レベル", f"レベル{top}" if top else "未認定"))
-    view.tables.append(_levels_table(catalog, levels, held))
     view.tables.append(
         Table(
             "skills",
@@ -81,7 +80,11 @@ def employee_page(
                 [(skill_name(catalog, s), granting(catalog, s)) for s in lacking],
             )
         )
+        view.cards.append((f"レベル{top + 1}まで不足", f"{len(lacking)}件"))
+    view.tables.append(_levels_table(catalog, levels, held))
     view.tables.append(_history(found))
+    # what is still missing first: it is what the office acts on
+    view.tables.sort(key=lambda t: {"next": 0, "levels": 1}.get(t.key, 2))
     return view
 
 
