@@ -22,6 +22,7 @@ from tests.integration.reporting.harness import (
     _ids,
     day,
     employee,
+    left,
 )
 from tests.integration.reporting.test_dashboard import FY, cells
 
@@ -136,3 +137,26 @@ async def test_cases_and_intake_pages_count_what_was_received(reporting: Reporti
     intake = (await reporting.http.get("/dashboard/intake")).text
     kinds = {r[1]: r[2] for r in cells(intake, "facts")}
     assert kinds == {"職員情報": "1", "改善事例": "1"}
+
+
+async def test_categories_count_members_compliance_and_what_is_missing(
+    reporting: Reporting,
+) -> None:
+    """全職員 counts every employed person; compliant members hold every required skill by
+    as_of; the missing knowledge is counted per skill; a leaver is no member."""
+    await reporting.publish(
+        employee("E1", "D-A"),
+        employee("E2", "D-A"),
+        employee("E3", "D-B"),
+        skill("E1", "municipal-dx-basics", "2025-05-01"),
+        skill("E1", "infosec-measures", "2025-05-01"),
+        skill("E2", "infosec-measures", "2026-06-01"),  # after as_of: not yet held
+        left("E3", "2025-04-30"),
+    )
+    await reporting.settle()
+    html = (await reporting.http.get("/dashboard/categories", params=FY)).text
+    summary = {r[0]: r[1:] for r in cells(html, "summary")}
+    assert summary["全職員"] == ["2", "1", "50.0%"]
+    missing = {(r[0], r[1]): r[2] for r in cells(html, "missing")}
+    assert missing[("全職員", "自治体ＤＸ基礎知識")] == "1"
+    assert missing[("全職員", "情報セキュリティ対策知識")] == "1"

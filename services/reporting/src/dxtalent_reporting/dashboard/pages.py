@@ -12,7 +12,7 @@ from dxtalent_reporting.dashboard import pages_people as people_pages
 from dxtalent_reporting.dashboard import pages_records as record_pages
 from dxtalent_reporting.dashboard.deadletters import newest_dead_letters
 from dxtalent_reporting.dashboard.pages_progress import departments_page, plan_months, progress_page
-from dxtalent_reporting.dashboard.people import PeopleReader
+from dxtalent_reporting.dashboard.people import CategoryQuery, PeopleReader
 from dxtalent_reporting.dashboard.reads import DashboardReader
 from dxtalent_reporting.dashboard.view import PageView
 from dxtalent_reporting.domain.progress import target_progress
@@ -60,11 +60,11 @@ class PageBuilder:
 
     async def categories(self, conn: asyncpg.Connection, p: ReportPeriod) -> PageView:
         catalog = self.ctx.catalog
-        counts = []
-        for cat in catalog.categories:
-            required = sorted(catalog.category_requirements(cat.code))
-            found = await self.people.category(conn, p.as_of, cat.code, cat.implicit, required)
-            counts.append((cat.code, *found))
+        wanted = [
+            CategoryQuery(c.code, c.implicit, tuple(sorted(catalog.category_requirements(c.code))))
+            for c in catalog.categories
+        ]
+        counts = await self.people.categories(conn, p.as_of, wanted)
         return people_pages.categories_page(catalog, p.as_of, p.fiscal_year, counts)
 
     async def employee(

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import asyncpg
 
 from dxtalent_contracts.catalog import Catalog
 from dxtalent_reporting.dashboard import svg
+from dxtalent_reporting.dashboard.people import CategoryCounts
 from dxtalent_reporting.dashboard.tables import Table
 from dxtalent_reporting.dashboard.view import PageView, fy_label, wareki_date
 
@@ -71,17 +72,14 @@ def leaders_page(
 
 
 def categories_page(
-    catalog: Catalog,
-    as_of: dt.date,
-    fiscal_year: int,
-    counts: list[tuple[str, int, int, list[tuple[str, int]]]],
+    catalog: Catalog, as_of: dt.date, fiscal_year: int, counts: Mapping[str, CategoryCounts]
 ) -> PageView:
     """Per category: members, compliant, and the most common missing knowledge."""
     view = PageView("categories", lead=f"{fy_label(fiscal_year)}　基準日 {wareki_date(as_of)}")
     summary, missing_rows = [], []
-    for code, members, lacking, missing in counts:
-        name = catalog.category_by_code[code].name
-        compliant = members - lacking
+    for code, found in counts.items():
+        name, members, missing = catalog.category_by_code[code].name, found.members, found.missing
+        compliant = members - found.lacking
         rate = f"{compliant * 100 / members:.1f}%" if members else "—"
         summary.append((name, members, compliant, rate))
         for skill, n in missing[:5]:

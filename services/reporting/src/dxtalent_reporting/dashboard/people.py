@@ -8,6 +8,8 @@ knowledge are counted by PostgreSQL, so no page loads the city's staff into Pyth
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 
 import asyncpg
 
@@ -19,21 +21,30 @@ class PeopleReader:
 
     def __init__(self, schema: str) -> None:
         q = quote_ident(schema)
-        self._members = f"""
+        self._categories = f"""
             WITH cur AS (
               SELECT DISTINCT ON (employee_id) employee_id, categories FROM {q}.employee_records
               WHERE effective_date <= $1 ORDER BY employee_id, effective_date DESC, fact_id DESC),
             members AS (
-              SELECT cur.employee_id FROM cur LEFT JOIN {q}.departures d USING (employee_id)
-              WHERE (d.left_on IS NULL OR d.left_on > $1) AND ($2 = ANY(cur.categories) OR $3)),
+              SELECT cur.employee_id, cur.categories FROM cur
+              LEFT JOIN {q}.departures d USING (employee_id)
+              WHERE d.left_on IS NULL OR d.left_on > $1),
+            cats AS (SELECT * FROM unnest($2::text[], $3::bool[]) AS c(code, implicit)),
+            req AS (SELECT split_part(x, ' ', 1) AS code, split_part(x, ' ', 2) AS skill
+                    FROM unnest($4::text[]) x),
+            membership AS (
+              SELECT c.code, m.employee_id FROM cats c
+              JOIN members m ON c.implicit OR c.code = ANY(m.categories)),
             missing AS (
-              SELECT m.employee_id, req.skill FROM members m CROSS JOIN unnest($4::text[]) req(skill)
-              WHERE NOT EXISTS (SELECT 1 FROM {q}.skills s WHERE s.employee_id = m.employee_id
-                AND s.skill = req.skill AND NOT s.revoked AND s.acquired_on <= $1))
-            SELECT (SELECT count(*) FROM members) AS members,
-                   (SELECT count(DISTINCT employee_id) FROM missing) AS lacking,
-                   ARRAY(SELECT skill || ':' || count(*) FROM missing GROUP BY skill
-                         ORDER BY count(*) DESC, skill) AS missing"""
+              SELECT ms.code, ms.employee_id, r.skill FROM membership ms
+              JOIN req r ON r.code = ms.code
+              WHERE NOT EXISTS (SELECT 1 FROM {q}.skills s WHERE s.employee_id = ms.employee_id
+                AND s.skill = r.skill AND NOT s.revoked AND s.acquired_on <= $1))
+            SELECT 'members' AS kind, code, '' AS skill, count(*) AS n FROM membership GROUP BY code
+            UNION ALL
+            SELECT 'lacking', code, '', count(DISTINCT employee_id) FROM missing GROUP BY code
+            UNION ALL
+            SELECT 'missing', code, skill, count(*) FROM missing GROUP BY code, skill"""
         self.records = (
             f"SELECT effective_date, department_code, department_name, categories, duty_skills,"
             f" fact_id FROM {q}.employee_records WHERE employee_id = $1 ORDER BY effective_date"
@@ -60,16 +71,43 @@ class PeopleReader:
             " WHERE employee_id = $1 ORDER BY fiscal_year"
         )
 
-    async def category(
-        self,
-        conn: asyncpg.Connection,
-        as_of: dt.date,
-        code: str,
-        implicit: bool,
-        required: list[str],
-    ) -> tuple[int, int, list[tuple[str, int]]]:
-        """(members, members lacking something, [(skill, members lacking it)] most first)."""
-        row = await conn.fetchrow(self._members, as_of, code, implicit, required)
-        assert row is not None
-        missing = [(s.rsplit(":", 1)[0], int(s.rsplit(":", 1)[1])) for s in row["missing"]]
-        return row["members"], row["lacking"], missing
+    async def categories(
+        self, conn: asyncpg.Connection, as_of: dt.date, categories: Sequence[CategoryQuery]
+    ) -> dict[str, CategoryCounts]:
+        """Per category code: members, members lacking something, and (skill, members lacking
+        it) most first, in one scan of the records in force on `as_of`."""
+        codes = [c.code for c in categories]
+        pairs = [f"{c.code} {skill}" for c in categories for skill in c.required]
+        rows = await conn.fetch(
+            self._categories, as_of, codes, [c.implicit for c in categories], pairs
+        )
+        counts = {code: CategoryCounts() for code in codes}
+        for r in rows:
+            entry = counts[r["code"]]
+            if r["kind"] == "members":
+                entry.members = r["n"]
+            elif r["kind"] == "lacking":
+                entry.lacking = r["n"]
+            else:
+                entry.missing.append((r["skill"], r["n"]))
+        for entry in counts.values():
+            entry.missing.sort(key=lambda m: (-m[1], m[0]))
+        return counts
+
+
+@dataclass(frozen=True)
+class CategoryQuery:
+    """A staff category as the query needs it: code, implicit (everyone), required skills."""
+
+    code: str
+    implicit: bool
+    required: tuple[str, ...]
+
+
+@dataclass
+class CategoryCounts:
+    """Members of a category, how many lack something, and what they lack most."""
+
+    members: int = 0
+    lacking: int = 0
+    missing: list[tuple[str, int]] = field(default_factory=list)
