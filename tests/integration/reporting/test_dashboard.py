@@ -119,9 +119,11 @@ async def test_pages_need_the_token_once(guarded: Reporting) -> None:
     assert first.headers["location"].startswith("/dashboard/login?next=")
     assert "レベル" not in first.text
     wrong = await http.post(
-        "/dashboard/login", data={"token": "nope", "next": "/dashboard/progress"}
+        "/dashboard/login", data={"token": "nope", "next": "/dashboard/cases?fiscal_year=2025&a=b"}
     )
-    assert "failed=true" in wrong.headers["location"]
+    assert wrong.headers["location"] == (
+        "/dashboard/login?failed=true&next=%2Fdashboard%2Fcases%3Ffiscal_year%3D2025%26a%3Db"
+    )
     assert "dxt_session" not in wrong.headers.get("set-cookie", "")
     ok = await http.post("/dashboard/login", data={"token": "s3cret", "next": "/dashboard/leaders"})
     cookie = ok.headers["set-cookie"]
@@ -154,3 +156,14 @@ async def test_departments_of_staff_without_a_level_come_from_one_query(
     ).json()
     assert [d["department"] for d in body["departments"]] == ["D-A", "D-B", "D-N", "unknown"]
     assert [lv["reached"] for lv in body["departments"][0]["levels"]] == [1, 0, 0]
+
+
+async def test_a_new_year_with_the_old_date_shows_the_new_year(reporting: Reporting) -> None:
+    """Picking 令和8年度 in the form still sends the old 基準日: the page shows FY2026 on its
+    default date instead of an error (the API, in contrast, refuses such a date)."""
+    params: dict[str, str | int] = {"fiscal_year": 2026, "as_of": "2026-03-31"}
+    page = await reporting.http.get("/dashboard/progress", params=params)
+    assert page.status_code == 200
+    assert "令和8年度" in page.text
+    assert "2026年3月31日" not in page.text.split('class="lead"', 1)[1].split("</div>", 1)[0]
+    assert (await reporting.http.get("/v1/progress", params=params)).status_code == 422

@@ -11,6 +11,7 @@ from dxtalent_infra.runtime import ServiceContext
 from dxtalent_reporting.dashboard import pages_people as people_pages
 from dxtalent_reporting.dashboard import pages_records as record_pages
 from dxtalent_reporting.dashboard.deadletters import newest_dead_letters
+from dxtalent_reporting.dashboard.pages_employee import employee_page
 from dxtalent_reporting.dashboard.pages_progress import departments_page, plan_months, progress_page
 from dxtalent_reporting.dashboard.people import CategoryQuery, PeopleReader
 from dxtalent_reporting.dashboard.reads import DashboardReader
@@ -85,7 +86,7 @@ class PageBuilder:
                 ("nominations", q.nominations),
             )
         }
-        return record_pages.employee_page(self.ctx.catalog, employee_id, p.as_of, found)
+        return employee_page(self.ctx.catalog, employee_id, p.as_of, found)
 
     async def cases(self, conn: asyncpg.Connection, p: ReportPeriod) -> PageView:
         plan = self.ctx.catalog.plan

@@ -11,7 +11,7 @@ import datetime as dt
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Annotated, cast
-from urllib.parse import parse_qs
+from urllib.parse import parse_qs, quote
 
 import asyncpg
 from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response
@@ -31,7 +31,8 @@ from dxtalent_reporting.dashboard.tables import (
     table_xlsx,
 )
 from dxtalent_reporting.dashboard.view import PAGES, TITLES, PageView, fy_label, wareki_date
-from dxtalent_reporting.http import AsOfParam, ReportPeriod, report_period
+from dxtalent_reporting.http import AsOfParam, ReportPeriod
+from dxtalent_reporting.queries import report_date
 
 TEMPLATES = Jinja2Templates(directory=Path(__file__).parent / "templates")
 
@@ -39,9 +40,16 @@ TEMPLATES = Jinja2Templates(directory=Path(__file__).parent / "templates")
 def page_period(
     fiscal_year: Annotated[int | None, Query(ge=2019, le=2100)] = None, as_of: AsOfParam = None
 ) -> ReportPeriod:
-    """The page's fiscal year and date; without a year, the one `as_of` (default today) is in."""
+    """The page's fiscal year and date; without a year, the one `as_of` (default today) is in.
+
+    Unlike the API, a date outside the chosen year is not an error: a person who picks another
+    year in the form still sends the old date, and gets the new year's default date instead.
+    """
     today = japan_date(dt.datetime.now(dt.UTC))
-    return report_period(fiscal_year or fiscal_year_of(as_of or today), as_of)
+    year = fiscal_year or fiscal_year_of(as_of or today)
+    if as_of is not None and fiscal_year_of(as_of) != year:
+        as_of = None
+    return ReportPeriod(year, report_date(year, as_of, today))
 
 
 Period = Annotated[ReportPeriod, Depends(page_period)]
@@ -86,7 +94,8 @@ def dashboard_routes(ctx: ServiceContext) -> APIRouter:
         if not sessions.required:
             return RedirectResponse(target, status_code=303)
         if not sessions.token_matches((form.get("token") or [""])[0]):
-            return RedirectResponse(f"/dashboard/login?failed=true&next={target}", status_code=303)
+            again = f"/dashboard/login?failed=true&next={quote(target, safe='')}"
+            return RedirectResponse(again, status_code=303)
         response = RedirectResponse(target, status_code=303)
         sessions.open(response)
         return response
