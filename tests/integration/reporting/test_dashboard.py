@@ -74,7 +74,7 @@ async def test_departments_page_flags_sections_without_a_leader(reporting: Repor
     await seed(reporting)
     html = (await reporting.http.get("/dashboard/departments", params=FY)).text
     rows = {r[0]: r for r in cells(html, "departments")}
-    assert rows["D-A"][2] == "あり"
+    assert rows["D-A"][2] == "1人"
     assert rows["D-B"][2].startswith("未指名")
     assert html.count('class="flag"') == 1
 
@@ -88,7 +88,7 @@ async def test_downloads_are_excel_ready(reporting: Reporting) -> None:
     xlsx = await reporting.http.get("/dashboard/departments/departments.xlsx", params=FY)
     sheet = load_workbook(io.BytesIO(xlsx.content)).active
     rows = list(sheet.iter_rows(values_only=True))
-    assert rows[0][:3] == ("所属コード", "所属名", "推進リーダー指名")
+    assert rows[0][:3] == ("所属コード", "所属名", "推進リーダー指名（今年度）")
     assert {r[0] for r in rows[1:]} == {"D-A", "D-B"}
 
 

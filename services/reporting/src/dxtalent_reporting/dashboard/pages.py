@@ -53,7 +53,8 @@ class PageBuilder:
     async def departments(self, conn: asyncpg.Connection, p: ReportPeriod) -> PageView:
         data = await self.reports.read_departments(conn, p.fiscal_year, p.as_of)
         report = departments_report(self.ctx, p.fiscal_year, p.as_of, data)
-        return departments_page(report, self.ctx.catalog.top_level)
+        nominees = await self.reads.nominees(conn, p.fiscal_year)
+        return departments_page(report, nominees, self.ctx.catalog.top_level)
 
     async def leaders(self, conn: asyncpg.Connection, p: ReportPeriod) -> PageView:
         rows = await self.reads.pipeline(conn, p.fiscal_year, p.as_of)

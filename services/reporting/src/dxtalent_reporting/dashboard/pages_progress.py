@@ -8,6 +8,7 @@ and the API cannot disagree.
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Mapping
 
 from markupsafe import Markup
 
@@ -94,12 +95,14 @@ def _fy(day: dt.date) -> int:
     return day.year if day.month >= 4 else day.year - 1
 
 
-def departments_page(report: DepartmentsReport, top_level: int) -> PageView:
-    """One row per department; a flag where no DX leader is nominated this year."""
+def departments_page(
+    report: DepartmentsReport, nominees: Mapping[str, int], top_level: int
+) -> PageView:
+    """One row per department with its leaders nominated this year; a flag where none is."""
     headers = (
         "所属コード",
         "所属名",
-        "推進リーダー指名",
+        "推進リーダー指名（今年度）",
         *(f"レベル{n} 到達" for n in range(1, top_level + 1)),
         "退職者",
     )
@@ -110,7 +113,7 @@ def departments_page(report: DepartmentsReport, top_level: int) -> PageView:
             (
                 d.department,
                 d.department_name,
-                "あり" if d.nominated_leader else "未指名",
+                f"{nominees.get(d.department, 0)}人" if d.nominated_leader else "未指名",
                 *reached,
                 d.left,
             )

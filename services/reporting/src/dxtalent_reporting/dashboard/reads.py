@@ -65,6 +65,9 @@ class DashboardReader:
         self._intake = f"""
             SELECT day, type, count(*) AS facts FROM {q}.intake
             WHERE day BETWEEN $1 AND $2 GROUP BY day, type ORDER BY day DESC, type"""
+        self._nominees = f"""
+            SELECT department_code, count(DISTINCT employee_id) FROM {q}.nominations
+            WHERE fiscal_year = $1 GROUP BY department_code"""
         self._names = f"""
             SELECT DISTINCT ON (department_code) department_code, department_name
             FROM {q}.employee_records WHERE department_name IS NOT NULL
@@ -93,6 +96,10 @@ class DashboardReader:
     async def intake(self, conn: asyncpg.Connection, first: dt.date, last: dt.date) -> Rows:
         """Facts recorded per day (in Japan) and type between `first` and `last`."""
         return await conn.fetch(self._intake, first, last)
+
+    async def nominees(self, conn: asyncpg.Connection, fiscal_year: int) -> dict[str, int]:
+        """How many leaders each department nominated for `fiscal_year`."""
+        return {r[0]: r[1] for r in await conn.fetch(self._nominees, fiscal_year)}
 
     async def department_names(self, conn: asyncpg.Connection) -> dict[str, str]:
         """The latest name known of each department code."""
