@@ -14,7 +14,7 @@ PACKAGES := src/dxtalent contracts/src/dxtalent_contracts infra/src/dxtalent_inf
 EXAMPLES := examples/subscriber
 PYTEST_ARGS ?=
 
-.PHONY: test lint typecheck pytest unit integration e2e demo schemas bench-infra bench-e2e clean
+.PHONY: test lint typecheck pytest unit integration e2e demo schemas bench-infra bench-e2e clean chromium screenshots bench-dashboard
 
 $(UV):
 	$(PYTHON) -m venv .tools
@@ -24,7 +24,7 @@ $(VENV)/.synced: $(UV) uv.lock pyproject.toml */pyproject.toml services/*/pyproj
 	UV_PYTHON=$(PYTHON) $(UV) sync --locked --quiet
 	touch $@
 
-test: lint typecheck pytest ## ruff, mypy --strict, then the whole pytest suite
+test: lint typecheck chromium pytest ## ruff, mypy --strict, then the whole pytest suite
 
 lint: $(VENV)/.synced
 	$(BIN)/ruff check .
@@ -33,7 +33,7 @@ lint: $(VENV)/.synced
 typecheck: $(VENV)/.synced
 	$(BIN)/mypy $(PACKAGES) $(EXAMPLES) tests
 
-pytest: $(VENV)/.synced
+pytest: $(VENV)/.synced chromium
 	$(BIN)/pytest $(PYTEST_ARGS)
 
 unit: $(VENV)/.synced
@@ -53,7 +53,7 @@ coverage: $(VENV)/.synced ## branch coverage of the pure domain core
 	  --cov=dxtalent_contracts --cov-branch --cov-report=term-missing
 
 demo: $(VENV)/.synced ## run the whole system on embedded servers and show the result
-	$(BIN)/dxtalent demo
+	$(BIN)/dxtalent demo $(DEMO_ARGS)
 
 bench-infra: $(VENV)/.synced ## event store / relay / consumer rates (prints figures)
 	$(BIN)/python -m dxtalent_infra.bench
@@ -63,3 +63,16 @@ bench-e2e: $(VENV)/.synced ## CourseCompleted -> LevelCertified latency (prints 
 
 clean:
 	rm -rf .venv .tools .pytest_cache .mypy_cache .ruff_cache
+
+chromium: ## Debian's Chromium for the browser tests and screenshots (Playwright's download is unreachable)
+	@command -v chromium >/dev/null || command -v /usr/bin/chromium >/dev/null || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium fonts-noto-cjk) \
+	      || echo "chromium could not be installed: the browser tests will be skipped"; \
+	  else echo "chromium is missing and cannot be installed here (needs root and apt-get): the browser tests will be skipped"; fi; }
+
+screenshots: $(VENV)/.synced chromium ## every dashboard page at 1366×768 with the demo city, into docs/screenshots/
+	$(BIN)/python -m dxtalent.screenshots $(SCREENSHOTS_URL)
+
+bench-dashboard: $(VENV)/.synced ## time each dashboard page: demo city and a 30,000-staff city (median/p99)
+	$(BIN)/dxtalent bench dashboard

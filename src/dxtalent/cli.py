@@ -315,12 +315,15 @@ def demo(
     staff: Annotated[int, typer.Option(min=1, help="how many staff the generated city has")] = 3000,
     seed: Annotated[int, typer.Option(help="seed of the generated city")] = 2025,  # demo.DEMO_*
     keep_data: Annotated[bool, typer.Option(help="keep the demo's data directory")] = False,
+    serve: Annotated[
+        bool, typer.Option(help="keep the system and its dashboard up until Ctrl-C")
+    ] = False,
 ) -> None:
     """Run the whole system on embedded servers, feed a generated city, print target progress."""
     from dxtalent.demo import run_demo
 
     configure_logging("warning", json=False)
-    run_demo(console, staff=staff, seed=seed, keep_data=keep_data)
+    run_demo(console, staff=staff, seed=seed, keep_data=keep_data, serve=serve)
 
 
 @bench_app.command("latency")
@@ -332,6 +335,21 @@ def bench_latency(
 
     configure_logging("warning", json=False)
     run_latency_bench(console, samples=samples)
+
+
+@bench_app.command("dashboard")
+def bench_dashboard(
+    sizes: Annotated[
+        list[int] | None, typer.Option("--staff", help="city sizes to time (repeatable)")
+    ] = None,
+    rounds: Annotated[int, typer.Option(min=1, help="requests per page")] = 50,
+) -> None:
+    """Median and p99 of every dashboard page for the demo city and a 30,000-staff city."""
+    from dxtalent.bench_dashboard import run_dashboard_bench
+    from dxtalent.demo import DEMO_STAFF
+
+    configure_logging("warning", json=False)
+    run_dashboard_bench(console, sizes or [DEMO_STAFF, 30_000], rounds)
 
 
 @app.command()

@@ -11,9 +11,10 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import shutil
+import signal
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -55,8 +56,21 @@ def _publish(console: Console, stack: LocalStack, messages: list[bytes]) -> floa
     return time.monotonic() - started
 
 
-def run_demo(console: Console, *, staff: int, seed: int, keep_data: bool) -> None:
-    """Run the demo end to end; raises when the services disagree with the pure core."""
+def run_demo(
+    console: Console,
+    *,
+    staff: int,
+    seed: int,
+    keep_data: bool,
+    serve: bool = False,
+    then: Callable[[str], None] | None = None,
+) -> None:
+    """Run the demo end to end; raises when the services disagree with the pure core.
+
+    With `serve`, the system keeps running after the check and the dashboard's URL is printed,
+    until Ctrl-C; `then` is called with the reporting service's URL while the system is still up
+    (`make screenshots`). Otherwise everything stops at the end.
+    """
     catalog = load_catalog()
     city = generate_city(catalog, seed=seed, staff=staff)
     messages = [e.to_json_bytes() for e in city.events]
@@ -94,30 +108,50 @@ def run_demo(console: Console, *, staff: int, seed: int, keep_data: bool) -> Non
                 ]
                 for fy in years
             ]
-        console.print(progress_table(bodies))
-        oracle = expected_progress(catalog, city.events, years)
-        agree = all(
-            [(lv.level, lv.reached, lv.exactly) for lv in oracle[b["fiscal_year"]].levels]
-            == [(r["level"], r["reached"], r["exactly"]) for r in b["levels"]]
-            for b in bodies
-        ) and all(_departments_agree(catalog, city.events, body) for body in by_department)
-        console.print(
-            f"{len(messages)} facts published in {publish_s:.1f}s; all three services caught up "
-            f"{processed_s:.1f}s after the first fact ({len(messages) / max(processed_s, 1e-9):.0f} "
-            f"facts/s end to end); {time.monotonic() - started:.1f}s in all."
-        )
-        verdict = "[green]agrees[/green]" if agree else "[red]DISAGREES[/red]"
-        console.print(
-            "Services vs. the pure certification core on the same facts (city-wide and by "
-            f"department): {verdict}."
-        )
-        if not agree:
-            raise SystemExit(1)
+            console.print(progress_table(bodies))
+            oracle = expected_progress(catalog, city.events, years)
+            agree = all(
+                [(lv.level, lv.reached, lv.exactly) for lv in oracle[b["fiscal_year"]].levels]
+                == [(r["level"], r["reached"], r["exactly"]) for r in b["levels"]]
+                for b in bodies
+            ) and all(_departments_agree(catalog, city.events, body) for body in by_department)
+            console.print(
+                f"{len(messages)} facts published in {publish_s:.1f}s; all three services caught up "
+                f"{processed_s:.1f}s after the first fact ({len(messages) / max(processed_s, 1e-9):.0f} "
+                f"facts/s end to end); {time.monotonic() - started:.1f}s in all."
+            )
+            verdict = "[green]agrees[/green]" if agree else "[red]DISAGREES[/red]"
+            console.print(
+                "Services vs. the pure certification core on the same facts (city-wide and by "
+                f"department): {verdict}."
+            )
+            if not agree:
+                raise SystemExit(1)
+            if then is not None:
+                then(reporting)
+            if serve:
+                _serve(console, reporting)
+            else:
+                console.print("(make demo DEMO_ARGS=--serve keeps the system and its dashboard up)")
     finally:
         if keep_data:
             console.print(f"data kept in {data_dir}")
         else:
             shutil.rmtree(data_dir, ignore_errors=True)
+
+
+def _serve(console: Console, reporting: str) -> None:
+    """Print the dashboard's URL and keep the system up until Ctrl-C (or SIGTERM)."""
+    console.print(f"ダッシュボード / dashboard: [bold]{reporting}/dashboard/progress[/bold]")
+    console.print("serving until Ctrl-C …")
+    # a background job starts with SIGINT ignored; SIGTERM must stop the stack cleanly too
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
+    try:
+        while True:
+            time.sleep(3600)
+    except KeyboardInterrupt:
+        console.print("stopping …")
 
 
 def _departments_agree(catalog: Catalog, events: Sequence[InboundEvent], body: Any) -> bool:

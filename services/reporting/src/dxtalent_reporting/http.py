@@ -180,9 +180,10 @@ def progress_report(progress: Progress) -> ProgressReport:
 def departments_report(
     ctx: ServiceContext, fiscal_year: int, as_of: dt.date, data: ReportData
 ) -> DepartmentsReport:
-    """Every department the report date places someone in, or that nominated a leader."""
+    """Every department the report date places someone in, or that nominated a leader (the
+    standings are only the certified staff: `queries`)."""
     reports = by_department(ctx.catalog, fiscal_year, data.standings, as_of)
-    for department in data.nominated_departments - reports.keys():
+    for department in (data.nominated_departments | data.placed_departments) - reports.keys():
         reports[department] = target_progress(ctx.catalog, fiscal_year, (), as_of, department)
     rows = [
         DepartmentProgressOut(
@@ -273,4 +274,10 @@ def routes(ctx: ServiceContext) -> APIRouter:
 
         return departments_report(ctx, period.fiscal_year, period.as_of, await read(query))
 
-    return router
+    # the HTML dashboard (its own session login) beside the JSON API
+    from dxtalent_reporting.dashboard.routes import dashboard_routes
+
+    both = APIRouter()
+    both.include_router(router)
+    both.include_router(dashboard_routes(ctx))
+    return both

@@ -33,6 +33,8 @@ from dxtalent_contracts.events import (
     LevelRevokedEvent,
 )
 from dxtalent_infra.migrations import Migration, quote_ident
+from dxtalent_reporting import activity
+from dxtalent_reporting.activity import ActivityEvent, ActivityWriter
 
 ProjectedEvent = (
     EmployeeUpdatedEvent
@@ -40,6 +42,7 @@ ProjectedEvent = (
     | LeaderNominatedRecordedEvent
     | LevelCertifiedEvent
     | LevelRevokedEvent
+    | ActivityEvent
 )
 
 #: The contract subjects the projection reads; every other subject is skipped unparsed.
@@ -51,6 +54,8 @@ SUBJECTS: frozenset[str] = frozenset(
         LeaderNominatedRecordedEvent,
         LevelCertifiedEvent,
         LevelRevokedEvent,
+        *activity.ACTIVITY_CLASSES,
+        *activity.INTAKE_CLASSES,
     )
 )
 
@@ -93,6 +98,7 @@ MIGRATIONS: tuple[Migration, ...] = (
         );
         """,
     ),
+    activity.MIGRATION,
 )
 
 
@@ -101,12 +107,15 @@ class ReadModelWriter:
 
     def __init__(self, schema: str) -> None:
         q = quote_ident(schema)
+        self._activity = ActivityWriter(schema)
         self._record = (
             f"INSERT INTO {q}.employee_records AS r"
-            " (employee_id, effective_date, fact_id, department_code, department_name)"
-            " VALUES ($1, $2, $3, $4, $5) ON CONFLICT (employee_id, effective_date) DO UPDATE"
+            " (employee_id, effective_date, fact_id, department_code, department_name,"
+            " categories, duty_skills) VALUES ($1, $2, $3, $4, $5, $6, $7)"
+            " ON CONFLICT (employee_id, effective_date) DO UPDATE"
             " SET fact_id = EXCLUDED.fact_id, department_code = EXCLUDED.department_code,"
-            " department_name = EXCLUDED.department_name WHERE EXCLUDED.fact_id > r.fact_id"
+            " department_name = EXCLUDED.department_name, categories = EXCLUDED.categories,"
+            " duty_skills = EXCLUDED.duty_skills WHERE EXCLUDED.fact_id > r.fact_id"
         )
         self._departure = (
             f"INSERT INTO {q}.departures AS d (employee_id, left_on, fact_id)"
@@ -122,9 +131,10 @@ class ReadModelWriter:
         )
         self._certified = (
             f"INSERT INTO {q}.levels AS l (employee_id, level, certified_on, fiscal_year,"
-            " department_code, revoked, event_id, stream_sequence)"
-            " VALUES ($1, $2, $3, $4, $5, false, $6, $7) ON CONFLICT (employee_id, level)"
+            " department_code, revoked, event_id, stream_sequence, via_equivalence)"
+            " VALUES ($1, $2, $3, $4, $5, false, $6, $7, $8) ON CONFLICT (employee_id, level)"
             " DO UPDATE SET certified_on = EXCLUDED.certified_on,"
+            " via_equivalence = EXCLUDED.via_equivalence,"
             " fiscal_year = EXCLUDED.fiscal_year, department_code = EXCLUDED.department_code,"
             " revoked = false, event_id = EXCLUDED.event_id,"
             " stream_sequence = EXCLUDED.stream_sequence"
@@ -140,6 +150,8 @@ class ReadModelWriter:
 
     async def apply(self, conn: asyncpg.Connection, event: ProjectedEvent, sequence: int) -> None:
         """Apply `event`, read at stream `sequence`, in the caller's transaction."""
+        if event.nats_subject in activity.INTAKE_TYPES:
+            await self._activity.count_intake(conn, event.id, event.type, event.time)
         match event:
             case EmployeeUpdatedEvent(data=d):
                 await conn.execute(
@@ -149,6 +161,8 @@ class ReadModelWriter:
                     event.id,
                     d.department_code,
                     d.department_name,
+                    d.categories,
+                    d.duty_skills,
                 )
             case EmployeeLeftRecordedEvent(data=d):
                 await conn.execute(self._departure, d.employee_id, d.left_on, event.id)
@@ -166,6 +180,9 @@ class ReadModelWriter:
                     d.department_code,
                     event.id,
                     sequence,
+                    d.via_equivalence,
                 )
             case LevelRevokedEvent(data=d):
                 await conn.execute(self._revoked, d.employee_id, d.level, event.id, sequence)
+            case _:
+                await self._activity.apply(conn, event, sequence)
