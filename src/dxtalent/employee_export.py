@@ -40,7 +40,19 @@ SOURCES: tuple[Source, ...] = (
     Source("records", "reporting", "employee_records", "employee_id = $1", "effective_date"),
     Source("records", "reporting", "nominations", "employee_id = $1", "fiscal_year"),
     Source("records", "reporting", "departures", "employee_id = $1", "left_on"),
+    Source("records", "reporting", "enrollments", "employee_id = $1", "fiscal_year, course_id"),
+    Source("records", "reporting", "completions", "employee_id = $1", "completed_on, fact_id"),
+    Source("records", "reporting", "skills", "employee_id = $1", "skill"),
+    Source("records", "reporting", "improvement_cases", "$1 = ANY(leaders)", "case_id"),
     Source("credentials", "certification", "credentials", "employee_id = $1", "status_index"),
+    # as the LMS sent them: the actor may carry a name or an e-mail address (docs/privacy.md)
+    Source(
+        "statements",
+        "enrollment",
+        "xapi_statements",
+        "statement->'actor'->'account'->>'name' = $1",
+        "stored, statement_id",
+    ),
 )
 CSV_COLUMNS = ("section", "source", "row", "field", "value")
 

@@ -5,10 +5,12 @@ nothing, the version header and both ways of sending the token."""
 from __future__ import annotations
 
 import uuid
-from typing import Any
+from typing import Any, cast
 
+import asyncpg
 import httpx
 
+from dxtalent.employee_export import collect
 from dxtalent_enrollment.xapi import SOURCE, fact_id
 from tests.integration.enrollment.conftest import INGEST_TOKEN, Intake
 from tests.support.xapi_statements import (
@@ -170,3 +172,17 @@ async def test_version_header_and_token_are_required(intake: Intake) -> None:
         assert wrong.headers["WWW-Authenticate"].startswith('Basic realm="dxtalent"')
         about = await lms.get("/xapi/about")
         assert about.json() == {"version": ["1.0.3"]}
+
+
+async def test_a_disclosure_export_includes_the_statements_the_lms_sent(intake: Intake) -> None:
+    """`dxtalent employee export` reads the xAPI store too: the statement, actor name and all,
+    is found by its account name (the employee id); another employee's is not."""
+    who, other = _employee(), _employee()
+    mine = new_id()
+    assert (await _put(intake, course_statement(who), mine)).status_code == 204
+    assert (await _put(intake, course_statement(other), new_id())).status_code == 204
+    async with intake.pool.acquire() as conn:
+        export = await collect(cast(asyncpg.Connection, conn), who, intake.topology.prefix)
+    [held] = export["sections"]["statements"]
+    assert held["row"]["statement_id"] == mine
+    assert held["row"]["statement"]["actor"]["account"]["name"] == who
