@@ -36,7 +36,7 @@ from faststream.middlewares import AckPolicy
 from faststream.nats import JStream, NatsBroker, NatsMessage, PullSub
 from nats.js import api
 
-from dxtalent_infra import metrics
+from dxtalent_infra import fetch_timeout, metrics
 from dxtalent_infra.applier import BatchApplier, BatchOutcome, DeadLetter
 from dxtalent_infra.deadletter import dead_letter_event, publish_dead_letter
 from dxtalent_infra.delivery import Delivery, Handler, RejectMessage, delivery_from_msg
@@ -54,6 +54,7 @@ __all__ = [
 ]
 
 log = structlog.get_logger(__name__)
+fetch_timeout.install()
 
 AfterCommit = Callable[[Sequence[Delivery]], Awaitable[None]]
 
@@ -84,7 +85,7 @@ class ConsumerOptions:
     max_deliver: int = 5
     backoff: tuple[float, ...] = (0.5, 2.0, 10.0, 30.0)
     ack_wait: float = 30.0
-    fetch_timeout: float = 0.1
+    fetch_timeout: float = 1.0
     source: str | None = None
     after_commit: AfterCommit | None = None
 
