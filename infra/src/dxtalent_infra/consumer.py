@@ -168,6 +168,10 @@ class JetStreamConsumer:
             pull_sub=PullSub(self._opts.batch_size, timeout=self._opts.fetch_timeout, batch=True),
             ack_policy=AckPolicy.MANUAL,
             title=f"{self._durable}:{self._stream_name}",
+            description=(
+                f"Durable consumer `{self._durable}` of stream {self._stream_name}; messages "
+                f"it can never apply are dead-lettered on {self._deadletter_subject}."
+            ),
         )
         subscriber(self._on_batch)
         return subscriber

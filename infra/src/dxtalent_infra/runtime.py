@@ -119,7 +119,8 @@ def asyncapi_document(spec_name: str, broker: NatsBroker) -> AsyncAPI:
     return AsyncAPI(broker, title=f"dxtalent {spec_name}", version="1")
 
 
-def _consumer(ctx: ServiceContext, c: ConsumerSpec) -> JetStreamConsumer:
+def register_consumer(ctx: ServiceContext, c: ConsumerSpec) -> JetStreamConsumer:
+    """The consumer `c` of the service, its FastStream subscriber registered on `ctx.broker`."""
     return JetStreamConsumer(
         ctx.broker,
         ctx.pool,
@@ -203,7 +204,7 @@ async def build_context(spec: ServiceSpec, settings: Settings) -> ServiceContext
         broker=broker,
     )
     for c in spec.consumers:
-        consumer = _consumer(ctx, c)
+        consumer = register_consumer(ctx, c)
         await consumer.prepare()
         ctx.consumers.append(consumer)
     if spec.publishes:
