@@ -23,7 +23,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
-import datetime as dt
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
@@ -37,11 +36,11 @@ from faststream.nats import JStream, NatsBroker, NatsMessage, PullSub
 from nats.js import api
 
 from dxtalent_infra import fetch_timeout, metrics
-from dxtalent_infra.applier import BatchApplier, BatchOutcome, DeadLetter
-from dxtalent_infra.deadletter import dead_letter_event, publish_dead_letter
+from dxtalent_infra.applier import BatchApplier, BatchOutcome
 from dxtalent_infra.delivery import Delivery, Handler, RejectMessage, delivery_from_msg
 from dxtalent_infra.edge import Parser
 from dxtalent_infra.inbox import PostgresInbox
+from dxtalent_infra.settle import Settling, settle
 from dxtalent_infra.topology import Topology
 
 __all__ = [
@@ -141,8 +140,12 @@ class JetStreamConsumer:
         self._durable = subscription.durable
         self._stream_name = topology.stream(subscription.stream)
         self._filters = [topology.subject(s) for s in subscription.filter_subjects]
-        self._deadletter_subject = topology.subject(subscription.deadletter_subject)
-        self._source = self._opts.source or f"urn:dxtalent:consumer:{self._durable}"
+        self._settling = Settling(
+            durable=self._durable,
+            deadletter_subject=topology.subject(subscription.deadletter_subject),
+            source=self._opts.source or f"urn:dxtalent:consumer:{self._durable}",
+            log=log.bind(consumer=self._durable, stream=self._stream_name),
+        )
         self._inbox = PostgresInbox(schema, self._durable, subscription.stream)
         self._stop = asyncio.Event()
         self._died: BaseException | None = None
@@ -172,7 +175,7 @@ class JetStreamConsumer:
             title=f"{self._durable}:{self._stream_name}",
             description=(
                 f"Durable consumer `{self._durable}` of stream {self._stream_name}; messages "
-                f"it can never apply are dead-lettered on {self._deadletter_subject}."
+                f"it can never apply are dead-lettered on {self._settling.deadletter_subject}."
             ),
         )
         subscriber(self._on_batch)
@@ -288,7 +291,7 @@ class JetStreamConsumer:
             return  # stopping while the database is away: the messages will be redelivered
         if self._opts.after_commit is not None:
             await self._opts.after_commit(deliveries)
-        await self._settle(msgs, deliveries, outcome)
+        await settle(self._js(), msgs, deliveries, outcome, self._settling)
         metrics.BATCH_SECONDS.labels(self._durable).observe(time.perf_counter() - started)
         metrics.CONSUMER_LAG.labels(self._durable).set(msgs[-1].metadata.num_pending)
 
@@ -326,52 +329,3 @@ class JetStreamConsumer:
                 await msg.in_progress()
         except Exception as exc:
             self._log.debug("consumer.in_progress_failed", error=repr(exc))
-
-    async def _settle(
-        self, msgs: list[Any], deliveries: list[Delivery], outcome: BatchOutcome
-    ) -> None:
-        dead_lettered = await self._publish_dead_letters(deliveries, outcome.dead)
-        metrics.MESSAGES_HANDLED.labels(self._durable).inc(len(outcome.applied))
-        metrics.MESSAGES_DUPLICATE.labels(self._durable).inc(len(outcome.duplicates))
-        metrics.MESSAGES_FAILED.labels(self._durable).inc(outcome.failures)
-        try:
-            for i in (*outcome.applied, *outcome.duplicates, *dead_lettered):
-                await msgs[i].ack()
-            for i, delay in outcome.retry:
-                await msgs[i].nak(delay=delay)
-        except Exception as exc:
-            # unacknowledged messages come back after ack_wait; the inbox skips them then
-            self._log.warning("consumer.ack_failed", error=repr(exc), batch=len(msgs))
-            metrics.CONSUMER_ERRORS.labels(self._durable, "ack").inc()
-
-    async def _publish_dead_letters(
-        self, deliveries: list[Delivery], dead: list[DeadLetter]
-    ) -> list[int]:
-        if not dead:
-            return []
-        now = dt.datetime.now(dt.UTC)
-        js = self._js()
-        events = [
-            dead_letter_event(
-                deliveries[d.index], reason=d.reason, errors=d.errors, source=self._source, now=now
-            )
-            for d in dead
-        ]
-        results = await asyncio.gather(
-            *(publish_dead_letter(js, self._deadletter_subject, e) for e in events),
-            return_exceptions=True,
-        )
-        published = []
-        for letter, result in zip(dead, results, strict=True):
-            key = deliveries[letter.index].message_key
-            if isinstance(result, BaseException):
-                # left unacknowledged: redelivered after ack_wait and dead-lettered again
-                self._log.error("consumer.dead_letter_failed", message_key=key, error=repr(result))
-                metrics.CONSUMER_ERRORS.labels(self._durable, "deadletter").inc()
-                continue
-            published.append(letter.index)
-            metrics.MESSAGES_DEAD_LETTERED.labels(self._durable, letter.cause).inc()
-            self._log.warning(
-                "consumer.dead_lettered", message_key=key, cause=letter.cause, reason=letter.reason
-            )
-        return published
