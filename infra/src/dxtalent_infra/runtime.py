@@ -35,6 +35,7 @@ from faststream.nats import NatsBroker
 from faststream.specification import AsyncAPI
 from nats.aio.client import Client as NatsClient
 from nats.js import JetStreamContext
+from starlette.routing import Route
 
 from dxtalent_contracts.catalog import Catalog, load_catalog
 from dxtalent_infra.consumer import ConsumerOptions, JetStreamConsumer, Subscription
@@ -253,7 +254,9 @@ def build_app(spec: ServiceSpec, ctx: ServiceContext) -> FastAPI:
         title=f"dxtalent {spec.name}", version="1", docs_url="/docs", lifespan=_lifespan(ctx)
     )
     app.add_exception_handler(RequestValidationError, validation_failed)
-    app.mount(ASYNCAPI_PATH, make_asyncapi_asgi(asyncapi_document(spec.name, ctx.broker)))
+    asyncapi_page = make_asyncapi_asgi(asyncapi_document(spec.name, ctx.broker))
+    # an ASGI app at exactly this path (a mount would redirect to a trailing slash)
+    app.router.routes.append(Route(ASYNCAPI_PATH, asyncapi_page, include_in_schema=False))
 
     @app.get("/healthz", include_in_schema=False)
     async def healthz() -> dict[str, str]:
