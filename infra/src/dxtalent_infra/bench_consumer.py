@@ -23,9 +23,11 @@ import nats
 
 from dxtalent_contracts import subjects
 from dxtalent_contracts.inbound import CourseCompletedEvent
-from dxtalent_infra.consumer import Delivery, JetStreamConsumer, RejectMessage
+from dxtalent_infra.consumer import ConsumerOptions, JetStreamConsumer, Subscription
+from dxtalent_infra.delivery import Delivery, RejectMessage
 from dxtalent_infra.logs import configure_logging
 from dxtalent_infra.migrations import quote_ident
+from dxtalent_infra.nats import nats_broker
 from dxtalent_infra.topology import DEADLETTER, INBOUND, Topology
 
 BATCH_SIZE = 500
@@ -57,7 +59,7 @@ async def _one_pass(nats_url: str, database_url: str, n: int, *, reject_every: i
         await pool.execute(f"CREATE SCHEMA {quote_ident(schema)}")
         await pool.execute(f"CREATE TABLE {table} (message_key text PRIMARY KEY, payload bytea)")
         return await _consume(
-            js, pool, schema=schema, topology=topology, n=n, reject_every=reject_every
+            nats_url, pool, schema=schema, topology=topology, n=n, reject_every=reject_every
         )
     finally:
         await pool.execute(f"DROP SCHEMA IF EXISTS {quote_ident(schema)} CASCADE")
@@ -90,7 +92,7 @@ def _payload(i: int) -> bytes:
 
 
 async def _consume(
-    js: Any, pool: asyncpg.Pool, *, schema: str, topology: Topology, n: int, reject_every: int
+    nats_url: str, pool: asyncpg.Pool, *, schema: str, topology: Topology, n: int, reject_every: int
 ) -> float:
     insert = f"INSERT INTO {quote_ident(schema)}.bench_rows VALUES ($1, $2)"
     done = asyncio.Event()
@@ -108,16 +110,17 @@ async def _consume(
             done.set()
 
     consumer = JetStreamConsumer(
-        js,
+        nats_broker(nats_url, name="bench"),
         pool,
         schema,
         topology,
-        stream=INBOUND.name,
-        durable="bench",
-        handler=handler,
-        deadletter_subject=subjects.DEADLETTER_INBOUND,
-        batch_size=BATCH_SIZE,
-        after_commit=count,
+        Subscription(
+            stream=INBOUND.name,
+            durable="bench",
+            handler=handler,
+            deadletter_subject=subjects.DEADLETTER_INBOUND,
+        ),
+        options=ConsumerOptions(batch_size=BATCH_SIZE, after_commit=count),
     )
     await consumer.prepare()
     started = time.perf_counter()

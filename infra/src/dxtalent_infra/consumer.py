@@ -1,64 +1,59 @@
-"""Durable JetStream pull consumer with an exactly-once effect on PostgreSQL (guarantees 3, 6, 7).
+"""Durable JetStream consumer with an exactly-once effect on PostgreSQL (guarantees 3, 6, 7).
 
-A fetched batch (the next one is fetched meanwhile) is applied in one database transaction by
-`inbox.BatchApplier`, handlers running in stream order; only after COMMIT are the messages
-acknowledged, dead letters published (awaited) before their originals are acknowledged, and
-retried messages nak'ed with a backoff delay.
+The transport is FastStream: a JetStream pull subscriber in batch mode bound to the durable
+consumer our topology code created (`declare=False`: FastStream never declares or alters a
+stream or consumer), with the manual acknowledgement policy, so no FastStream default ever
+acknowledges, rejects or drops a message. The whole fetched list reaches one handler,
+`_on_batch`, which keeps stream order:
+
+1. each message is parsed once (`edge`), unparsable ones are to be dead-lettered;
+2. the batch is applied in one database transaction by `applier.BatchApplier`;
+3. only after COMMIT are messages acknowledged, dead letters published (awaited) before their
+   originals are acknowledged, and retried messages nak'ed with a backoff delay.
 
 `max_deliver` is enforced here from each message's delivery count, and the server-side limit is
 left unlimited on purpose: a server that gives up on its own would silently drop a message whose
 last attempt died with the process or during a database outage, before it reached the
-dead-letter subject. Database or NATS outages never consume attempts: the batch is kept,
-marked in progress and applied again until the database answers.
+dead-letter subject. Database outages never consume attempts: the batch is kept, marked in
+progress and applied again until the database answers.
 """
 
 from __future__ import annotations
 
 import asyncio
-import base64
 import contextlib
-import datetime as dt
-import hashlib
+import dataclasses
 import time
 from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
 from typing import Any, cast
 
 import asyncpg
-import nats.errors
 import structlog
+from faststream.exceptions import StopConsume
+from faststream.middlewares import AckPolicy
+from faststream.nats import JStream, NatsBroker, NatsMessage, PullSub
 from nats.js import api
 
-from dxtalent_contracts.envelope import CONTENT_TYPE
-from dxtalent_contracts.events import FieldError, MessageRejected, MessageRejectedEvent
-from dxtalent_infra import metrics
-from dxtalent_infra.inbox import (
-    MAX_EVENT_ID,
-    BatchApplier,
-    BatchOutcome,
-    DeadLetter,
-    Delivery,
-    Handler,
-    PostgresInbox,
-    RejectMessage,
-    trace_ids,
-)
+from dxtalent_infra import fetch_timeout, metrics
+from dxtalent_infra.applier import BatchApplier, BatchOutcome
+from dxtalent_infra.delivery import Delivery, Handler, RejectMessage, delivery_from_msg
+from dxtalent_infra.edge import Parser
+from dxtalent_infra.inbox import PostgresInbox
+from dxtalent_infra.settle import Settling, settle
 from dxtalent_infra.topology import Topology
 
 __all__ = [
     "AfterCommit",
     "ConsumerConfigError",
-    "Delivery",
-    "Handler",
+    "ConsumerOptions",
     "JetStreamConsumer",
-    "RejectMessage",
-    "dead_letter_event",
-    "delivery_from_msg",
+    "Subscription",
     "set_filter_subjects",
 ]
 
 log = structlog.get_logger(__name__)
-
-MSG_ID_HEADER = "Nats-Msg-Id"
+fetch_timeout.install()
 
 AfterCommit = Callable[[Sequence[Delivery]], Awaitable[None]]
 
@@ -67,20 +62,37 @@ class ConsumerConfigError(ValueError):
     """The consumer cannot be set up as asked on this server; retrying will not help."""
 
 
-def delivery_from_msg(msg: Any, topology: Topology, stream: str) -> Delivery:
-    """A JetStream message of contract stream `stream` as a `Delivery`."""
-    md = msg.metadata
-    headers: dict[str, str] = msg.headers or {}
-    seq: int = md.sequence.stream
-    return Delivery(
-        subject=topology.contract_subject(msg.subject),
-        data=msg.data,
-        headers=headers,
-        stream_sequence=seq,
-        num_delivered=md.num_delivered,
-        message_key=headers.get(MSG_ID_HEADER) or f"{stream}:{seq}",
-        received_at=md.timestamp,
-    )
+@dataclass(frozen=True)
+class Subscription:
+    """What a consumer reads and what it does with it: contract stream and subjects, durable
+    name, the edge parser (None: handlers get bytes only), handler and dead-letter subject."""
+
+    stream: str
+    durable: str
+    handler: Handler
+    deadletter_subject: str
+    filter_subjects: tuple[str, ...] = ()
+    parser: Parser | None = None
+
+
+@dataclass(frozen=True)
+class ConsumerOptions:
+    """How a consumer runs. `after_commit` is a test seam called after COMMIT and before any
+    acknowledgement; `fetch_timeout` bounds how long a partial batch waits to fill
+    (FastStream keeps fetching until the batch is full or this time is up: it is the latency
+    a trickle of messages pays, and an idle consumer polls at this pace)."""
+
+    batch_size: int = 500
+    max_deliver: int = 5
+    backoff: tuple[float, ...] = (0.5, 2.0, 10.0, 30.0)
+    ack_wait: float = 30.0
+    fetch_timeout: float = 0.1
+    source: str | None = None
+    after_commit: AfterCommit | None = None
+
+    def __post_init__(self) -> None:
+        if self.batch_size < 1 or self.max_deliver < 1:
+            raise ValueError("batch_size and max_deliver must be at least 1")
 
 
 def set_filter_subjects(js: Any, config: api.ConsumerConfig, wire_subjects: Sequence[str]) -> None:
@@ -98,166 +110,150 @@ def set_filter_subjects(js: Any, config: api.ConsumerConfig, wire_subjects: Sequ
         config.filter_subjects = list(wire_subjects)
 
 
-def dead_letter_event(
-    delivery: Delivery,
-    *,
-    reason: str,
-    errors: Sequence[FieldError],
-    source: str,
-    now: dt.datetime,
-) -> MessageRejectedEvent:
-    """The `MessageRejected` dead letter of `delivery`; its id is derived from the message key,
-    so publishing it twice is de-duplicated by JetStream."""
-    event_id = f"rejected-{delivery.message_key}"
-    if len(event_id) > MAX_EVENT_ID:
-        event_id = "rejected-sha256-" + hashlib.sha256(delivery.message_key.encode()).hexdigest()
-    ids = trace_ids(delivery.data)
-    original_id = ids.get("event_id")
-    return MessageRejectedEvent(
-        specversion="1.0",
-        id=event_id,
-        source=source,
-        type="dxtalent.enrollment.MessageRejected.v1",
-        time=now,
-        causationid=original_id,
-        correlationid=ids.get("correlation_id", original_id),
-        data=MessageRejected(
-            subject=delivery.subject,
-            reason=reason,
-            errors=list(errors),
-            original_base64=base64.b64encode(delivery.data).decode("ascii"),
-            original_headers=dict(delivery.headers),
-            received_at=delivery.received_at,
-        ),
-    )
+async def _undecoded(message: NatsMessage) -> Any:
+    """FastStream's decoder for our batches: none (its default builds a message object and
+    decodes the JSON of each of the 500 messages, which the edge parser does once itself)."""
+    return message.raw_message
 
 
 class JetStreamConsumer:
-    """A durable JetStream pull consumer that applies messages to PostgreSQL exactly once.
+    """A durable JetStream consumer, on FastStream `broker`, applying messages to PostgreSQL
+    exactly once.
 
-    `handler(conn, delivery)` runs inside the batch's transaction and must keep its effects in
-    that transaction: it may run more than once for a message (its savepoint segment is
-    re-applied when a later message in it fails), and only the run that commits counts. Raising `RejectMessage` dead-letters the
-    message at once; any other exception retries it with `backoff` delays, and after
-    `max_deliver` attempts dead-letters it with the exception as the reason.
+    `subscription.handler(conn, delivery)` runs inside the batch's transaction and must keep
+    its effects there: it may run more than once for a message (its savepoint segment is
+    re-applied when a later message in it fails), and only the run that commits counts.
+    Raising `RejectMessage` dead-letters the message at once; any other exception retries it
+    with `backoff` delays, and after `max_deliver` attempts dead-letters it with the reason.
 
-    `after_commit` is a test seam called after COMMIT and before any acknowledgement.
+    In a service the broker's lifecycle runs the subscriber (`prepare` first); `run` is the
+    same consumer on a broker of its own, until `stop`.
     """
 
     def __init__(
         self,
-        js: Any,
+        broker: NatsBroker,
         pool: asyncpg.Pool,
         schema: str,
         topology: Topology,
+        subscription: Subscription,
         *,
-        stream: str,
-        durable: str,
-        handler: Handler,
-        deadletter_subject: str,
-        filter_subjects: Sequence[str] = (),
-        batch_size: int = 500,
-        max_deliver: int = 5,
-        backoff: Sequence[float] = (0.5, 2.0, 10.0, 30.0),
-        ack_wait: float = 30.0,
-        fetch_timeout: float = 1.0,
-        source: str | None = None,
-        after_commit: AfterCommit | None = None,
+        options: ConsumerOptions | None = None,
     ) -> None:
-        if batch_size < 1 or max_deliver < 1:
-            raise ValueError("batch_size and max_deliver must be at least 1")
-        self._js = js
-        self._pool = pool
-        self._topology = topology
-        self._stream = stream
-        self._stream_name = topology.stream(stream)
-        self._durable = durable
-        self._deadletter_subject = topology.subject(deadletter_subject)
-        self._filters = [topology.subject(s) for s in filter_subjects]
-        self._batch_size = batch_size
-        self._ack_wait = ack_wait
-        self._fetch_timeout = fetch_timeout
-        self._source = source or f"urn:dxtalent:consumer:{durable}"
-        self._after_commit = after_commit
-        self._hold_max = max(0.1, min(5.0, ack_wait / 3))
-        self._inbox = PostgresInbox(schema, durable, stream)
+        self._broker, self._pool, self._topology = broker, pool, topology
+        self._sub_spec = subscription
+        self._opts = options or ConsumerOptions()
+        self._durable = subscription.durable
+        self._stream_name = topology.stream(subscription.stream)
+        self._filters = [topology.subject(s) for s in subscription.filter_subjects]
+        self._settling = Settling(
+            durable=self._durable,
+            deadletter_subject=topology.subject(subscription.deadletter_subject),
+            source=self._opts.source or f"urn:dxtalent:consumer:{self._durable}",
+            log=log.bind(consumer=self._durable, stream=self._stream_name),
+        )
+        self._inbox = PostgresInbox(schema, self._durable, subscription.stream)
         self._stop = asyncio.Event()
-        self._sub: Any = None
-        self._lag_checked = 0.0
-        self._log = log.bind(consumer=durable, stream=self._stream_name)
-        self._handled = metrics.MESSAGES_HANDLED.labels(durable)
-        self._duplicates = metrics.MESSAGES_DUPLICATE.labels(durable)
-        self._failed = metrics.MESSAGES_FAILED.labels(durable)
-        self._lag = metrics.CONSUMER_LAG.labels(durable)
-        self._batches = metrics.BATCH_SIZE.labels(durable)
+        self._died: BaseException | None = None
+        self._inflight: asyncio.Task[None] | None = None
+        self._done_fetching = asyncio.Event()  # set when the handler ends the fetching
+        self._hold_max = max(0.1, min(5.0, self._opts.ack_wait / 3))
+        self._log = log.bind(consumer=self._durable, stream=self._stream_name)
         self._applier = BatchApplier(
             self._inbox,
-            handler,
-            max_deliver=max_deliver,
-            backoff=backoff,
-            latency=metrics.HANDLER_SECONDS.labels(durable),
+            subscription.handler,
+            max_deliver=self._opts.max_deliver,
+            backoff=self._opts.backoff,
+            latency=metrics.HANDLER_SECONDS.labels(self._durable),
             log=self._log,
         )
-        self._batch_seconds = metrics.BATCH_SECONDS.labels(durable)
+        self._subscriber = self._subscribe()
+
+    def _subscribe(self) -> Any:
+        """Register the FastStream batch pull subscriber; it binds to the existing durable."""
+        subscriber = self._broker.subscriber(
+            self._filters[0] if len(self._filters) == 1 else "",
+            stream=JStream(self._stream_name, declare=False),
+            durable=self._durable,
+            config=None
+            if len(self._filters) == 1
+            else api.ConsumerConfig(filter_subjects=self._filters),
+            pull_sub=PullSub(self._opts.batch_size, timeout=self._opts.fetch_timeout, batch=True),
+            ack_policy=AckPolicy.MANUAL,
+            decoder=_undecoded,
+            title=f"{self._durable}:{self._stream_name}",
+            description=(
+                f"Durable consumer `{self._durable}` of stream {self._stream_name}; messages "
+                f"it can never apply are dead-lettered on {self._settling.deadletter_subject}."
+            ),
+        )
+        subscriber(self._on_batch)
+        return subscriber
 
     # --- lifecycle ---------------------------------------------------------------------------
-
-    async def prepare(self) -> None:
-        """Apply the inbox migrations and create or update the durable consumer (idempotent)."""
-        async with self._pool.acquire(timeout=10) as conn:
-            await self._inbox.migrate(cast(asyncpg.Connection, conn))
-        await self._ensure_consumer()
-
-    async def _ensure_consumer(self) -> None:
-        config = api.ConsumerConfig(
-            name=self._durable,
-            durable_name=self._durable,
-            deliver_policy=api.DeliverPolicy.ALL,
-            ack_policy=api.AckPolicy.EXPLICIT,
-            ack_wait=self._ack_wait,
-            max_deliver=-1,  # enforced here, see the module docstring
-            max_ack_pending=max(1000, 4 * self._batch_size),
-        )
-        set_filter_subjects(self._js, config, self._filters)
-        await self._js.add_consumer(self._stream_name, config=config)
-
-    async def run(self) -> None:
-        """Consume until `stop()`; batches in flight are finished first. Reconnects by itself."""
-        if not await self._connect(self.prepare):
-            return
-        self._log.info("consumer.started", batch_size=self._batch_size)
-        # the next batch is fetched while this one is applied: NATS and PostgreSQL overlap
-        fetching: asyncio.Task[list[Any]] | None = asyncio.create_task(self._fetch())
-        try:
-            while fetching is not None:
-                msgs = await fetching
-                fetching = None if self._stop.is_set() else asyncio.create_task(self._fetch())
-                if msgs:
-                    await self._process(msgs)
-        finally:
-            if fetching is not None:
-                fetching.cancel()
-                await asyncio.gather(fetching, return_exceptions=True)
-            await self._close()
-        self._log.info("consumer.stopped")
-
-    async def stop(self) -> None:
-        """Ask `run()` to return once the batches already fetched are applied and acknowledged.
-
-        Returns at once; await the task running `run()` to wait for the end.
-        """
-        self._stop.set()
 
     @property
     def durable(self) -> str:
         """The durable consumer's name (also the `consumer` label of its metrics)."""
         return self._durable
 
+    def _js(self) -> Any:
+        return self._broker.connection.jetstream()
+
+    async def prepare(self) -> None:
+        """Apply the inbox migrations and create or update the durable consumer (idempotent)."""
+        await self._broker.connect()
+        async with self._pool.acquire(timeout=10) as conn:
+            await self._inbox.migrate(cast(asyncpg.Connection, conn))
+        config = api.ConsumerConfig(
+            name=self._durable,
+            durable_name=self._durable,
+            deliver_policy=api.DeliverPolicy.ALL,
+            ack_policy=api.AckPolicy.EXPLICIT,
+            ack_wait=self._opts.ack_wait,
+            max_deliver=-1,  # enforced here, see the module docstring
+            max_ack_pending=max(1000, 4 * self._opts.batch_size),
+        )
+        set_filter_subjects(self._js(), config, self._filters)
+        await self._js().add_consumer(self._stream_name, config=config)
+
+    async def run(self) -> None:
+        """On a broker of its own: consume until `stop()`, the batch in flight finished."""
+        try:
+            await self.prepare()
+            await self._broker.start()
+            self._log.info("consumer.started", batch_size=self._opts.batch_size)
+            await self._stop.wait()
+        finally:
+            await self.close()
+            await self._broker.stop()
+        self._log.info("consumer.stopped")
+        if self._died is not None:
+            raise self._died
+
+    async def stop(self) -> None:
+        """Ask the consumer to take no new batch; returns at once (see `close`)."""
+        self._stop.set()
+
+    async def close(self) -> None:
+        """Stop taking batches and wait until those fetched are committed and settled.
+
+        A fetch under way when `stop` came ends within `fetch_timeout`, and its batch is
+        applied before the subscriber stops itself; the subscriber is stopped here after that
+        time in any case (an idle one keeps polling)."""
+        self._stop.set()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._done_fetching.wait(), 2 * self._opts.fetch_timeout + 0.5)
+        await self._subscriber.stop()
+        await self._finish_previous()
+        with contextlib.suppress(Exception):
+            await self._broker.connection.flush(timeout=2)  # buffered acknowledgements
+
     async def lag(self) -> int:
         """Messages not yet acknowledged: pending in the stream plus awaiting acknowledgement."""
-        info = await self._js.consumer_info(self._stream_name, self._durable)
+        info = await self._js().consumer_info(self._stream_name, self._durable)
         lag = int(info.num_pending or 0) + int(info.num_ack_pending or 0)
-        self._lag.set(lag)
+        metrics.CONSUMER_LAG.labels(self._durable).set(lag)
         return lag
 
     async def caught_up(self) -> bool:
@@ -272,93 +268,76 @@ class JetStreamConsumer:
         async with self._pool.acquire(timeout=10) as conn:
             return await self._inbox.checkpoint(cast(asyncpg.Connection, conn))
 
-    async def _connect(self, setup: Callable[[], Awaitable[None]]) -> bool:
-        delay = 0.2
-        while not self._stop.is_set():
-            try:
-                await setup()
-                if self._sub is not None:
-                    await self._unsubscribe()
-                self._sub = await self._js.pull_subscribe_bind(
-                    consumer=self._durable, stream=self._stream_name
-                )
-                return True
-            except (nats.errors.ConnectionClosedError, ConsumerConfigError):
-                raise
-            except Exception as exc:
-                self._log.warning("consumer.connect_failed", error=repr(exc), retry_in=delay)
-                metrics.CONSUMER_ERRORS.labels(self._durable, "connect").inc()
-                await self._sleep(delay)
-                delay = min(delay * 2, 5.0)
-        return False
-
-    async def _close(self) -> None:
-        await self._unsubscribe()
-        try:
-            # acknowledgements are buffered by the client; send them before the caller closes
-            await self._js._nc.flush(timeout=2)
-        except Exception as exc:
-            self._log.warning("consumer.flush_failed", error=repr(exc))
-
-    async def _unsubscribe(self) -> None:
-        sub, self._sub = self._sub, None
-        if sub is not None:
-            try:
-                await sub.unsubscribe()
-            except Exception as exc:
-                self._log.debug("consumer.unsubscribe_failed", error=repr(exc))
-
-    async def _sleep(self, seconds: float) -> None:
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._stop.wait(), seconds)
-
     # --- one batch ---------------------------------------------------------------------------
 
-    async def _fetch(self) -> list[Any]:
-        try:
-            msgs: list[Any] = await self._sub.fetch(self._batch_size, timeout=self._fetch_timeout)
-            return msgs
-        except TimeoutError:
-            await self._idle()
-            return []
-        except nats.errors.ConnectionClosedError:
-            raise
-        except Exception as exc:
-            self._log.warning("consumer.fetch_failed", error=repr(exc))
-            metrics.CONSUMER_ERRORS.labels(self._durable, "nats").inc()
-            await self._sleep(1.0)
-            await self._connect(self._ensure_consumer)  # e.g. the consumer was deleted
-            return []
+    async def _on_batch(self, message: NatsMessage) -> None:
+        """FastStream's handler, given each fetched list in stream order. The batch is applied
+        in a task, and the handler returns so that FastStream fetches the next batch meanwhile
+        (measured: without that overlap the rate fell by ~15%); the next call first waits
+        for it, so batches are applied one at a time, in order. Stopping, the batch already
+        fetched is applied, then `StopConsume` ends the fetching."""
+        msgs = cast(list[Any], message.raw_message)
+        await self._finish_previous()
+        if self._died is not None:
+            self._done_fetching.set()
+            raise StopConsume  # dying: this batch is neither applied nor acknowledged
+        if self._stop.is_set():
+            await self._guarded(msgs)
+            self._done_fetching.set()
+            raise StopConsume
+        self._inflight = asyncio.create_task(self._guarded(msgs), name=f"batch:{self._durable}")
 
-    async def _idle(self) -> None:
-        now = time.monotonic()
-        if now - self._lag_checked >= 5.0:
-            self._lag_checked = now
-            try:
-                await self.lag()
-            except Exception as exc:
-                self._log.debug("consumer.lag_unknown", error=repr(exc))
+    async def _finish_previous(self) -> None:
+        task, self._inflight = self._inflight, None
+        if task is not None:
+            await task
+
+    async def _guarded(self, msgs: list[Any]) -> None:
+        try:
+            await self._process(msgs)
+        except asyncio.CancelledError:
+            raise
+        except BaseException as exc:  # the process dying: nothing more is fetched or acked
+            self._log.error("consumer.died", error=repr(exc), exc_info=exc)
+            self._died = exc
+            self._stop.set()
+
+    def _deliveries(self, msgs: list[Any]) -> tuple[list[Delivery], dict[int, RejectMessage]]:
+        stream = self._sub_spec.stream
+        deliveries = [delivery_from_msg(m, self._topology, stream) for m in msgs]
+        parse = self._sub_spec.parser
+        rejected: dict[int, RejectMessage] = {}
+        if parse is not None:
+            for i, d in enumerate(deliveries):
+                try:
+                    deliveries[i] = dataclasses.replace(d, event=parse(d.subject, d.data))
+                except RejectMessage as exc:
+                    rejected[i] = exc
+        return deliveries, rejected
 
     async def _process(self, msgs: list[Any]) -> None:
         started = time.perf_counter()
-        deliveries = [delivery_from_msg(m, self._topology, self._stream) for m in msgs]
-        self._batches.observe(len(deliveries))
-        outcome = await self._apply_until_committed(msgs, deliveries)
+        deliveries, rejected = self._deliveries(msgs)
+        metrics.BATCH_SIZE.labels(self._durable).observe(len(deliveries))
+        outcome = await self._apply_until_committed(msgs, deliveries, rejected)
         if outcome is None:
             return  # stopping while the database is away: the messages will be redelivered
-        if self._after_commit is not None:
-            await self._after_commit(deliveries)
-        await self._settle(msgs, deliveries, outcome)
-        self._batch_seconds.observe(time.perf_counter() - started)
-        self._lag.set(msgs[-1].metadata.num_pending)
+        if self._opts.after_commit is not None:
+            await self._opts.after_commit(deliveries)
+        await settle(self._js(), msgs, deliveries, outcome, self._settling)
+        metrics.BATCH_SECONDS.labels(self._durable).observe(time.perf_counter() - started)
+        metrics.CONSUMER_LAG.labels(self._durable).set(msgs[-1].metadata.num_pending)
 
     async def _apply_until_committed(
-        self, msgs: list[Any], deliveries: list[Delivery]
+        self, msgs: list[Any], deliveries: list[Delivery], rejected: dict[int, RejectMessage]
     ) -> BatchOutcome | None:
         delay = 0.2
         while True:
             try:
-                return await self._apply(deliveries)
+                async with self._pool.acquire(timeout=10) as conn:
+                    return await self._applier.apply(
+                        cast(asyncpg.Connection, conn), deliveries, rejected
+                    )
             except Exception as exc:
                 self._log.warning(
                     "consumer.batch_not_applied",
@@ -371,7 +350,8 @@ class JetStreamConsumer:
             if self._stop.is_set():
                 return None
             await self._keep_in_progress(msgs)
-            await self._sleep(delay)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stop.wait(), delay)
             delay = min(delay * 2, self._hold_max)
             if self._stop.is_set():
                 return None
@@ -382,58 +362,3 @@ class JetStreamConsumer:
                 await msg.in_progress()
         except Exception as exc:
             self._log.debug("consumer.in_progress_failed", error=repr(exc))
-
-    async def _apply(self, deliveries: list[Delivery]) -> BatchOutcome:
-        async with self._pool.acquire(timeout=10) as conn:
-            return await self._applier.apply(cast(asyncpg.Connection, conn), deliveries)
-
-    async def _settle(
-        self, msgs: list[Any], deliveries: list[Delivery], outcome: BatchOutcome
-    ) -> None:
-        dead_lettered = await self._publish_dead_letters(deliveries, outcome.dead)
-        self._handled.inc(len(outcome.applied))
-        self._duplicates.inc(len(outcome.duplicates))
-        self._failed.inc(outcome.failures)
-        try:
-            for i in (*outcome.applied, *outcome.duplicates, *dead_lettered):
-                await msgs[i].ack()
-            for i, delay in outcome.retry:
-                await msgs[i].nak(delay=delay)
-        except Exception as exc:
-            # unacknowledged messages come back after ack_wait; the inbox skips them then
-            self._log.warning("consumer.ack_failed", error=repr(exc), batch=len(msgs))
-            metrics.CONSUMER_ERRORS.labels(self._durable, "ack").inc()
-
-    async def _publish_dead_letters(
-        self, deliveries: list[Delivery], dead: list[DeadLetter]
-    ) -> list[int]:
-        if not dead:
-            return []
-        now = dt.datetime.now(dt.UTC)
-
-        async def publish(letter: DeadLetter) -> None:
-            event = dead_letter_event(
-                deliveries[letter.index],
-                reason=letter.reason,
-                errors=letter.errors,
-                source=self._source,
-                now=now,
-            )
-            headers = {MSG_ID_HEADER: event.id, "Content-Type": CONTENT_TYPE}
-            await self._js.publish(self._deadletter_subject, event.to_json_bytes(), headers=headers)
-
-        results = await asyncio.gather(*(publish(d) for d in dead), return_exceptions=True)
-        published = []
-        for letter, result in zip(dead, results, strict=True):
-            key = deliveries[letter.index].message_key
-            if isinstance(result, BaseException):
-                # left unacknowledged: redelivered after ack_wait and dead-lettered again
-                self._log.error("consumer.dead_letter_failed", message_key=key, error=repr(result))
-                metrics.CONSUMER_ERRORS.labels(self._durable, "deadletter").inc()
-                continue
-            published.append(letter.index)
-            metrics.MESSAGES_DEAD_LETTERED.labels(self._durable, letter.cause).inc()
-            self._log.warning(
-                "consumer.dead_lettered", message_key=key, cause=letter.cause, reason=letter.reason
-            )
-        return published

@@ -1,13 +1,19 @@
-"""Connecting to NATS the same way everywhere: reconnect forever, log every state change."""
+"""Connecting to NATS the same way everywhere: reconnect forever, log every state change.
+
+`connect_nats` is a plain nats-py client (publishers, tools); `nats_broker` the FastStream
+broker that consumers subscribe on."""
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import ssl
 from pathlib import Path
+from typing import Any
 
 import nats
 import structlog
+from faststream.nats import NatsBroker
 from nats.aio.client import Client
 
 log = structlog.get_logger(__name__)
@@ -79,3 +85,78 @@ async def connect_nats(
         made.append(nc)
         log_.info("nats.connected", url=url, server_version=str(nc.connected_server_version))
         return nc
+
+
+def broker_options(
+    *,
+    name: str,
+    security: Any = None,
+    reconnect_wait_s: float = 1.0,
+    graceful_timeout_s: float = 30.0,
+) -> dict[str, Any]:
+    """Options of a FastStream NATS broker (`NatsBroker` or FastAPI's `NatsRouter`): it
+    reconnects forever, waits up to `graceful_timeout_s` for the batch in flight when
+    stopping, and logs its line per message at DEBUG only (that access log cost ~40% of the rate);
+    connection changes go to structlog as with `connect_nats`."""
+    log_ = log.bind(nats_name=name)
+
+    async def on_error(exc: Exception) -> None:
+        log_.warning("nats.error", error=repr(exc))
+
+    async def on_disconnected() -> None:
+        log_.warning("nats.disconnected")
+
+    async def on_reconnected() -> None:
+        log_.info("nats.reconnected")
+
+    return {
+        "name": name,
+        "security": security,
+        "allow_reconnect": True,
+        "max_reconnect_attempts": -1,
+        "reconnect_time_wait": reconnect_wait_s,
+        "error_cb": on_error,
+        "disconnected_cb": on_disconnected,
+        "reconnected_cb": on_reconnected,
+        "graceful_timeout": graceful_timeout_s,
+        # FastStream's own lines (a subscriber task failing and restarting) at their level;
+        # its line per message at DEBUG, which costs nothing while DEBUG is off
+        "logger": logging.getLogger("dxtalent.faststream"),
+        "log_level": logging.DEBUG,
+    }
+
+
+def nats_broker(url: str, *, name: str, reconnect_wait_s: float = 1.0) -> NatsBroker:
+    """A FastStream broker of its own (tools, tests, benchmarks): see `broker_options`."""
+    return NatsBroker(url, **broker_options(name=name, reconnect_wait_s=reconnect_wait_s))
+
+
+def broker_security(
+    *, user: str | None, password: str | None, creds: Path | None, tls_ca: Path | None
+) -> Any:
+    """FastStream's security object for the service settings' NATS credentials, or None."""
+    from faststream.nats import NatsCredentials, NatsSecurity, NatsUserPassword
+
+    tls = ssl.create_default_context(cafile=str(tls_ca)) if tls_ca is not None else None
+    if creds is not None:
+        return NatsCredentials(str(creds), ssl_context=tls)
+    if user is not None:
+        return NatsUserPassword(user, password or "", ssl_context=tls)
+    return NatsSecurity(ssl_context=tls) if tls is not None else None
+
+
+async def connect_broker(broker: Any, *, connect_wait_s: float = 30.0) -> None:
+    """Connect a FastStream broker, retrying for up to `connect_wait_s` seconds (a service
+    may start before the server)."""
+    deadline = asyncio.get_running_loop().time() + connect_wait_s
+    wait = 0.2
+    while True:
+        try:
+            await broker.connect()
+            return
+        except (OSError, nats.errors.Error, TimeoutError) as exc:
+            if asyncio.get_running_loop().time() + wait > deadline:
+                raise
+            log.warning("nats.connect_retry", error=repr(exc), retry_in=wait)
+            await asyncio.sleep(wait)
+            wait = min(wait * 2, 5.0)

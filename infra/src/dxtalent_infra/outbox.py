@@ -87,7 +87,7 @@ def cloudevent_bytes(row: asyncpg.Record, source: str) -> bytes:
 class OutboxRelay:
     """Publishes the committed events of one schema's outbox to JetStream (module docstring)."""
 
-    def __init__(
+    def __init__(  # noqa: PLR0913 - its options to be grouped like ConsumerOptions (issue 8)
         self,
         pool: asyncpg.Pool,
         schema: str,

@@ -15,7 +15,8 @@ from typing import Any
 
 from nats.js import api
 
-from dxtalent_infra.consumer import Delivery, delivery_from_msg, set_filter_subjects
+from dxtalent_infra.consumer import set_filter_subjects
+from dxtalent_infra.delivery import Delivery, delivery_from_msg
 from dxtalent_infra.topology import Topology
 
 BatchHandler = Callable[[Sequence[Delivery]], Awaitable[None]]

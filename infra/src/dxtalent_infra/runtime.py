@@ -1,11 +1,18 @@
 """Runs one service: the wiring every dxtalent service shares, written once.
 
-A service describes itself with a `ServiceSpec` (its consumers, read-model migrations, HTTP
-routes, whether it publishes from an outbox). `run_service` builds everything from `Settings`
-(nothing connects at import), serves `/healthz`, `/readyz` and `/metrics` next to the
-service's own routes (their bearer token and error bodies: `http_api`), and on SIGTERM/SIGINT
-stops taking new batches, finishes the one in flight, lets the relay publish what is
-committed, and closes its connections.
+A service is a FastStream app (a `NatsBroker`) served with its FastAPI app in one process, the
+way FastStream documents for ASGI frameworks: the FastAPI lifespan starts and stops the broker,
+and FastStream's AsyncAPI page for the broker is mounted at `/docs/asyncapi` (its document at
+`/docs/asyncapi?download=true`... see `asyncapi_document`) next to OpenAPI's `/docs`.
+
+A service describes itself with a `ServiceSpec`: its consumers (`ConsumerSpec`: stream,
+subjects, durable, parser, handler), read-model migrations, HTTP routers, whether it publishes
+from an outbox. `run_service` builds everything from `Settings` (nothing connects at import):
+streams and durable consumers are created by our topology code before the broker starts its
+subscribers, which only bind to them. It serves `/healthz`, `/readyz` and `/metrics` next to
+the service's own routes (their bearer token and error bodies: `http_api`), and on
+SIGTERM/SIGINT stops taking new batches, finishes the one in flight, lets the relay publish
+what is committed, and closes its connections.
 """
 
 from __future__ import annotations
@@ -13,7 +20,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import signal
-from collections.abc import Awaitable, Callable, Iterator, Sequence
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, cast
 
@@ -23,16 +30,22 @@ import uvicorn
 from fastapi import APIRouter, FastAPI, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from faststream.asgi import make_asyncapi_asgi
+from faststream.nats import NatsBroker
+from faststream.specification import AsyncAPI
 from nats.aio.client import Client as NatsClient
 from nats.js import JetStreamContext
+from starlette.routing import Route
 
 from dxtalent_contracts.catalog import Catalog, load_catalog
-from dxtalent_infra.consumer import Delivery, JetStreamConsumer
+from dxtalent_infra.consumer import ConsumerOptions, JetStreamConsumer, Subscription
+from dxtalent_infra.delivery import Handler
+from dxtalent_infra.edge import Parser
 from dxtalent_infra.eventstore import PostgresEventStore
 from dxtalent_infra.http_api import validation_failed
 from dxtalent_infra.metrics import render_metrics
 from dxtalent_infra.migrations import Migration, migrate
-from dxtalent_infra.nats import connect_nats
+from dxtalent_infra.nats import broker_options, broker_security, connect_broker
 from dxtalent_infra.outbox import OutboxRelay
 from dxtalent_infra.settings import Settings
 from dxtalent_infra.streams import ensure_streams
@@ -40,7 +53,7 @@ from dxtalent_infra.topology import Topology
 
 log = structlog.get_logger(__name__)
 
-Handler = Callable[[asyncpg.Connection, Delivery], Awaitable[None]]
+ASYNCAPI_PATH = "/docs/asyncapi"
 
 
 @dataclass
@@ -57,31 +70,77 @@ class ServiceContext:
     js: JetStreamContext
     store: PostgresEventStore
     source: str
+    broker: NatsBroker
     consumers: list[JetStreamConsumer] = field(default_factory=list)
     relay: OutboxRelay | None = None
 
 
 @dataclass(frozen=True)
 class ConsumerSpec:
-    """A durable consumer of a service: which stream and subjects, and its handler."""
+    """A durable consumer of a service: which stream and subjects, how its messages are
+    parsed at the edge (`edge`), and its handler (built from the running service)."""
 
     stream: str
     durable: str
     filter_subjects: tuple[str, ...]
     deadletter_subject: str
     handler: Callable[[ServiceContext], Handler]
+    parser: Parser | None = None
 
 
 @dataclass(frozen=True)
 class ServiceSpec:
-    """Everything that makes one service different from another."""
+    """Everything that makes one service different from another. `routers` are the HTTP
+    routers of the service, each built from the running service: add one with one entry."""
 
     name: str
     default_port: int
     consumers: tuple[ConsumerSpec, ...]
     migrations: tuple[tuple[str, Sequence[Migration]], ...] = ()
     publishes: bool = False
-    routes: Callable[[ServiceContext], APIRouter] | None = None
+    routers: tuple[Callable[[ServiceContext], APIRouter], ...] = ()
+
+
+def service_broker(name: str, settings: Settings) -> NatsBroker:
+    """The FastStream broker of service `name` (see `nats.broker_options`)."""
+    security = broker_security(
+        user=settings.nats_user,
+        password=settings.nats_password.get_secret_value() if settings.nats_password else None,
+        creds=settings.nats_creds,
+        tls_ca=settings.nats_tls_ca,
+    )
+    return NatsBroker(
+        settings.nats_url or "nats://127.0.0.1:4222",
+        **broker_options(name=f"dxtalent-{name}", security=security),
+    )
+
+
+def asyncapi_document(spec_name: str, broker: NatsBroker) -> AsyncAPI:
+    """The AsyncAPI document FastStream generates from the service's subscribers."""
+    return AsyncAPI(broker, title=f"dxtalent {spec_name}", version="1")
+
+
+def register_consumer(ctx: ServiceContext, c: ConsumerSpec) -> JetStreamConsumer:
+    """The consumer `c` of the service, its FastStream subscriber registered on `ctx.broker`."""
+    return JetStreamConsumer(
+        ctx.broker,
+        ctx.pool,
+        ctx.schema,
+        ctx.topology,
+        Subscription(
+            stream=c.stream,
+            durable=c.durable,
+            handler=c.handler(ctx),
+            deadletter_subject=c.deadletter_subject,
+            filter_subjects=c.filter_subjects,
+            parser=c.parser,
+        ),
+        options=ConsumerOptions(
+            batch_size=ctx.settings.batch_size,
+            max_deliver=ctx.settings.max_deliver,
+            source=ctx.source,
+        ),
+    )
 
 
 def schema_for(settings: Settings, service: str) -> str:
@@ -116,14 +175,9 @@ async def build_context(spec: ServiceSpec, settings: Settings) -> ServiceContext
     topology = Topology(settings.prefix)
     schema = schema_for(settings, spec.name)
     pool = await _connect_postgres(settings.database_url, spec.name)
-    nc = await connect_nats(
-        settings.nats_url,
-        name=f"dxtalent-{spec.name}",
-        user=settings.nats_user,
-        password=settings.nats_password.get_secret_value() if settings.nats_password else None,
-        creds=str(settings.nats_creds) if settings.nats_creds else None,
-        tls_ca=str(settings.nats_tls_ca) if settings.nats_tls_ca else None,
-    )
+    broker = service_broker(spec.name, settings)
+    await connect_broker(broker)
+    nc: NatsClient = broker.connection
     js = nc.jetstream()
     await ensure_streams(
         js,
@@ -148,24 +202,12 @@ async def build_context(spec: ServiceSpec, settings: Settings) -> ServiceContext
         js=js,
         store=store,
         source=f"urn:{catalog.municipality.code}:dxtalent:{spec.name}",
+        broker=broker,
     )
     for c in spec.consumers:
-        ctx.consumers.append(
-            JetStreamConsumer(
-                js,
-                pool,
-                schema,
-                topology,
-                stream=c.stream,
-                durable=c.durable,
-                filter_subjects=list(c.filter_subjects),
-                handler=c.handler(ctx),
-                deadletter_subject=c.deadletter_subject,
-                source=ctx.source,
-                batch_size=settings.batch_size,
-                max_deliver=settings.max_deliver,
-            )
-        )
+        consumer = register_consumer(ctx, c)
+        await consumer.prepare()
+        ctx.consumers.append(consumer)
     if spec.publishes:
         ctx.relay = OutboxRelay(
             pool,
@@ -207,8 +249,14 @@ async def readiness(ctx: ServiceContext) -> dict[str, Any]:
 
 
 def build_app(spec: ServiceSpec, ctx: ServiceContext) -> FastAPI:
-    app = FastAPI(title=f"dxtalent {spec.name}", version="1", docs_url="/docs")
+    """The service's FastAPI app; its lifespan starts and stops the FastStream broker."""
+    app = FastAPI(
+        title=f"dxtalent {spec.name}", version="1", docs_url="/docs", lifespan=_lifespan(ctx)
+    )
     app.add_exception_handler(RequestValidationError, validation_failed)
+    asyncapi_page = make_asyncapi_asgi(asyncapi_document(spec.name, ctx.broker))
+    # an ASGI app at exactly this path (a mount would redirect to a trailing slash)
+    app.router.routes.append(Route(ASYNCAPI_PATH, asyncapi_page, include_in_schema=False))
 
     @app.get("/healthz", include_in_schema=False)
     async def healthz() -> dict[str, str]:
@@ -227,9 +275,35 @@ def build_app(spec: ServiceSpec, ctx: ServiceContext) -> FastAPI:
         body, content_type = render_metrics()
         return Response(body, media_type=content_type)
 
-    if spec.routes is not None:
-        app.include_router(spec.routes(ctx))
+    for routes in spec.routers:
+        app.include_router(routes(ctx))
     return app
+
+
+def _lifespan(
+    ctx: ServiceContext,
+) -> Callable[[FastAPI], contextlib.AbstractAsyncContextManager[None]]:
+    """Start: the broker's subscribers (bound to consumers `build_context` prepared), then
+    the outbox relay. Stop: the batches in flight are finished, the relay publishes what is
+    committed, then the broker stops and drains its connection."""
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        await ctx.broker.start()
+        relay = asyncio.create_task(ctx.relay.run(), name="relay") if ctx.relay else None
+        try:
+            yield
+        finally:
+            for consumer in ctx.consumers:
+                await consumer.close()
+            if ctx.relay is not None and relay is not None:
+                with contextlib.suppress(Exception):
+                    await asyncio.wait_for(ctx.relay.drain_once(), timeout=10)
+                await ctx.relay.stop()
+                await asyncio.gather(relay, return_exceptions=True)
+            await ctx.broker.stop()
+
+    return lifespan
 
 
 class _Server(uvicorn.Server):
@@ -246,16 +320,15 @@ async def run_service(
     """Run until SIGTERM/SIGINT (or until `stop` is set, for callers that own the signals),
     then shut down gracefully."""
     ctx = await build_context(spec, settings)
-    app = build_app(spec, ctx)
     port = settings.http_port if settings.http_port is not None else spec.default_port
     server = _Server(
         uvicorn.Config(
-            app,
+            build_app(spec, ctx),
             host=settings.http_host,
             port=port,
             log_config=None,
             access_log=False,
-            lifespan="off",
+            lifespan="on",
         )
     )
     if stop is None:
@@ -263,33 +336,21 @@ async def run_service(
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
-    tasks = [asyncio.create_task(c.run(), name=f"consumer:{c.durable}") for c in ctx.consumers]
-    if ctx.relay is not None:
-        tasks.append(asyncio.create_task(ctx.relay.run(), name="relay"))
     http = asyncio.create_task(server.serve(), name="http")
     log.info(
         "service.started", service=spec.name, port=port, schema=ctx.schema, prefix=settings.prefix
     )
     waiter = asyncio.create_task(stop.wait())
-    done, _ = await asyncio.wait([waiter, http, *tasks], return_when=asyncio.FIRST_COMPLETED)
-    for task in done:
-        if task is not waiter and task.exception() is not None:
-            log.error(
-                "service.task_failed",
-                service=spec.name,
-                task=task.get_name(),
-                error=repr(task.exception()),
-            )
+    await asyncio.wait([waiter, http], return_when=asyncio.FIRST_COMPLETED)
+    if http.done() and http.exception() is not None:
+        log.error(
+            "service.task_failed", service=spec.name, task="http", error=repr(http.exception())
+        )
     log.info("service.stopping", service=spec.name)
-    for consumer in ctx.consumers:
-        await consumer.stop()
-    if ctx.relay is not None:
-        with contextlib.suppress(Exception):
-            await asyncio.wait_for(ctx.relay.drain_once(), timeout=10)
-        await ctx.relay.stop()
-    server.should_exit = True
-    await asyncio.gather(http, *tasks, return_exceptions=True)
+    server.should_exit = True  # the lifespan's end stops the broker (see `_lifecycle`)
+    await asyncio.gather(http, return_exceptions=True)
     waiter.cancel()
-    await ctx.nc.drain()
+    with contextlib.suppress(Exception):
+        await ctx.broker.stop()  # when the HTTP server never started
     await ctx.pool.close()
     log.info("service.stopped", service=spec.name)

@@ -21,11 +21,13 @@ from prometheus_client import REGISTRY
 from dxtalent_contracts.events import FieldError
 from dxtalent_infra.consumer import (
     ConsumerConfigError,
-    Delivery,
+    ConsumerOptions,
     JetStreamConsumer,
-    RejectMessage,
+    Subscription,
 )
+from dxtalent_infra.delivery import Delivery, Handler, RejectMessage
 from dxtalent_infra.migrations import quote_ident
+from dxtalent_infra.nats import nats_broker
 from dxtalent_infra.replay import replay
 from dxtalent_infra.servers import EmbeddedNats, EmbeddedPostgres
 from dxtalent_infra.topology import DEADLETTER, INBOUND, Topology
@@ -157,18 +159,31 @@ class Env:
     effects: Effects
     durable: str
 
-    def consumer(self, *, js: Any = None, **options: Any) -> JetStreamConsumer:
-        options.setdefault("filter_subjects", ["dx.inbound.>"])
+    nats_url: str
+
+    def consumer(
+        self,
+        *,
+        handler: Handler | None = None,
+        filter_subjects: Sequence[str] = ("dx.inbound.>",),
+        **options: Any,
+    ) -> JetStreamConsumer:
+        """A consumer on a FastStream broker of its own (its own NATS connection)."""
+        if "backoff" in options:
+            options["backoff"] = tuple(options["backoff"])
         return JetStreamConsumer(
-            js or self.js,
+            nats_broker(self.nats_url, name=self.durable, reconnect_wait_s=0.2),
             self.pool,
             self.schema,
             self.topology,
-            stream=INBOUND.name,
-            durable=self.durable,
-            handler=self.effects.handle,
-            deadletter_subject=DLQ,
-            **options,
+            Subscription(
+                stream=INBOUND.name,
+                durable=self.durable,
+                handler=handler or self.effects.handle,
+                deadletter_subject=DLQ,
+                filter_subjects=tuple(filter_subjects),
+            ),
+            options=ConsumerOptions(**options),
         )
 
     async def rows(self) -> tuple[int, int]:
@@ -215,7 +230,7 @@ async def env(
     js = nc.jetstream()
     await add_streams(js, topology)
     effects = await create_effects(pool, db_schema)
-    yield Env(js, pool, db_schema, topology, effects, "c" + uuid.uuid4().hex[:10])
+    yield Env(js, pool, db_schema, topology, effects, "c" + uuid.uuid4().hex[:10], nats_url)
     await nc.close()
 
 
@@ -247,11 +262,9 @@ async def test_consumer_dying_between_commit_and_ack_changes_nothing_on_redelive
     async def die(batch: Sequence[Delivery]) -> None:
         raise ProcessDiedError
 
-    nc = await nats.connect(nats_url)
-    first = env.consumer(js=nc.jetstream(), batch_size=100, ack_wait=1.0, after_commit=die)
+    first = env.consumer(batch_size=100, ack_wait=1.0, after_commit=die)
     with pytest.raises(ProcessDiedError):
         await first.run()
-    await nc.close()
     assert await env.rows() == (100, 100)
     calls_before = env.effects.calls
 
@@ -417,7 +430,7 @@ async def test_nats_restart_mid_stream_loses_and_duplicates_nothing(
     nc = await nats.connect(own_nats.url, max_reconnect_attempts=-1, reconnect_time_wait=0.2)
     env = Env(
         nc.jetstream(), pool, db_schema, Topology(prefix=prefix()),
-        await create_effects(pool, db_schema), "c" + uuid.uuid4().hex[:10],
+        await create_effects(pool, db_schema), "c" + uuid.uuid4().hex[:10], own_nats.url,
     )  # fmt: skip
     try:
         await add_streams(env.js, env.topology)
@@ -486,18 +499,7 @@ async def test_segments_apply_at_once_and_fall_back_one_by_one_when_one_is_bad(e
     env.effects.reject = {"m-5", "m-130"}
     handler = SegmentEffects(env.effects)
     await env.publish(keys(200))
-    consumer = JetStreamConsumer(
-        env.js,
-        env.pool,
-        env.schema,
-        env.topology,
-        stream=INBOUND.name,
-        durable=env.durable,
-        handler=handler,
-        deadletter_subject=DLQ,
-        filter_subjects=["dx.inbound.>"],
-        batch_size=200,
-    )
+    consumer = env.consumer(handler=handler, batch_size=200)
     async with running(consumer):
         await eventually(lambda: env.has_dead_letters(2), "2 dead letters")
         await eventually(consumer.caught_up, "caught up")

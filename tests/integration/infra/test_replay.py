@@ -8,7 +8,7 @@ from typing import Any
 import nats
 import pytest
 
-from dxtalent_infra.consumer import Delivery
+from dxtalent_infra.delivery import Delivery
 from dxtalent_infra.replay import replay, replay_batches
 from dxtalent_infra.topology import EVENTS, Topology
 

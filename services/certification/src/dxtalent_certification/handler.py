@@ -39,11 +39,11 @@ from dxtalent_contracts.events import (
     SkillRevoked,
     SkillRevokedEvent,
 )
-from dxtalent_contracts.registry import AnyEvent, Rejection, parse_event, type_name
-from dxtalent_infra.consumer import Delivery, RejectMessage
+from dxtalent_contracts.registry import AnyEvent, type_name
+from dxtalent_infra.delivery import Delivery, Handler, RejectMessage
 from dxtalent_infra.metrics import DUPLICATES
 from dxtalent_infra.records import NewEvent
-from dxtalent_infra.runtime import Handler, ServiceContext
+from dxtalent_infra.runtime import ServiceContext
 
 log = structlog.get_logger(__name__)
 
@@ -200,10 +200,9 @@ def _record(changes: list[tuple[str, DomainChange]], events: list[NewEvent]) -> 
 
 
 def _parse(delivery: Delivery) -> AnyEvent:
-    parsed = parse_event(delivery.data)
-    if isinstance(parsed, Rejection):
-        raise RejectMessage(parsed.reason, parsed.errors)
-    return parsed
+    """The event the consumer parsed at the edge (`edge.domain_events`)."""
+    event: AnyEvent = delivery.event
+    return event
 
 
 def _fact(event: AnyEvent) -> Fact | None:

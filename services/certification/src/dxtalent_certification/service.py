@@ -15,6 +15,7 @@ from dxtalent_certification.handler import certification_handler
 from dxtalent_certification.http import routes
 from dxtalent_certification.projection import COMPONENT, MIGRATIONS
 from dxtalent_contracts import subjects
+from dxtalent_infra.edge import domain_events
 from dxtalent_infra.runtime import ConsumerSpec, ServiceSpec
 
 SPEC = ServiceSpec(
@@ -28,8 +29,9 @@ SPEC = ServiceSpec(
             filter_subjects=(subjects.ENROLLMENT_EVENTS,),
             deadletter_subject=subjects.DEADLETTER_CERTIFICATION,
             handler=certification_handler,
+            parser=domain_events(check_subject=False),  # fact_of names what it accepts
         ),
     ),
     migrations=((COMPONENT, MIGRATIONS), (credentials.COMPONENT, credentials.MIGRATIONS)),
-    routes=routes,
+    routers=(routes,),
 )

@@ -15,22 +15,21 @@ import structlog
 
 from dxtalent_contracts import subjects
 from dxtalent_contracts.inbound import InboundEvent
-from dxtalent_contracts.registry import Rejection, parse_inbound
 from dxtalent_enrollment.domain import RecordedFact, inbound_problem, record
 from dxtalent_enrollment.http import MIGRATIONS, routes
-from dxtalent_infra.consumer import Delivery, RejectMessage
+from dxtalent_infra.delivery import Delivery, Handler, RejectMessage
+from dxtalent_infra.edge import inbound_facts
 from dxtalent_infra.metrics import DUPLICATES
 from dxtalent_infra.records import NewEvent
-from dxtalent_infra.runtime import ConsumerSpec, Handler, ServiceContext, ServiceSpec
+from dxtalent_infra.runtime import ConsumerSpec, ServiceContext, ServiceSpec
 
 log = structlog.get_logger(__name__)
 
 
 def _accepted(ctx: ServiceContext, delivery: Delivery) -> InboundEvent:
-    """The typed fact of a message, or `RejectMessage` saying why it cannot be accepted."""
-    parsed = parse_inbound(delivery.data)
-    if isinstance(parsed, Rejection):
-        raise RejectMessage(parsed.reason, parsed.errors)
+    """The typed fact of a message (parsed at the edge), or `RejectMessage` saying why the
+    catalog cannot accept it."""
+    parsed: InboundEvent = delivery.event
     problem = inbound_problem(ctx.catalog, parsed, delivery.subject)
     if problem is not None:
         raise RejectMessage(problem.reason, problem.errors)
@@ -99,7 +98,7 @@ SPEC = ServiceSpec(
     name="enrollment",
     default_port=8081,
     publishes=True,
-    routes=routes,
+    routers=(routes,),
     migrations=MIGRATIONS,
     consumers=(
         ConsumerSpec(
@@ -108,6 +107,7 @@ SPEC = ServiceSpec(
             filter_subjects=(subjects.INBOUND_ALL,),
             deadletter_subject=subjects.DEADLETTER_INBOUND,
             handler=inbound_handler,
+            parser=inbound_facts,
         ),
     ),
 )

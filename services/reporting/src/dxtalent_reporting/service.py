@@ -2,7 +2,7 @@
 
 Consumes all of `DX_EVENTS` with one durable consumer on `dx.events.>` (nats-server 2.9
 takes one filter subject per consumer) and skips, by subject and before parsing, every event
-the read model does not use. Events it does use are applied with one idempotent statement
+the read model does not use (`edge.domain_events`). Events it does use are applied with one idempotent statement
 each inside the consumer's batch transaction (`readmodel`); a malformed one is dead-lettered
 on `dx.deadletter.reporting`. Queries are served over HTTP (`http`).
 """
@@ -13,9 +13,9 @@ import asyncpg
 import structlog
 
 from dxtalent_contracts import subjects
-from dxtalent_contracts.registry import Rejection, parse_event
-from dxtalent_infra.consumer import Delivery, RejectMessage
-from dxtalent_infra.runtime import ConsumerSpec, Handler, ServiceContext, ServiceSpec
+from dxtalent_infra.delivery import Delivery, Handler
+from dxtalent_infra.edge import domain_events
+from dxtalent_infra.runtime import ConsumerSpec, ServiceContext, ServiceSpec
 from dxtalent_reporting.http import routes
 from dxtalent_reporting.readmodel import MIGRATIONS, SUBJECTS, ProjectedEvent, ReadModelWriter
 
@@ -27,20 +27,12 @@ def projection_handler(ctx: ServiceContext) -> Handler:
     writer = ReadModelWriter(ctx.schema)
 
     async def handle(conn: asyncpg.Connection, delivery: Delivery) -> None:
-        if delivery.subject not in SUBJECTS:
+        # the edge parsed only the subjects the read model projects; others arrive as None
+        projected: ProjectedEvent | None = delivery.event
+        if projected is None:
             return
-        event = parse_event(delivery.data)
-        if isinstance(event, Rejection):
-            raise RejectMessage(event.reason, event.errors)
-        if event.nats_subject != delivery.subject:
-            raise RejectMessage(
-                f"Event type {event.type!r} belongs on subject {event.nats_subject!r} "
-                f"but arrived on {delivery.subject!r}."
-            )
-        # the subject check leaves only the types the read model projects
-        projected: ProjectedEvent = event  # type: ignore[assignment]
         await writer.apply(conn, projected, delivery.stream_sequence)
-        log.debug("reporting.applied", event_id=event.id, type=event.type)
+        log.debug("reporting.applied", event_id=projected.id, type=projected.type)
 
     return handle
 
@@ -56,8 +48,9 @@ SPEC = ServiceSpec(
             filter_subjects=(subjects.EVENTS_ALL,),
             deadletter_subject=subjects.DEADLETTER_REPORTING,
             handler=projection_handler,
+            parser=domain_events(only=SUBJECTS),
         ),
     ),
     migrations=(("readmodel", MIGRATIONS),),
-    routes=routes,
+    routers=(routes,),
 )

@@ -58,7 +58,7 @@ Period = Annotated[ReportPeriod, Depends(page_period)]
 def dashboard_routes(ctx: ServiceContext) -> APIRouter:
     """The HTML pages, downloads and login of the reporting service."""
     sessions = Sessions(ctx.settings.api_token)
-    router = APIRouter(include_in_schema=False)
+    router = _login_routes(sessions)
     guarded = APIRouter(
         prefix="/dashboard", dependencies=[Depends(sessions.guard)], include_in_schema=False
     )
@@ -74,6 +74,47 @@ def dashboard_routes(ctx: ServiceContext) -> APIRouter:
                     return await builder.build(key, c, p, employee_id)
         except (OSError, TimeoutError, asyncpg.PostgresError) as exc:
             raise HTTPException(503, "the database does not answer; try again") from exc
+
+    @guarded.get("/{key}", response_class=HTMLResponse)
+    async def page(
+        request: Request, key: str, p: Period, employee_id: str | None = None
+    ) -> Response:
+        view = await build(key, p, employee_id)
+        context = {
+            "view": view,
+            "pages": PAGES,
+            "period": p,
+            "years": range(2024, max(2028, p.fiscal_year + 1)),
+            "fy_label": fy_label,
+            "as_of_label": wareki_date(p.as_of),
+            "employee_id": employee_id or "",
+            "query": request.url.query,
+        }
+        return TEMPLATES.TemplateResponse(request, "page.html", context)
+
+    guarded.add_api_route(
+        "/{key}/{table}.csv",
+        _download(build, "csv", CSV_MEDIA_TYPE, lambda v, t: table_csv(_table(v, t))),
+    )
+    guarded.add_api_route(
+        "/{key}/{table}.xlsx",
+        _download(
+            build,
+            "xlsx",
+            XLSX_MEDIA_TYPE,
+            lambda v, t: table_xlsx(_table(v, t), _table(v, t).title),
+        ),
+    )
+    router.include_router(guarded)
+    return router
+
+
+Build = Callable[[str, ReportPeriod, str | None], Awaitable[PageView]]
+
+
+def _login_routes(sessions: Sessions) -> APIRouter:
+    """`/` and the login form: the only dashboard routes open without a session."""
+    router = APIRouter(include_in_schema=False)
 
     @router.get("/")
     async def root() -> RedirectResponse:
@@ -100,54 +141,27 @@ def dashboard_routes(ctx: ServiceContext) -> APIRouter:
         sessions.open(response)
         return response
 
-    @guarded.get("/{key}", response_class=HTMLResponse)
-    async def page(
-        request: Request, key: str, p: Period, employee_id: str | None = None
-    ) -> Response:
-        view = await build(key, p, employee_id)
-        context = {
-            "view": view,
-            "pages": PAGES,
-            "period": p,
-            "years": range(2024, max(2028, p.fiscal_year + 1)),
-            "fy_label": fy_label,
-            "as_of_label": wareki_date(p.as_of),
-            "employee_id": employee_id or "",
-            "query": request.url.query,
-        }
-        return TEMPLATES.TemplateResponse(request, "page.html", context)
-
-    def download(
-        ext: str, media: str, render: Callable[[PageView, str], bytes]
-    ) -> Callable[..., Awaitable[Response]]:
-        async def handler(
-            key: str, table: str, p: Period, employee_id: str | None = None
-        ) -> Response:
-            view = await build(key, p, employee_id)
-            found = view.table(table)
-            if found is None:
-                raise HTTPException(404, f"page {key!r} has no table {table!r}")
-            name = download_name(key, found, p.fiscal_year, p.as_of, ext)
-            return Response(
-                render(view, table),
-                media_type=media,
-                headers={"Content-Disposition": f'attachment; filename="{name}"'},
-            )
-
-        return handler
-
-    guarded.add_api_route(
-        "/{key}/{table}.csv",
-        download("csv", CSV_MEDIA_TYPE, lambda v, t: table_csv(_table(v, t))),
-    )
-    guarded.add_api_route(
-        "/{key}/{table}.xlsx",
-        download(
-            "xlsx", XLSX_MEDIA_TYPE, lambda v, t: table_xlsx(_table(v, t), _table(v, t).title)
-        ),
-    )
-    router.include_router(guarded)
     return router
+
+
+def _download(
+    build: Build, ext: str, media: str, render: Callable[[PageView, str], bytes]
+) -> Callable[..., Awaitable[Response]]:
+    """The route that downloads one table of a page as `ext`."""
+
+    async def handler(key: str, table: str, p: Period, employee_id: str | None = None) -> Response:
+        view = await build(key, p, employee_id)
+        found = view.table(table)
+        if found is None:
+            raise HTTPException(404, f"page {key!r} has no table {table!r}")
+        name = download_name(key, found, p.fiscal_year, p.as_of, ext)
+        return Response(
+            render(view, table),
+            media_type=media,
+            headers={"Content-Disposition": f'attachment; filename="{name}"'},
+        )
+
+    return handler
 
 
 def _table(view: PageView, key: str) -> Table:

@@ -1,0 +1,88 @@
+"""One message as handlers see it, and how a handler says a message can never be applied.
+
+`Delivery` carries the message's bytes *and* the typed event parsed from them once, at the
+edge (`edge`); handlers use `delivery.event` and never parse. `Handler` is the one
+definition of a message handler's shape; a handler object may also offer `handle_many`
+(`ManyHandler`) to apply a whole savepoint segment in one call (see `applier`).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import asyncpg
+
+from dxtalent_contracts.events import FieldError
+from dxtalent_infra.topology import Topology
+
+MAX_EVENT_ID = 200
+MSG_ID_HEADER = "Nats-Msg-Id"
+
+
+@dataclass(frozen=True, slots=True)
+class Delivery:
+    """One message as a handler sees it. `subject` is the contract subject (no prefix).
+
+    `message_key` identifies the fact for de-duplication: the `Nats-Msg-Id` header (the
+    CloudEvent id) when present, else `"<contract stream>:<stream sequence>"`. `event` is the
+    typed event the consumer's parser made of `data` (None for a consumer without a parser).
+    """
+
+    subject: str
+    data: bytes
+    headers: dict[str, str]
+    stream_sequence: int
+    num_delivered: int
+    message_key: str
+    received_at: dt.datetime
+    event: Any = None
+
+
+class RejectMessage(Exception):  # noqa: N818 - an instruction to the consumer, not a fault
+    """Raised for a message that can never be applied: dead-lettered at once."""
+
+    def __init__(self, reason: str, errors: Sequence[FieldError] = ()) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.errors = list(errors)
+
+
+#: Applies one message inside the consumer's batch transaction on the connection.
+Handler = Callable[[asyncpg.Connection, Delivery], Awaitable[None]]
+
+#: Optional on a handler object as `handle_many`: applies a whole segment of messages at once,
+#: raising if any of them needs one-at-a-time handling (the segment is then rolled back and
+#: each message goes through the handler itself, so rejections and retries stay per message).
+ManyHandler = Callable[[asyncpg.Connection, Sequence[Delivery]], Awaitable[None]]
+
+
+def delivery_from_msg(msg: Any, topology: Topology, stream: str) -> Delivery:
+    """A JetStream message of contract stream `stream` as a `Delivery` (not yet parsed)."""
+    md = msg.metadata
+    headers: dict[str, str] = msg.headers or {}
+    seq: int = md.sequence.stream
+    return Delivery(
+        subject=topology.contract_subject(msg.subject),
+        data=msg.data,
+        headers=headers,
+        stream_sequence=seq,
+        num_delivered=md.num_delivered,
+        message_key=headers.get(MSG_ID_HEADER) or f"{stream}:{seq}",
+        received_at=md.timestamp,
+    )
+
+
+def trace_ids(data: bytes) -> dict[str, str]:
+    """`event_id` / `correlation_id` of a CloudEvent's bytes, for logs; empty when unreadable."""
+    try:
+        doc = json.loads(data)
+    except ValueError:
+        return {}
+    if not isinstance(doc, dict):
+        return {}
+    ids = {"event_id": doc.get("id"), "correlation_id": doc.get("correlationid")}
+    return {k: v for k, v in ids.items() if isinstance(v, str) and 0 < len(v) <= MAX_EVENT_ID}

@@ -1,0 +1,50 @@
+"""Decode once, at the edge: the bytes of a message become a typed `contracts` event here,
+and only here; a message that is not one is rejected here with the reason its dead letter
+carries. Handlers receive `Delivery.event` and never parse.
+
+A `Parser` takes the contract subject and the bytes and returns the typed event, `None` for
+a message the consumer does not use (acknowledged, never handled), or raises
+`RejectMessage`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Collection
+from typing import Any
+
+from dxtalent_contracts.inbound import InboundEvent
+from dxtalent_contracts.registry import AnyEvent, Rejection, parse_event, parse_inbound
+from dxtalent_infra.delivery import RejectMessage
+
+Parser = Callable[[str, bytes], Any]
+
+
+def inbound_facts(subject: str, data: bytes) -> InboundEvent:
+    """An inbound fact of `dx.inbound.>` (whether it belongs on `subject` is the catalog's
+    question, asked by enrollment's domain)."""
+    parsed = parse_inbound(data)
+    if isinstance(parsed, Rejection):
+        raise RejectMessage(parsed.reason, parsed.errors)
+    return parsed
+
+
+def domain_events(only: Collection[str] | None = None, *, check_subject: bool = True) -> Parser:
+    """A parser of `dx.events.>` messages; with `only`, messages on other subjects are skipped
+    before any parsing. With `check_subject`, an event on a subject its type does not belong
+    on is rejected (without it, the handler's domain decides what it accepts)."""
+    wanted = frozenset(only) if only is not None else None
+
+    def parse(subject: str, data: bytes) -> AnyEvent | None:
+        if wanted is not None and subject not in wanted:
+            return None
+        event = parse_event(data)
+        if isinstance(event, Rejection):
+            raise RejectMessage(event.reason, event.errors)
+        if check_subject and event.nats_subject != subject:
+            raise RejectMessage(
+                f"Event type {event.type!r} belongs on subject {event.nats_subject!r} "
+                f"but arrived on {subject!r}."
+            )
+        return event
+
+    return parse
