@@ -48,6 +48,20 @@ CHECKS = [
 ]
 
 
+def assert_documented_401(case: schemathesis.Case[Any]) -> None:
+    """A request without the service's token: a documented 401 with the Bearer challenge (or
+    405 for schemathesis's probes with another method)."""
+    response = case.call_and_validate(
+        checks=[not_a_server_error, status_code_conformance, response_schema_conformance]
+    )
+    if case.method.upper() != case.operation.method.upper():  # a probe with another method
+        assert response.status_code == 405, response.text
+        return
+    assert response.status_code == 401, response.text
+    [challenge] = response.headers["www-authenticate"]
+    assert challenge.startswith('Bearer realm="dxtalent"'), challenge
+
+
 def with_token(token: str) -> schemathesis.Config:
     """Schemathesis configuration that sends `Authorization: Bearer <token>` (`bearerAuth`)."""
     return schemathesis.Config.from_dict(
