@@ -156,7 +156,13 @@ async def _connect_postgres(url: str, name: str) -> asyncpg.Pool:
                 url,
                 min_size=1,
                 max_size=8,
-                server_settings={"application_name": f"dxtalent-{name}"},
+                server_settings={
+                    "application_name": f"dxtalent-{name}",
+                    # asyncpg prepares every statement; a generic plan chosen while the
+                    # tables were small (= ANY($1) as a sequential scan) would stay cached
+                    # as they grow. Plan each execution for its parameters instead.
+                    "plan_cache_mode": "force_custom_plan",
+                },
             )
         except (TimeoutError, OSError, asyncpg.PostgresError) as exc:
             log.warning("postgres.unavailable", service=name, error=str(exc), retry_in_s=delay)
