@@ -18,14 +18,15 @@ def _consumers(body: Mapping[str, Any]) -> str:
     parts = []
     for c in body.get("consumers", []):
         if c.get("pending") is None:
-            parts.append(f"{c['durable']} unknown (NATS did not answer)")
+            parts.append(f"consumer {c['durable']}: unknown (NATS did not answer)")
         else:
-            parts.append(f"{c['durable']} {c['pending']} pending, {c['ack_pending']} unacked")
+            counts = f"{c['pending']} pending, {c['ack_pending']} unacked"
+            parts.append(f"consumer {c['durable']}: {counts}")
     return "; ".join(parts) or "no consumers"
 
 
 def status_line(name: str, body: Mapping[str, Any]) -> str:
-    """`reporting  caught up  reporting 0 pending, 0 unacked; outbox -`"""
+    """`reporting     caught up  consumer reporting: 0 pending, 0 unacked; outbox -`"""
     state = "caught up" if body.get("caught_up") is True else "behind"
     backlog = body.get("outbox_backlog")
     outbox = "-" if backlog is None else str(backlog)

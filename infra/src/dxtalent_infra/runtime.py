@@ -272,7 +272,7 @@ def _lifespan(
     return lifespan
 
 
-async def _within(deadline: float, step: str, work: Awaitable[object]) -> None:
+async def bounded_step(deadline: float, step: str, work: Awaitable[object]) -> None:
     """Run one shutdown step until `deadline` (loop time); past it, log what was cut short."""
     remaining = max(deadline - asyncio.get_running_loop().time(), 0.01)
     try:
@@ -289,10 +289,10 @@ async def _shut_down(ctx: ServiceContext, relay: asyncio.Task[None] | None) -> N
     batches just applied included); then stop the broker, which drains its connection."""
     deadline = asyncio.get_running_loop().time() + ctx.settings.shutdown_grace_s
     for consumer in ctx.consumers:
-        await _within(deadline, f"consumer {consumer.durable}", consumer.close())
+        await bounded_step(deadline, f"consumer {consumer.durable}", consumer.close())
     if ctx.relay is not None and relay is not None:
-        await _within(deadline, "outbox relay", ctx.relay.drain_once())
-        await _within(deadline, "outbox relay stop", ctx.relay.stop())
+        await bounded_step(deadline, "outbox relay", ctx.relay.drain_once())
+        await bounded_step(deadline, "outbox relay stop", ctx.relay.stop())
         relay.cancel()  # only still running when the grace period ran out
         await asyncio.gather(relay, return_exceptions=True)
     await ctx.broker.stop()
