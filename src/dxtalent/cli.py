@@ -270,6 +270,23 @@ def progress(
     console.print(progress_table([body]))
 
 
+@app.command()
+def status() -> None:
+    """One line per service: caught up or behind, with each consumer's pending messages and
+    the outbox backlog; exits 0 when every service is caught up, 1 otherwise."""
+    from dxtalent.status_cli import all_statuses
+
+    settings = load_settings()
+    info = _stack_info(settings)
+    urls = {n: info.get(n) or f"http://127.0.0.1:{p}" for n, p in DEFAULT_PORTS.items()}
+    token = settings.api_token.get_secret_value() if settings.api_token else None
+    lines, caught_up = all_statuses(urls, token)
+    for line in lines:
+        typer.echo(line)
+    if not caught_up:
+        raise typer.Exit(code=1)
+
+
 @dlq_app.command("list")
 def dlq_list() -> None:
     """Show the dead letters with their reasons."""

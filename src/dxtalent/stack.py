@@ -71,6 +71,16 @@ def _json_or_text(body: bytes) -> Any:
         return body.decode(errors="replace")
 
 
+def caught_up(base_url: str, token: str | None = None) -> bool:
+    """The service at `base_url` answers `GET /v1/status` with `caught_up`: every consumer
+    has applied what its stream holds and the outbox is empty. False while it is not up."""
+    try:
+        status, body = http_json(base_url + "/v1/status", token=token, timeout=2)
+    except OSError:  # not listening yet
+        return False
+    return status == 200 and isinstance(body, dict) and body.get("caught_up") is True
+
+
 class ServiceExitedError(RuntimeError):
     """A service process ended while the stack was starting; names the last thing it logged."""
 
@@ -153,16 +163,14 @@ class LocalStack:
         svc.proc.wait(timeout=30)
 
     def ready(self) -> dict[str, bool]:
+        """Per service: running, serving, and caught up (`GET /v1/status`)."""
+        token = self.extra_env.get("DXT_API_TOKEN") or None
         out = {}
         for name, svc in self.services.items():
             if svc.proc.poll() is not None:
                 out[name] = False
                 continue
-            try:
-                status, _ = http_json(svc.base_url + "/readyz", timeout=2)
-            except OSError:  # not listening yet
-                status = 0
-            out[name] = status == 200
+            out[name] = caught_up(svc.base_url, token)
         return out
 
     def wait_ready(self, timeout: float = 120.0, settle_checks: int = 3) -> None:

@@ -57,6 +57,16 @@ def _wait(url: str, timeout: float = 90) -> None:
     raise TimeoutError(url)
 
 
+def _caught_up(env: dict[str, str], timeout: float = 90) -> subprocess.CompletedProcess[str]:
+    """Until `dxtalent status` exits 0 (every service caught up); its last run."""
+    deadline = time.monotonic() + timeout
+    while True:
+        shown = _cli("status", env=env)
+        if shown.returncode == 0 or time.monotonic() > deadline:
+            return shown
+        time.sleep(0.3)
+
+
 @pytest.fixture
 def data_dir() -> Iterator[Path]:
     path = Path(tempfile.mkdtemp(prefix="dxt-cli-"))
@@ -119,6 +129,7 @@ def test_up_runs_everything_embedded_and_keeps_data_across_restarts(data_dir: Pa
     up = _up(data_dir, base, env)
     try:
         _wait(f"{certification}/readyz")
+        assert _caught_up(env).returncode == 0  # serving, and done with what the stream holds
         status, body = http_json(f"{certification}/v1/employees/E1")
         assert status == 200
         assert len(body["skills"]) == 3  # DX-101 grants two
@@ -300,4 +311,28 @@ def test_publish_to_a_nats_without_the_streams_says_to_start_the_system(
         f"error: NATS at {server_urls.nats_url} has no stream for {prefix}.dx.inbound.>: no "
         "service has run on it yet (or DXT_PREFIX differs); start the system with `dxtalent up` "
         "first"
+    ]
+
+
+def test_status_prints_one_line_per_service_and_exits_0_when_all_are_caught_up(
+    configured_up: ConfiguredUp,
+) -> None:
+    """`dxtalent status` with the services' token prints a line per service saying it is
+    caught up, with its consumers' counts and outbox, and exits 0; with a wrong token it
+    exits 1 with one line naming the setting."""
+    shown = _caught_up(configured_up.env)
+    assert shown.returncode == 0, shown.stdout + shown.stderr
+    lines = shown.stdout.strip().splitlines()
+    assert [line.split()[0] for line in lines] == ["enrollment", "certification", "reporting"]
+    assert all(" caught up " in line and "0 pending, 0 unacked" in line for line in lines)
+    assert lines[0].endswith("outbox 0")  # enrollment and certification publish
+    assert lines[2].endswith("outbox -")  # reporting keeps no outbox
+    host, port = configured_up.certification.rsplit(":", 1)
+    enrollment = f"{host}:{int(port) - 1}"  # `up` gives enrollment the port before
+    wrong = _cli("status", env=configured_up.env | {"DXT_API_TOKEN": "x"})
+    assert wrong.returncode == 1
+    assert wrong.stderr.strip().splitlines() == [
+        "error: the enrollment service refused the token (401 at "
+        f"{enrollment}/v1/status); set DXT_API_TOKEN to the token the "
+        "services were started with"
     ]

@@ -2,7 +2,8 @@
 
 Schemathesis's pytest integration calls the API synchronously; a service on the test's own
 event loop would not answer while the test waits. `ThreadedService` starts the service in a
-thread, waits for `/readyz`, publishes events for it to apply (`publish`), and on exit stops it gracefully, drops its schema and deletes its streams.
+thread, waits until it is caught up (`GET /v1/status`), publishes events for it to apply
+(`publish`), and on exit stops it gracefully, drops its schema and deletes its streams.
 `CHECKS` are the checks every service's API is held to.
 """
 
@@ -147,13 +148,16 @@ class ThreadedService:
         self.wait_ready()
 
     def wait_ready(self, within: float = 30) -> None:
-        """Until `/readyz` answers 200: connected, and every consumer caught up."""
+        """Until `GET /v1/status` says `caught_up`: serving, and every consumer caught up."""
+        token = self.settings.api_token
+        headers = {"Authorization": f"Bearer {token.get_secret_value()}"} if token else {}
         deadline = time.monotonic() + within
         while time.monotonic() < deadline:
             if self._failure is not None:
                 raise AssertionError(f"{self.spec.name} stopped: {self._failure!r}")
-            with contextlib.suppress(httpx.HTTPError):
-                if httpx.get(f"{self.base_url}/readyz", timeout=2).status_code == 200:
+            with contextlib.suppress(httpx.HTTPError, ValueError):
+                status = httpx.get(f"{self.base_url}/v1/status", headers=headers, timeout=2)
+                if status.status_code == 200 and status.json()["caught_up"] is True:
                     return
             time.sleep(0.1)
         raise AssertionError(f"{self.spec.name} was not ready within {within}s")

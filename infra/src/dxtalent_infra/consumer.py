@@ -249,15 +249,19 @@ class JetStreamConsumer:
         with contextlib.suppress(Exception):
             await self._broker.connection.flush(timeout=2)  # buffered acknowledgements
 
+    async def pending_counts(self) -> tuple[int, int]:
+        """(pending in the stream, delivered and awaiting acknowledgement); sets the lag gauge."""
+        info = await self._js().consumer_info(self._stream_name, self._durable)
+        pending, ack_pending = int(info.num_pending or 0), int(info.num_ack_pending or 0)
+        metrics.CONSUMER_LAG.labels(self._durable).set(pending + ack_pending)
+        return pending, ack_pending
+
     async def lag(self) -> int:
         """Messages not yet acknowledged: pending in the stream plus awaiting acknowledgement."""
-        info = await self._js().consumer_info(self._stream_name, self._durable)
-        lag = int(info.num_pending or 0) + int(info.num_ack_pending or 0)
-        metrics.CONSUMER_LAG.labels(self._durable).set(lag)
-        return lag
+        return sum(await self.pending_counts())
 
     async def caught_up(self) -> bool:
-        """True when nothing is left to apply (for `/readyz`); False when NATS does not answer."""
+        """True when nothing is left to apply; False when NATS does not answer."""
         try:
             return await self.lag() == 0
         except Exception:

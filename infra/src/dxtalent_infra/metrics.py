@@ -69,6 +69,11 @@ DUPLICATES = Counter(
     "Facts a service already held (same event id), found by its event store and skipped.",
     ["service"],
 )
+OUTBOX_BACKLOG = Gauge(
+    "dxtalent_outbox_backlog",
+    "Committed events waiting in the outbox to be published (read at each scrape).",
+    ["service"],
+)
 RELAY_PUBLISHED = Counter(
     "dxtalent_relay_published_total",
     "Events the outbox relay published to JetStream (acknowledged by the stream).",

@@ -9,10 +9,11 @@ A service describes itself with a `ServiceSpec`: its consumers (`ConsumerSpec`: 
 subjects, durable, parser, handler), read-model migrations, HTTP routers, whether it publishes
 from an outbox. `run_service` builds everything from `Settings` (nothing connects at import):
 streams and durable consumers are created by our topology code before the broker starts its
-subscribers, which only bind to them. It serves `/healthz`, `/readyz` and `/metrics` next to
-the service's own routes (their bearer token and error bodies: `http_api`), and on
-SIGTERM/SIGINT stops taking new batches, finishes the one in flight, lets the relay publish
-what is committed, and closes its connections.
+subscribers, which only bind to them. It serves `/healthz`, `/readyz` (can serve),
+`/v1/status` (lag) and `/metrics` next to the service's own routes (their bearer token and
+error bodies: `http_api`), and on SIGTERM/SIGINT stops taking new batches, finishes the one in
+flight, lets the relay publish what is committed, and closes its connections, within
+`DXT_SHUTDOWN_GRACE_S` (`_shut_down`).
 """
 
 from __future__ import annotations
@@ -20,9 +21,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import signal
-from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any, cast
+from typing import cast
 
 import asyncpg
 import structlog
@@ -48,6 +49,7 @@ from dxtalent_infra.migrations import Migration, migrate
 from dxtalent_infra.nats import broker_options, broker_security, connect_broker
 from dxtalent_infra.outbox import OutboxRelay
 from dxtalent_infra.settings import Settings
+from dxtalent_infra.status import readiness, service_status, status_router
 from dxtalent_infra.streams import ensure_streams
 from dxtalent_infra.topology import Topology
 
@@ -227,33 +229,6 @@ async def build_context(spec: ServiceSpec, settings: Settings) -> ServiceContext
     return ctx
 
 
-async def readiness(ctx: ServiceContext) -> dict[str, Any]:
-    """Connected to both servers, every consumer caught up, nothing left in the outbox."""
-    checks: dict[str, Any] = {"nats": ctx.nc.is_connected}
-    try:
-        async with ctx.pool.acquire(timeout=2) as conn:
-            await conn.fetchval("SELECT 1")
-        checks["postgres"] = True
-    except Exception:
-        checks["postgres"] = False
-    for consumer in ctx.consumers:
-        try:
-            checks[f"lag:{consumer.durable}"] = await consumer.lag()
-        except Exception:
-            checks[f"lag:{consumer.durable}"] = None
-    if ctx.relay is not None:
-        try:
-            checks["outbox_pending"] = await ctx.relay.pending()
-        except Exception:
-            checks["outbox_pending"] = None
-    ready = (
-        checks["nats"]
-        and checks["postgres"]
-        and all(v == 0 for k, v in checks.items() if k.startswith("lag:") or k == "outbox_pending")
-    )
-    return {"ready": bool(ready), "checks": checks}
-
-
 def build_app(spec: ServiceSpec, ctx: ServiceContext) -> FastAPI:
     """The service's FastAPI app; its lifespan starts and stops the FastStream broker."""
     app = FastAPI(
@@ -270,19 +245,18 @@ def build_app(spec: ServiceSpec, ctx: ServiceContext) -> FastAPI:
 
     @app.get("/readyz", include_in_schema=False)
     async def readyz() -> JSONResponse:
-        body = await readiness(ctx)
+        body = await readiness(ctx.nc.is_connected, ctx.pool)
         return JSONResponse(body, status_code=200 if body["ready"] else 503)
 
     @app.get("/metrics", include_in_schema=False)
     async def metrics() -> Response:
-        for consumer in ctx.consumers:
-            with contextlib.suppress(Exception):
-                await consumer.lag()  # refreshes the lag gauge
+        await service_status(spec.name, ctx.consumers, ctx.relay)  # refreshes the lag gauges
         body, content_type = render_metrics()
         return Response(body, media_type=content_type)
 
     for routes in spec.routers:
         app.include_router(routes(ctx))
+    app.include_router(status_router(ctx.settings, spec.name, ctx.consumers, ctx.relay))
     return app
 
 
@@ -290,8 +264,7 @@ def _lifespan(
     ctx: ServiceContext,
 ) -> Callable[[FastAPI], contextlib.AbstractAsyncContextManager[None]]:
     """Start: the broker's subscribers (bound to consumers `build_context` prepared), then
-    the outbox relay. Stop: the batches in flight are finished, the relay publishes what is
-    committed, then the broker stops and drains its connection."""
+    the outbox relay. Stop (see `_shut_down`)."""
 
     @contextlib.asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
@@ -300,16 +273,36 @@ def _lifespan(
         try:
             yield
         finally:
-            for consumer in ctx.consumers:
-                await consumer.close()
-            if ctx.relay is not None and relay is not None:
-                with contextlib.suppress(Exception):
-                    await asyncio.wait_for(ctx.relay.drain_once(), timeout=10)
-                await ctx.relay.stop()
-                await asyncio.gather(relay, return_exceptions=True)
-            await ctx.broker.stop()
+            await _shut_down(ctx, relay)
 
     return lifespan
+
+
+async def bounded_step(deadline: float, step: str, work: Awaitable[object]) -> None:
+    """Run one shutdown step until `deadline` (loop time); past it, log what was cut short."""
+    remaining = max(deadline - asyncio.get_running_loop().time(), 0.01)
+    try:
+        await asyncio.wait_for(work, remaining)
+    except TimeoutError:
+        log.warning("service.shutdown_grace_exceeded", step=step, grace_left_s=0)
+    except Exception as exc:
+        log.warning("service.shutdown_step_failed", step=step, error=repr(exc))
+
+
+async def _shut_down(ctx: ServiceContext, relay: asyncio.Task[None] | None) -> None:
+    """Within `DXT_SHUTDOWN_GRACE_S`, in this order: stop fetching and finish, commit and
+    acknowledge the batches in flight; let the relay publish everything committed (the
+    batches just applied included); then stop the broker, which drains its connection."""
+    deadline = asyncio.get_running_loop().time() + ctx.settings.shutdown_grace_s
+    for consumer in ctx.consumers:
+        await bounded_step(deadline, f"consumer {consumer.durable}", consumer.close())
+    if ctx.relay is not None and relay is not None:
+        await bounded_step(deadline, "outbox relay", ctx.relay.drain_once())
+        await bounded_step(deadline, "outbox relay stop", ctx.relay.stop())
+        relay.cancel()  # only still running when the grace period ran out
+        await asyncio.gather(relay, return_exceptions=True)
+    await ctx.broker.stop()
+    log.info("service.shut_down", service=ctx.name)
 
 
 class _Server(uvicorn.Server):

@@ -38,6 +38,9 @@ class Settings(BaseSettings):
     batch_size: int = Field(default=500, ge=1, le=10_000)
     max_deliver: int = Field(default=5, ge=1)
     relay_poll_interval_s: float = Field(default=1.0, gt=0)
+    shutdown_grace_s: float = Field(
+        default=25.0, gt=0, description="SIGTERM: time to finish batches and publish the outbox"
+    )
     log_level: Literal["debug", "info", "warning", "error", "critical"] = "info"
     log_json: bool = True
     nats_user: str | None = None

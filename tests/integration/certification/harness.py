@@ -2,7 +2,7 @@
 
 `Enrollment` builds the domain events enrollment's relay publishes (CloudEvents of the
 contracts' `*RecordedEvent` classes); `RunningService` publishes them, waits until the service
-is caught up (`/readyz`), and reads what it produced: the wire (`DX_EVENTS`, `DX_DEADLETTER`),
+is caught up (`GET /v1/status`), and reads what it produced: the wire (`DX_EVENTS`, `DX_DEADLETTER`),
 its event store and its HTTP API.
 """
 
@@ -150,10 +150,10 @@ class RunningService:
     async def caught_up(self) -> None:
         """Wait until every published message is applied and its events are on the wire."""
 
-        async def ready() -> bool:
-            return (await self.http.get("/readyz")).status_code == 200
+        async def caught_up() -> bool:
+            return (await self.http.get("/v1/status")).json()["caught_up"] is True
 
-        await eventually(ready, "the service caught up (/readyz)")
+        await eventually(caught_up, "the service caught up (/v1/status)")
 
     async def wire(self, contract_stream: str = EVENTS.name) -> list[dict[str, Any]]:
         """Every CloudEvent in a stream, in order, with its contract subject as `_subject`."""

@@ -128,7 +128,7 @@ async def test_openapi_declares_the_bearer_scheme_and_the_error_bodies(
     operations = [
         op for path, item in doc["paths"].items() if path.startswith("/v1/") for op in item.values()
     ]
-    assert len(operations) == 3  # employee, categories, employee credentials
+    assert len(operations) == 4  # employee, categories, employee credentials, status
     for operation in operations:
         assert operation["security"] == [{"bearerAuth": []}]
         assert operation["responses"]["401"]["content"]["application/json"]["schema"] == {

@@ -43,10 +43,12 @@ class Intake:
     async def caught_up(self) -> None:
         """Until enrollment applied everything on DX_INBOUND and published its events."""
 
-        async def ready() -> bool:
-            return (await self.http.get("/readyz")).status_code == 200
+        async def caught_up() -> bool:
+            query = {"Authorization": f"Bearer {API_TOKEN}"}
+            status = await self.http.get("/v1/status", headers=query)
+            return status.json()["caught_up"] is True
 
-        await eventually(ready, "enrollment caught up (/readyz)")
+        await eventually(caught_up, "enrollment caught up (/v1/status)")
 
     async def inbound(self) -> list[tuple[dict[str, Any], str | None]]:
         """Every message on DX_INBOUND, in order: the event and its Nats-Msg-Id."""

@@ -77,10 +77,10 @@ class Reporting:
     async def settle(self) -> None:
         """Wait until the consumer has applied and acknowledged everything published."""
 
-        async def ready() -> bool:
-            return (await self.http.get("/readyz")).status_code == 200
+        async def caught_up() -> bool:
+            return (await self.http.get("/v1/status")).json()["caught_up"] is True
 
-        await eventually(ready, "the reporting consumer caught up")
+        await eventually(caught_up, "the reporting consumer caught up (/v1/status)")
 
     async def progress(self, **params: Any) -> dict[str, Any]:
         """`GET /v1/progress` (200 expected) as JSON."""

@@ -68,3 +68,17 @@ def test_an_empty_variable_is_an_unset_setting(monkeypatch: pytest.MonkeyPatch) 
     settings = Settings()
     assert settings.catalog is None
     assert settings.nats_creds is None
+
+
+def test_the_orchestrators_wait_longer_than_the_shutdown_grace() -> None:
+    """Compose's stop_grace_period and each Deployment's terminationGracePeriodSeconds exceed
+    DXT_SHUTDOWN_GRACE_S, so a service finishes its batch and outbox before SIGKILL."""
+    (config,) = [c for c in _k8s("ConfigMap") if c["metadata"]["name"] == "dxtalent-config"]
+    grace = float(config["data"]["DXT_SHUTDOWN_GRACE_S"])
+    assert grace == Settings.model_fields["shutdown_grace_s"].default
+    for deployment in _k8s("Deployment"):
+        pod = deployment["spec"]["template"]["spec"]
+        assert pod["terminationGracePeriodSeconds"] > grace, deployment["metadata"]["name"]
+    compose = yaml.safe_load((ROOT / "docker-compose.yml").read_text())["services"]
+    for service in SERVICES:
+        assert float(compose[service]["stop_grace_period"].removesuffix("s")) > grace, service
