@@ -78,9 +78,9 @@ class Subscription:
 @dataclass(frozen=True)
 class ConsumerOptions:
     """How a consumer runs. `after_commit` is a test seam called after COMMIT and before any
-    acknowledgement; `fetch_timeout` bounds how long a partial batch waits to fill
-    (FastStream keeps fetching until the batch is full or this time is up: it is the latency
-    a trickle of messages pays, and an idle consumer polls at this pace)."""
+    acknowledgement; `fetch_timeout` is how long one fetch waits for a first message (an idle
+    consumer polls at this pace); once one came, a batch waits at most
+    `fetch_timeout.FILL_S` for more (see that module)."""
 
     batch_size: int = 500
     max_deliver: int = 5
@@ -188,6 +188,7 @@ class JetStreamConsumer:
             ),
         )
         subscriber(self._on_batch)
+        fetch_timeout.batching(self._stream_name, self._durable)
         return subscriber
 
     # --- lifecycle ---------------------------------------------------------------------------

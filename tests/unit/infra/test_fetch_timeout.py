@@ -32,3 +32,57 @@ def test_the_consumer_installs_the_fix_on_nats_pull_subscriptions() -> None:
     assert consumer.JetStreamConsumer is not None
     wrapped: object = JetStreamContext.PullSubscription.fetch
     assert getattr(wrapped, "_dxtalent_timeout_as_nats_error", False) is True
+
+
+class _Queue:
+    """A pull subscription with `ready` messages waiting; records each fetch it is asked for."""
+
+    def __init__(self, ready: int, consumer: str = "durable") -> None:
+        self._stream, self._consumer = "STREAM", consumer
+        fetch_timeout.batching("STREAM", "durable")
+        self.ready = ready
+        self.calls: list[tuple[int, float]] = []
+
+    async def fetch(self, batch: int, timeout: float) -> list[int]:  # noqa: ASYNC109
+        self.calls.append((batch, timeout))
+        if self.ready == 0:
+            raise TimeoutError
+        taken = min(batch, self.ready)
+        self.ready -= taken
+        return list(range(taken))
+
+
+async def test_a_batch_takes_its_first_message_then_only_what_is_already_there() -> None:
+    """A batch fetch waits the caller's timeout for one message, then at most FILL_S for the
+    rest: a lone message is not held back for the whole timeout, and a backlog still fills
+    the batch."""
+    fetch_timeout.install(_Queue)
+    lone = _Queue(ready=1)
+    assert await lone.fetch(500, timeout=0.1) == [0]
+    assert lone.calls == [(1, 0.1), (499, fetch_timeout.FILL_S)]
+    backlog = _Queue(ready=800)
+    assert len(await backlog.fetch(500, timeout=0.1)) == 500
+    assert backlog.calls == [(1, 0.1), (499, fetch_timeout.FILL_S)]
+
+
+async def test_after_a_short_fetch_the_next_one_ends_at_once() -> None:
+    """FastStream fetches again until its batch is full or its timeout is up; after a fetch
+    that came back short, the next one times out at once (so the batch is handed over), and
+    the one after that waits as usual."""
+    fetch_timeout.install(_Queue)
+    trickle = _Queue(ready=3)
+    assert len(await trickle.fetch(500, timeout=0.1)) == 3
+    with pytest.raises(nats.errors.TimeoutError):
+        await trickle.fetch(497, timeout=0.09)
+    assert len(trickle.calls) == 2  # the second fetch asked the server nothing
+    trickle.ready = 2
+    assert len(await trickle.fetch(500, timeout=0.1)) == 2
+
+
+async def test_other_pull_subscriptions_keep_nats_py_behaviour() -> None:
+    """A pull subscription that is not a consumer's durable (a test helper, a tool) is asked
+    once for the whole batch, as nats-py does it."""
+    fetch_timeout.install(_Queue)
+    other = _Queue(ready=3, consumer="someone-else")
+    assert len(await other.fetch(500, timeout=0.1)) == 3
+    assert other.calls == [(500, 0.1)]
