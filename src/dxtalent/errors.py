@@ -25,6 +25,14 @@ class UserError(Exception):
     """Something the person running the command can fix; the message says what and how."""
 
 
+def token_refused(service: str, url: str) -> str:
+    """What a 401 from a service's `/v1` query means for the person who ran the command."""
+    return (
+        f"the {service} service refused the token (401 at {url}); set DXT_API_TOKEN to the "
+        "token the services were started with"
+    )
+
+
 class UserErrorGroup(TyperGroup):
     """The `dxtalent` group: a `UserError` from any (sub)command becomes one line and exit 1."""
 

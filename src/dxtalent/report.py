@@ -8,7 +8,7 @@ from typing import Any
 
 from rich.table import Table
 
-from dxtalent.errors import UserError
+from dxtalent.errors import UserError, token_refused
 from dxtalent.stack import http_json
 
 #: The fiscal years the reporting service reports: the 令和 era began in FY2019.
@@ -22,10 +22,7 @@ class ReportError(UserError):
 def _refusal(url: str, status: int, body: Any) -> ReportError:
     """What a refusal of the reporting service means for the person who asked."""
     if status == 401:
-        return ReportError(
-            f"the reporting service refused the token (401 at {url}); set DXT_API_TOKEN "
-            "to the token the services were started with"
-        )
+        return ReportError(token_refused("reporting", url))
     if status == 422 and isinstance(body, dict) and isinstance(body.get("detail"), list):
         problems = "; ".join(
             f"{'.'.join(str(p) for p in d.get('loc', [])[1:])}: {d.get('msg')}"

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from dxtalent.errors import UserError
+from dxtalent.errors import UserError, token_refused
 from dxtalent.stack import http_json
 
 
@@ -42,10 +42,7 @@ def service_status(name: str, base_url: str, token: str | None) -> tuple[str, bo
         reason = getattr(exc, "reason", exc)
         return f"{name:<13} {'down':<9}  no answer at {base_url} ({reason})", False
     if status == 401:
-        raise UserError(
-            f"the {name} service refused the token (401 at {url}); set DXT_API_TOKEN to the "
-            "token the services were started with"
-        )
+        raise UserError(token_refused(name, url))
     if status != 200 or not isinstance(body, dict):
         shown = " ".join(str(body).split())[:120]
         return f"{name:<13} {'unknown':<9}  GET {url} answered {status} ({shown})", False
