@@ -265,7 +265,11 @@ async def test_consumer_dying_between_commit_and_ack_changes_nothing_on_redelive
     first = env.consumer(batch_size=100, ack_wait=1.0, after_commit=die)
     with pytest.raises(ProcessDiedError):
         await first.run()
-    assert await env.rows() == (100, 100)
+    # The first batch holds what arrived within the fill window: up to 100, fewer on a busy
+    # machine (decision 0110); each of those is committed once and not acknowledged.
+    committed, _ = await env.rows()
+    assert 0 < committed <= 100
+    assert await env.rows() == (committed, committed)
     calls_before = env.effects.calls
 
     second = env.consumer(batch_size=100, ack_wait=1.0)
@@ -273,8 +277,8 @@ async def test_consumer_dying_between_commit_and_ack_changes_nothing_on_redelive
         await eventually(lambda: env.has_rows(300), "300 rows")
         await eventually(second.caught_up, "caught up")
     assert await env.rows() == (300, 300)
-    assert env.effects.calls - calls_before == 200  # the redelivered 100 were not handled again
-    assert env.counter("dxtalent_messages_duplicate_total") == 100
+    assert env.effects.calls - calls_before == 300 - committed  # committed ones not handled again
+    assert env.counter("dxtalent_messages_duplicate_total") == committed
 
 
 async def test_failing_handler_is_retried_then_dead_lettered_and_the_rest_go_on(env: Env) -> None:
