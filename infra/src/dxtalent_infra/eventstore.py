@@ -37,7 +37,7 @@ from typing import Any, cast
 
 import asyncpg
 
-from dxtalent_infra.migrations import Migration, migrate, quote_ident
+from dxtalent_infra.migrations import Migration, Privilege, migrate, quote_ident
 from dxtalent_infra.records import NewEvent, RecordedEvent
 
 _EVENT_TYPE = re.compile(r"^[a-z][a-z0-9]*(\.[A-Za-z][A-Za-z0-9_-]*)+\.v[0-9]+$")
@@ -120,6 +120,21 @@ END $$;
 """,
     ),
 ]
+
+
+COMPONENT = "eventstore"
+
+#: What the service role may do (granted by the migration role, see `migrations`): append and
+#: read events, never change or remove them (the trigger is a second line, not the only one);
+#: bump and lock stream versions (`SELECT .. FOR UPDATE` needs UPDATE); the relay deletes
+#: published outbox rows; `allocate_positions` reads and sets both sequences.
+PRIVILEGES: tuple[Privilege, ...] = (
+    Privilege("events", ("SELECT", "INSERT")),
+    Privilege("streams", ("SELECT", "INSERT", "UPDATE")),
+    Privilege("outbox", ("SELECT", "INSERT", "DELETE")),
+    Privilege("position_seq", ("USAGE", "SELECT", "UPDATE"), sequence=True),
+    Privilege("stamp_seq", ("USAGE", "SELECT", "UPDATE"), sequence=True),
+)
 
 
 class EventStoreError(Exception):
@@ -293,11 +308,14 @@ class PostgresEventStore:
         """The connection pool the store uses when no connection is passed."""
         return self._pool
 
-    async def migrate(self) -> list[int]:
-        """Create or upgrade the store's tables; safe when several processes start at once."""
-        async with self._pool.acquire() as conn:
+    async def migrate(self, conn: asyncpg.Connection | None = None) -> list[int]:
+        """Create or upgrade the store's tables (over `conn`, e.g. the migration role's, or
+        a pooled connection); safe when several processes start at once."""
+        if conn is not None:
+            return await migrate(conn, self.schema, COMPONENT, MIGRATIONS)
+        async with self._pool.acquire() as pooled:
             return await migrate(
-                cast(asyncpg.Connection, conn), self.schema, "eventstore", MIGRATIONS
+                cast(asyncpg.Connection, pooled), self.schema, COMPONENT, MIGRATIONS
             )
 
     @asynccontextmanager

@@ -20,7 +20,7 @@ from collections.abc import Sequence
 
 import asyncpg
 
-from dxtalent_infra.migrations import Migration, migrate, quote_ident
+from dxtalent_infra.migrations import Migration, Privilege, migrate, quote_ident
 
 COMPONENT = "consumer"
 
@@ -44,6 +44,13 @@ MIGRATIONS: tuple[Migration, ...] = (
         );
         """,
     ),
+)
+
+#: The service role's rights (see `migrations`): claim (RETURNING reads), release and prune
+#: (DELETE), checkpoint upsert.
+PRIVILEGES: tuple[Privilege, ...] = (
+    Privilege("inbox", ("SELECT", "INSERT", "DELETE")),
+    Privilege("consumer_checkpoint", ("SELECT", "INSERT", "UPDATE")),
 )
 
 

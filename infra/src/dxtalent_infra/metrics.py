@@ -80,6 +80,12 @@ RELAY_PUBLISHED = Counter(
     ["service"],
 )
 
+INBOX_PRUNED = Counter(
+    "dxtalent_inbox_pruned_rows_total",
+    "Inbox rows deleted because they were older than DXT_INBOX_RETENTION_S.",
+    ["service"],
+)
+
 
 def render_metrics() -> tuple[bytes, str]:
     """The body and content type of a `/metrics` response (Prometheus text format)."""

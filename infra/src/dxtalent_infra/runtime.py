@@ -13,7 +13,10 @@ subscribers, which only bind to them. It serves `/healthz`, `/readyz` (can serve
 `/v1/status` (lag) and `/metrics` next to the service's own routes (their bearer token and
 error bodies: `http_api`), and on SIGTERM/SIGINT stops taking new batches, finishes the one in
 flight, lets the relay publish what is committed, and closes its connections, within
-`DXT_SHUTDOWN_GRACE_S` (`_shut_down`).
+`DXT_SHUTDOWN_GRACE_S` (`_shut_down`). Migrations (`migrate_service`) run over
+`DXT_MIGRATION_DATABASE_URL` when it is set (the migration role owns the schema and grants the
+service role its rights), else over the service's own connection. A service with consumers
+prunes its inbox periodically (`inbox_retention`).
 """
 
 from __future__ import annotations
@@ -39,13 +42,15 @@ from nats.js import JetStreamContext
 from starlette.routing import Route
 
 from dxtalent_contracts.catalog import Catalog, load_catalog
+from dxtalent_infra import eventstore, inbox, inbox_retention, migrations
 from dxtalent_infra.consumer import ConsumerOptions, JetStreamConsumer, Subscription
 from dxtalent_infra.delivery import Handler
 from dxtalent_infra.edge import Parser
 from dxtalent_infra.eventstore import PostgresEventStore
 from dxtalent_infra.http_api import validation_failed
+from dxtalent_infra.inbox_retention import InboxPruner
 from dxtalent_infra.metrics import render_metrics
-from dxtalent_infra.migrations import Migration, migrate
+from dxtalent_infra.migrations import Migration, Privilege, grant_privileges, migrate
 from dxtalent_infra.nats import broker_options, broker_security, connect_broker
 from dxtalent_infra.outbox import OutboxRelay
 from dxtalent_infra.settings import Settings
@@ -75,6 +80,7 @@ class ServiceContext:
     broker: NatsBroker
     consumers: list[JetStreamConsumer] = field(default_factory=list)
     relay: OutboxRelay | None = None
+    pruner: InboxPruner | None = None
 
 
 @dataclass(frozen=True)
@@ -93,12 +99,15 @@ class ConsumerSpec:
 @dataclass(frozen=True)
 class ServiceSpec:
     """Everything that makes one service different from another. `routers` are the HTTP
-    routers of the service, each built from the running service: add one with one entry."""
+    routers of the service, each built from the running service: add one with one entry.
+    `privileges`: what the service role may do on the tables of `migrations` (the event
+    store's and the inbox's are added by `migrate_service`)."""
 
     name: str
     default_port: int
     consumers: tuple[ConsumerSpec, ...]
     migrations: tuple[tuple[str, Sequence[Migration]], ...] = ()
+    privileges: tuple[Privilege, ...] = ()
     publishes: bool = False
     routers: tuple[Callable[[ServiceContext], APIRouter], ...] = ()
 
@@ -150,14 +159,51 @@ def schema_for(settings: Settings, service: str) -> str:
     return f"{settings.prefix}_{service}" if settings.prefix else service
 
 
-async def _connect_postgres(url: str, name: str) -> asyncpg.Pool:
+async def migrate_service(
+    spec: ServiceSpec, conn: asyncpg.Connection, schema: str, service_role: str | None = None
+) -> None:
+    """Every migration of the service into `schema`, in order (event store, the service's
+    own components, consumer inbox), then `service_role`'s rights on what they created
+    (`migrations.grant_privileges`; nothing to grant when it is `conn`'s own role). The one
+    way a schema is built: at start-up, and for a new schema (a rebuild)."""
+    privileges = list(migrations.PRIVILEGES)
+    if spec.publishes:  # a service that only reads keeps no event store of its own
+        await migrate(conn, schema, eventstore.COMPONENT, eventstore.MIGRATIONS)
+        privileges += eventstore.PRIVILEGES
+    for component, steps in spec.migrations:
+        await migrate(conn, schema, component, steps)
+    privileges += spec.privileges
+    if spec.consumers:
+        await migrate(conn, schema, inbox.COMPONENT, inbox.MIGRATIONS)
+        await migrate(conn, schema, inbox_retention.COMPONENT, inbox_retention.MIGRATIONS)
+        privileges += inbox.PRIVILEGES
+    if service_role is not None:
+        await grant_privileges(conn, schema, service_role, privileges)
+
+
+async def _migrate(spec: ServiceSpec, settings: Settings, pool: asyncpg.Pool, schema: str) -> None:
+    """`migrate_service` as the migration role when one is configured, else over `pool`."""
+    if settings.migration_database_url is None:
+        async with pool.acquire() as conn:
+            await migrate_service(spec, cast(asyncpg.Connection, conn), schema)
+        return
+    service_role: str = await pool.fetchval("SELECT current_user")
+    migrator = await _connect_postgres(settings.migration_database_url, spec.name, size=1)
+    try:
+        async with migrator.acquire() as conn:
+            await migrate_service(spec, cast(asyncpg.Connection, conn), schema, service_role)
+    finally:
+        await migrator.close()
+
+
+async def _connect_postgres(url: str, name: str, size: int = 8) -> asyncpg.Pool:
     delay = 0.2
     while True:
         try:
             pool = await asyncpg.create_pool(
                 url,
                 min_size=1,
-                max_size=8,
+                max_size=size,
                 server_settings={
                     "application_name": f"dxtalent-{name}",
                     # asyncpg prepares every statement; a generic plan chosen while the
@@ -194,11 +240,7 @@ async def build_context(spec: ServiceSpec, settings: Settings) -> ServiceContext
         duplicate_window_s=settings.duplicate_window_s,
     )
     store = PostgresEventStore(pool, schema)
-    if spec.publishes:  # a service that only reads keeps no event store of its own
-        await store.migrate()
-    async with pool.acquire() as conn:
-        for component, migrations in spec.migrations:
-            await migrate(cast(asyncpg.Connection, conn), schema, component, migrations)
+    await _migrate(spec, settings, pool, schema)
     ctx = ServiceContext(
         name=spec.name,
         settings=settings,
@@ -216,6 +258,13 @@ async def build_context(spec: ServiceSpec, settings: Settings) -> ServiceContext
         consumer = register_consumer(ctx, c)
         await consumer.prepare()
         ctx.consumers.append(consumer)
+    if spec.consumers:
+        ctx.pruner = InboxPruner(
+            pool,
+            schema,
+            service=spec.name,
+            retention_s=settings.inbox_retention_s,
+        )
     if spec.publishes:
         ctx.relay = OutboxRelay(
             pool,
@@ -270,10 +319,16 @@ def _lifespan(
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         await ctx.broker.start()
         relay = asyncio.create_task(ctx.relay.run(), name="relay") if ctx.relay else None
+        pruner = asyncio.create_task(ctx.pruner.run(), name="pruner") if ctx.pruner else None
         try:
             yield
         finally:
+            if ctx.pruner is not None and pruner is not None:
+                await ctx.pruner.stop()
             await _shut_down(ctx, relay)
+            if pruner is not None:
+                pruner.cancel()  # stopped above; only still running past the grace period
+                await asyncio.gather(pruner, return_exceptions=True)
 
     return lifespan
 

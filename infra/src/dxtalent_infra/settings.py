@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -19,6 +19,11 @@ class Settings(BaseSettings):
 
     nats_url: str | None = Field(default=None, description="NATS server; unset = embedded")
     database_url: str | None = Field(default=None, description="PostgreSQL DSN; unset = embedded")
+    migration_database_url: str | None = Field(
+        default=None,
+        description="DSN of the migration role (owns the schema, grants the service role its"
+        " rights); unset = migrations run over DXT_DATABASE_URL",
+    )
     data_dir: Path = Field(
         default=Path(".dxtalent"), description="where embedded servers keep data"
     )
@@ -35,6 +40,11 @@ class Settings(BaseSettings):
     )
     stream_replicas: int = Field(default=1, ge=1, le=5)
     duplicate_window_s: float = Field(default=600.0, gt=0)
+    inbox_retention_s: float = Field(
+        default=7 * 86_400.0,
+        gt=0,
+        description="inbox rows older than this are pruned; must exceed DXT_DUPLICATE_WINDOW_S",
+    )
     batch_size: int = Field(default=500, ge=1, le=10_000)
     max_deliver: int = Field(default=5, ge=1)
     relay_poll_interval_s: float = Field(default=1.0, gt=0)
@@ -55,6 +65,17 @@ class Settings(BaseSettings):
     credential_issuer: str | None = Field(
         default=None, description="issuer id: public base URL of the certification service"
     )
+
+    @model_validator(mode="after")
+    def _retention_outlives_duplicate_window(self) -> Settings:
+        """The inbox is the only duplicate check past the stream's window: it must remember
+        every message at least that long, or a redelivery would be applied twice."""
+        if self.inbox_retention_s <= self.duplicate_window_s:
+            raise ValueError(
+                f"DXT_INBOX_RETENTION_S ({self.inbox_retention_s:g} s) must be longer than the"
+                f" stream's duplicate window DXT_DUPLICATE_WINDOW_S ({self.duplicate_window_s:g} s)"
+            )
+        return self
 
     @field_validator("log_level", mode="before")
     @classmethod

@@ -26,7 +26,7 @@ from dxtalent_certification.domain.status_list import LIST_SIZE
 from dxtalent_certification.vcjwt import CredentialKeyError, Signer
 from dxtalent_contracts.catalog import Catalog
 from dxtalent_contracts.events import LevelCertified, LevelRevoked
-from dxtalent_infra.migrations import Migration, quote_ident
+from dxtalent_infra.migrations import Migration, Privilege, quote_ident
 from dxtalent_infra.records import NewEvent
 from dxtalent_infra.settings import Settings
 
@@ -56,6 +56,12 @@ MIGRATIONS: tuple[Migration, ...] = (
         INSERT INTO {schema}.credential_counter VALUES (1, 0);
         """,
     ),
+)
+
+#: The service role's rights: issue and revoke credentials, take the next status index.
+PRIVILEGES: tuple[Privilege, ...] = (
+    Privilege("credentials", ("SELECT", "INSERT", "UPDATE")),
+    Privilege("credential_counter", ("SELECT", "UPDATE")),
 )
 
 #: What `record` receives from the handler: per applied fact, its changes and their events.

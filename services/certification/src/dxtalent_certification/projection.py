@@ -25,7 +25,7 @@ from dxtalent_certification.codec import (
 from dxtalent_certification.domain.corrections import SentLedger
 from dxtalent_certification.domain.facts import EmployeeFacts
 from dxtalent_certification.domain.state import CertificationState
-from dxtalent_infra.migrations import Migration, quote_ident
+from dxtalent_infra.migrations import Migration, Privilege, quote_ident
 
 COMPONENT = "projection"
 
@@ -81,6 +81,10 @@ MIGRATIONS: tuple[Migration, ...] = (
         _LEDGER_FROM_STORE,
     ),
 )
+
+#: The service role's rights (granted by the migration role, see `dxtalent_infra.migrations`):
+#: read, lock (`FOR UPDATE` needs UPDATE), insert and update employees; never delete.
+PRIVILEGES: tuple[Privilege, ...] = (Privilege("employees", ("SELECT", "INSERT", "UPDATE")),)
 
 
 class ConcurrentInsertError(Exception):

@@ -13,7 +13,7 @@ from __future__ import annotations
 from dxtalent_certification import credentials
 from dxtalent_certification.handler import certification_handler
 from dxtalent_certification.http import routes
-from dxtalent_certification.projection import COMPONENT, MIGRATIONS
+from dxtalent_certification.projection import COMPONENT, MIGRATIONS, PRIVILEGES
 from dxtalent_contracts import subjects
 from dxtalent_infra.edge import domain_events
 from dxtalent_infra.runtime import ConsumerSpec, ServiceSpec
@@ -33,5 +33,6 @@ SPEC = ServiceSpec(
         ),
     ),
     migrations=((COMPONENT, MIGRATIONS), (credentials.COMPONENT, credentials.MIGRATIONS)),
+    privileges=(*PRIVILEGES, *credentials.PRIVILEGES),
     routers=(routes,),
 )

@@ -13,6 +13,7 @@ from dxtalent_infra.runtime import ServiceContext
 
 #: The enrollment service's read-model migrations: the xAPI statements it stores.
 MIGRATIONS = ((statements.COMPONENT, statements.MIGRATIONS),)
+PRIVILEGES = statements.PRIVILEGES
 
 
 def routes(ctx: ServiceContext) -> APIRouter:

@@ -16,7 +16,7 @@ import structlog
 from dxtalent_contracts import subjects
 from dxtalent_contracts.inbound import InboundEvent
 from dxtalent_enrollment.domain import RecordedFact, inbound_problem, record
-from dxtalent_enrollment.http import MIGRATIONS, routes
+from dxtalent_enrollment.http import MIGRATIONS, PRIVILEGES, routes
 from dxtalent_infra.delivery import Delivery, Handler, RejectMessage
 from dxtalent_infra.edge import inbound_facts
 from dxtalent_infra.metrics import DUPLICATES
@@ -100,6 +100,7 @@ SPEC = ServiceSpec(
     publishes=True,
     routers=(routes,),
     migrations=MIGRATIONS,
+    privileges=PRIVILEGES,
     consumers=(
         ConsumerSpec(
             stream="DX_INBOUND",

@@ -18,7 +18,7 @@ import asyncpg
 
 from dxtalent_enrollment.xapi import Received
 from dxtalent_enrollment.xapi_model import Statement
-from dxtalent_infra.migrations import Migration, quote_ident
+from dxtalent_infra.migrations import Migration, Privilege, quote_ident
 
 COMPONENT = "xapi"
 MIGRATIONS = (
@@ -34,6 +34,10 @@ MIGRATIONS = (
         " WHERE voids IS NOT NULL",
     ),
 )
+
+#: The service role's rights: statements are stored and read, never changed (voiding is a
+#: new statement).
+PRIVILEGES: tuple[Privilege, ...] = (Privilege("xapi_statements", ("SELECT", "INSERT")),)
 
 
 def _received(row: asyncpg.Record) -> Received:

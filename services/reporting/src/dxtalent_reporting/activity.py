@@ -36,7 +36,7 @@ from dxtalent_contracts.events import (
     SkillRevokedEvent,
 )
 from dxtalent_contracts.fiscal import japan_date
-from dxtalent_infra.migrations import Migration, quote_ident
+from dxtalent_infra.migrations import Migration, Privilege, quote_ident
 
 ActivityEvent = (
     CourseEnrolledRecordedEvent
@@ -121,6 +121,16 @@ MIGRATION = Migration(
         ADD COLUMN duty_skills text[] NOT NULL DEFAULT '{}';
     CREATE INDEX levels_by_level ON {schema}.levels (level) WHERE NOT revoked;
     """,
+)
+
+#: The service role's rights on these tables: counted once (INSERT .. DO NOTHING) or upserted.
+PRIVILEGES: tuple[Privilege, ...] = (
+    Privilege("enrollments", ("SELECT", "INSERT")),
+    Privilege("intake", ("SELECT", "INSERT")),
+    *(
+        Privilege(table, ("SELECT", "INSERT", "UPDATE"))
+        for table in ("completions", "skills", "improvement_cases")
+    ),
 )
 
 

@@ -32,7 +32,7 @@ from dxtalent_contracts.events import (
     LevelCertifiedEvent,
     LevelRevokedEvent,
 )
-from dxtalent_infra.migrations import Migration, quote_ident
+from dxtalent_infra.migrations import Migration, Privilege, quote_ident
 from dxtalent_reporting import activity
 from dxtalent_reporting.activity import ActivityEvent, ActivityWriter
 
@@ -99,6 +99,16 @@ MIGRATIONS: tuple[Migration, ...] = (
         """,
     ),
     activity.MIGRATION,
+)
+
+#: The service role's rights on these tables and on those of `activity` (one component):
+#: upserts (INSERT .. ON CONFLICT DO UPDATE) and reads; nothing is deleted.
+PRIVILEGES: tuple[Privilege, ...] = (
+    *(
+        Privilege(table, ("SELECT", "INSERT", "UPDATE"))
+        for table in ("employee_records", "departures", "nominations", "levels")
+    ),
+    *activity.PRIVILEGES,
 )
 
 

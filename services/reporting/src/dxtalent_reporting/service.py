@@ -17,7 +17,13 @@ from dxtalent_infra.delivery import Delivery, Handler
 from dxtalent_infra.edge import domain_events
 from dxtalent_infra.runtime import ConsumerSpec, ServiceContext, ServiceSpec
 from dxtalent_reporting.http import routes
-from dxtalent_reporting.readmodel import MIGRATIONS, SUBJECTS, ProjectedEvent, ReadModelWriter
+from dxtalent_reporting.readmodel import (
+    MIGRATIONS,
+    PRIVILEGES,
+    SUBJECTS,
+    ProjectedEvent,
+    ReadModelWriter,
+)
 
 log = structlog.get_logger(__name__)
 
@@ -52,5 +58,6 @@ SPEC = ServiceSpec(
         ),
     ),
     migrations=(("readmodel", MIGRATIONS),),
+    privileges=PRIVILEGES,
     routers=(routes,),
 )
