@@ -205,7 +205,7 @@ def smoke(args: argparse.Namespace, workdir: Path) -> None:
     say(f"podman-compose: {version}")
     try:
         up = stack.compose("up", "-d")
-        for line in (up.stdout + up.stderr).splitlines():
+        for line in dict.fromkeys((up.stdout + up.stderr).splitlines()):  # once each
             if "condition" in line or "Ignored" in line:
                 say(f"  podman-compose: {line.strip()}")
         for name in SERVICES:
