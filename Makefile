@@ -14,7 +14,7 @@ PACKAGES := src/dxtalent contracts/src/dxtalent_contracts infra/src/dxtalent_inf
 EXAMPLES := examples/subscriber
 PYTEST_ARGS ?=
 
-.PHONY: test lint typecheck pytest unit integration e2e demo schemas bench-infra bench-e2e clean chromium screenshots bench-dashboard
+.PHONY: test lint typecheck pytest unit integration e2e demo schemas bench-infra bench-e2e clean chromium screenshots bench-dashboard compose-smoke k8s-pin-images k8s-render
 
 $(UV):
 	$(PYTHON) -m venv .tools
@@ -60,6 +60,22 @@ bench-infra: $(VENV)/.synced ## event store / relay / consumer rates (prints fig
 
 bench-e2e: $(VENV)/.synced ## CourseCompleted -> LevelCertified latency (prints figures)
 	$(BIN)/dxtalent bench latency
+
+PODMAN_COMPOSE_VERSION := 1.6.0
+PODMAN_COMPOSE := .tools/podman-compose/bin/podman-compose
+
+$(PODMAN_COMPOSE): # its own venv: an operator's tool, not a dependency of the product
+	$(PYTHON) -m venv .tools/podman-compose
+	.tools/podman-compose/bin/pip install --quiet --disable-pip-version-check podman-compose==$(PODMAN_COMPOSE_VERSION)
+
+compose-smoke: $(VENV)/.synced $(PODMAN_COMPOSE) ## build the image, run the compose stack on podman, publish, SIGTERM, check (not in `make test`)
+	PODMAN_COMPOSE=$(CURDIR)/$(PODMAN_COMPOSE) $(BIN)/python tests/smoke/compose_smoke.py $(SMOKE_ARGS)
+
+k8s-render: ## the Kubernetes manifests as `kubectl apply -k deploy/k8s` would apply them
+	kubectl kustomize deploy/k8s
+
+k8s-pin-images: $(VENV)/.synced ## after pushing: pin every image of deploy/k8s by digest (IMAGES="name=ref ...")
+	$(BIN)/python deploy/k8s/pin_images.py $(IMAGES)
 
 clean:
 	rm -rf .venv .tools .pytest_cache .mypy_cache .ruff_cache

@@ -1,7 +1,8 @@
 #!/bin/sh
 # The part of the official postgres image's entrypoint the tests rely on: a cluster in $PGDATA on
 # first start (superuser $POSTGRES_USER, host auth $POSTGRES_HOST_AUTH_METHOD, password
-# $POSTGRES_PASSWORD), the database $POSTGRES_DB, then the server as user postgres.
+# $POSTGRES_PASSWORD), the database $POSTGRES_DB, the scripts in /docker-entrypoint-initdb.d
+# (*.sh run, *.sql fed to psql, against a socket-only server), then the server as user postgres.
 set -eu
 if [ "${1#-}" != "$1" ]; then set -- postgres "$@"; fi
 if [ "$1" != postgres ]; then exec "$@"; fi
@@ -27,6 +28,19 @@ if [ ! -s "$PGDATA/PG_VERSION" ]; then
   db=${POSTGRES_DB:-$user}
   if [ "$db" != postgres ]; then
     echo "CREATE DATABASE \"$db\"" | postgres --single -D "$PGDATA" postgres >/dev/null
+  fi
+  if [ -n "$(ls -A /docker-entrypoint-initdb.d 2>/dev/null)" ]; then
+    export POSTGRES_USER="$user" POSTGRES_DB="$db"
+    pg_ctl -D "$PGDATA" -o "-c listen_addresses=''" -w start >/dev/null
+    for f in /docker-entrypoint-initdb.d/*; do
+      case "$f" in
+        *.sh) echo "docker-entrypoint: running $f" >&2; bash "$f" ;;
+        *.sql) echo "docker-entrypoint: running $f" >&2
+               psql -v ON_ERROR_STOP=1 --username "$user" --dbname "$db" -f "$f" ;;
+        *) echo "docker-entrypoint: ignoring $f" >&2 ;;
+      esac
+    done
+    pg_ctl -D "$PGDATA" -m fast -w stop >/dev/null
   fi
 fi
 exec "$@"

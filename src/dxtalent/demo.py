@@ -97,24 +97,9 @@ def run_demo(
             with console.status("enrollment → certification → reporting: processing…"):
                 stack.wait_ready(timeout=900, settle_checks=3)
             processed_s = time.monotonic() - fed
-            years = range(catalog.plan.first_fiscal_year, catalog.plan.last_fiscal_year + 1)
             reporting = stack.services["reporting"].base_url
-            # Each year at its end: the generated city's facts run through the whole plan.
-            ends = {fy: fiscal_year_end(fy).isoformat() for fy in years}
-            bodies = [fetch_progress(reporting, fy, as_of=ends[fy]) for fy in years]
-            by_department = [
-                http_json(f"{reporting}/v1/progress/departments?fiscal_year={fy}&as_of={ends[fy]}")[
-                    1
-                ]
-                for fy in years
-            ]
+            bodies, agree = served_vs_core(catalog, city.events, reporting)
             console.print(progress_table(bodies))
-            oracle = expected_progress(catalog, city.events, years)
-            agree = all(
-                [(lv.level, lv.reached, lv.exactly) for lv in oracle[b["fiscal_year"]].levels]
-                == [(r["level"], r["reached"], r["exactly"]) for r in b["levels"]]
-                for b in bodies
-            ) and all(_departments_agree(catalog, city.events, body) for body in by_department)
             console.print(
                 f"{len(messages)} facts published in {publish_s:.1f}s; all three services caught up "
                 f"{processed_s:.1f}s after the first fact ({len(messages) / max(processed_s, 1e-9):.0f} "
@@ -152,6 +137,30 @@ def _serve(console: Console, reporting: str) -> None:
             time.sleep(3600)
     except KeyboardInterrupt:
         console.print("stopping …")
+
+
+def served_vs_core(
+    catalog: Catalog, events: Sequence[InboundEvent], reporting: str, token: str | None = None
+) -> tuple[list[dict[str, Any]], bool]:
+    """Target progress of every fiscal year of the plan as the reporting service at
+    `reporting` serves it (each year at its end, city-wide and by department), and whether it
+    equals what the pure core computes from `events`."""
+    years = range(catalog.plan.first_fiscal_year, catalog.plan.last_fiscal_year + 1)
+    ends = {fy: fiscal_year_end(fy).isoformat() for fy in years}
+    bodies = [fetch_progress(reporting, fy, as_of=ends[fy], token=token) for fy in years]
+    by_department = [
+        http_json(
+            f"{reporting}/v1/progress/departments?fiscal_year={fy}&as_of={ends[fy]}", token=token
+        )[1]
+        for fy in years
+    ]
+    oracle = expected_progress(catalog, events, years)
+    agree = all(
+        [(lv.level, lv.reached, lv.exactly) for lv in oracle[b["fiscal_year"]].levels]
+        == [(r["level"], r["reached"], r["exactly"]) for r in b["levels"]]
+        for b in bodies
+    ) and all(_departments_agree(catalog, events, body) for body in by_department)
+    return bodies, agree
 
 
 def _departments_agree(catalog: Catalog, events: Sequence[InboundEvent], body: Any) -> bool:

@@ -18,6 +18,7 @@ from pydantic import ValidationError
 from typer.core import TyperGroup
 
 from dxtalent_contracts.catalog import Catalog, CatalogError, load_catalog
+from dxtalent_infra.servers import ServerStartError
 from dxtalent_infra.settings import Settings
 
 
@@ -34,12 +35,13 @@ def token_refused(service: str, url: str) -> str:
 
 
 class UserErrorGroup(TyperGroup):
-    """The `dxtalent` group: a `UserError` from any (sub)command becomes one line and exit 1."""
+    """The `dxtalent` group: a `UserError` from any (sub)command becomes one line and exit 1,
+    and so does an embedded server that cannot start (e.g. not installed in this image)."""
 
     def invoke(self, ctx: typer._click.core.Context) -> Any:
         try:
             return super().invoke(ctx)
-        except UserError as exc:
+        except (UserError, ServerStartError) as exc:
             typer.echo(f"error: {exc}", err=True)
             raise typer.Exit(code=1) from None
 

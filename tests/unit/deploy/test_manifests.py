@@ -56,7 +56,7 @@ def _k8s_docs() -> list[dict[str, Any]]:
     loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
     docs: list[dict[str, Any]] = []
     for path in sorted(K8S.glob("*.yaml")):
-        if path.name != "kustomization.yaml":
+        if path.name not in ("kustomization.yaml", "kustomizeconfig.yaml"):
             docs.extend(d for d in yaml.load_all(path.read_text(), Loader=loader) if d)
     return docs
 
@@ -187,7 +187,7 @@ def _may_publish(user: str, subject: str) -> bool:
 def test_every_k8s_file_is_in_the_kustomization_or_an_example() -> None:
     kustomization = yaml.safe_load((K8S / "kustomization.yaml").read_text())
     listed = set(kustomization["resources"])
-    files = {p.name for p in K8S.glob("*.yaml")} - {"kustomization.yaml"}
+    files = {p.name for p in K8S.glob("*.yaml")} - {"kustomization.yaml", "kustomizeconfig.yaml"}
     assert files - listed == {"secrets.example.yaml"}
     assert listed <= files
 
@@ -214,12 +214,13 @@ def test_each_service_has_a_deployment_with_probes_and_a_locked_down_pod() -> No
         port = int(env["DXT_HTTP_PORT"]["value"])
         assert container["ports"][0]["containerPort"] == port, name
         assert env["DXT_NATS_USER"]["value"] == name
-        for secret in ("DXT_NATS_PASSWORD", "DXT_DATABASE_URL", "DXT_API_TOKEN"):
+        for secret in ("DXT_NATS_PASSWORD", "PG_PASSWORD", "DXT_API_TOKEN"):
             assert "secretKeyRef" in env[secret]["valueFrom"], f"{name}: {secret} not a secret"
+        assert "$(PG_PASSWORD)" in env["DXT_DATABASE_URL"]["value"]  # the password stays secret
 
 
 def test_every_workload_has_a_pod_disruption_budget_and_services_have_a_service() -> None:
-    budgets = {
+    budgets = {  # (CloudNativePG makes the PostgreSQL instances' budgets: enablePDB)
         b["spec"]["selector"]["matchLabels"]["app.kubernetes.io/name"]
         for b in _of_kind("PodDisruptionBudget")
     }
@@ -311,6 +312,50 @@ def test_host_networking_override_stays_on_loopback() -> None:
         assert env["DXT_HTTP_HOST"] == "127.0.0.1"
         assert "@127.0.0.1:" in env["DXT_DATABASE_URL"]
         assert env["DXT_NATS_URL"].startswith("nats://127.0.0.1:")
+
+
+class _Tagged(list[Any]):
+    """A list the override file marks `!override` / `!reset`: it replaces, never merges."""
+
+
+class _TagKeepingLoader(yaml.SafeLoader):
+    """Like _ComposeLoader, but a tagged sequence stays recognisable as one."""
+
+
+def _keep_tag(loader: yaml.SafeLoader, node: yaml.Node) -> Any:
+    if isinstance(node, yaml.SequenceNode):
+        return _Tagged(loader.construct_sequence(node))
+    return _tagged(loader, node)
+
+
+_TagKeepingLoader.add_constructor("!reset", _keep_tag)
+_TagKeepingLoader.add_constructor("!override", _keep_tag)
+
+#: lists compose merges on purpose (a mount more) or replaces anyway (command, entrypoint)
+_MERGED_OR_REPLACED = {"volumes", "command", "entrypoint"}
+
+
+def _lists_merged_into_base(base: Any, override: Any, path: str = "") -> Iterator[str]:
+    if isinstance(base, dict) and isinstance(override, dict):
+        for key, value in override.items():
+            if key in base and key not in _MERGED_OR_REPLACED:
+                yield from _lists_merged_into_base(base[key], value, f"{path}.{key}")
+    elif (
+        isinstance(base, list) and isinstance(override, list) and not isinstance(override, _Tagged)
+    ):
+        yield path
+
+
+def test_the_host_override_replaces_lists_instead_of_appending_to_them() -> None:
+    """Compose (and podman-compose) append an override's list to the base's: two health-check
+    `test` lists become one that podman-compose refuses ('CMD-SHELL' takes a single string).
+    Every list the override shares with the base must say `!override` or `!reset`."""
+    base = yaml.load((ROOT / "docker-compose.yml").read_text(), Loader=_TagKeepingLoader)
+    override = yaml.load((DEPLOY / "compose.host.yml").read_text(), Loader=_TagKeepingLoader)
+    assert list(_lists_merged_into_base(base, override)) == []
+    tests = [override["services"][s]["healthcheck"]["test"] for s in ("nats", "postgres")]
+    assert all(isinstance(t, _Tagged) for t in tests)
+    assert override["x-podman"]["in_pod"] is False  # host networking cannot join a pod
 
 
 # --- configuration cannot drift from Settings -------------------------------------------------
