@@ -80,6 +80,18 @@ RELAY_PUBLISHED = Counter(
     ["service"],
 )
 
+READY = Gauge(
+    "dxtalent_ready",
+    "1 when the service can serve (NATS connected, PostgreSQL answering), else 0; "
+    "set by each /readyz probe and /metrics scrape.",
+    ["service"],
+)
+READINESS_CHANGES = Counter(
+    "dxtalent_readiness_changes_total",
+    "Times the readiness seen by /readyz probes and /metrics scrapes changed (flapping).",
+    ["service"],
+)
+
 
 def render_metrics() -> tuple[bytes, str]:
     """The body and content type of a `/metrics` response (Prometheus text format)."""
