@@ -284,11 +284,7 @@ class OutboxRelay:
                 if row["trace_context"] is not None:
                     spans.append(
                         tracing.publish_span(
-                            self.schema,
-                            contract_subject,
-                            row["event_id"],
-                            row["trace_context"],
-                            headers,
+                            contract_subject, row["event_id"], row["trace_context"], headers
                         )
                     )
                 # no wait_stall: with a timeout nats-py yields per message, which makes its

@@ -10,11 +10,12 @@ default `dxtalent-<service>`; `OTEL_EXPORTER_OTLP_HEADERS`; `OTEL_TRACES_SAMPLER
 One trace per fact, across the services (decision 0215):
 
 - a consumer continues each message's trace from its `traceparent` header with a span
-  `<durable> process` (kind CONSUMER), from fetch to acknowledgement; the batch's database
-  work runs under one `<durable> batch` span linked to them (`consume_batch`);
+  `process <subject>` (kind CONSUMER; the contract subject), from fetch to acknowledgement;
+  the batch's database work runs under one `<durable> batch` span of its own, linked to
+  them (`consume_batch`);
 - an event appended while a message is handled stores that message's trace context in its
   outbox row (`outbox_contexts`, matched by the event's causation id), so the relay publishes
-  it as a child `<service> publish <subject>` span and passes the context on in the NATS
+  it in a child `publish <subject>` span (kind PRODUCER) and passes the context on in the NATS
   headers (`publish_span`), however long the event waited in the outbox;
 - HTTP requests are traced by the FastAPI instrumentation (`instrument_app`; not `/healthz`,
   `/readyz`, `/metrics`), and a fact taken over HTTP carries the request's context (`inject`);
@@ -240,7 +241,7 @@ _OFF = ConsumedBatch()
 def consume_batch(
     durable: str, stream: str, deliveries: Sequence[Delivery]
 ) -> Iterator[ConsumedBatch]:
-    """Around applying and settling a fetched batch: one `<durable> process` span per message,
+    """Around applying and settling a fetched batch: one `process <subject>` span per message,
     continuing the trace of its `traceparent` header, and a `<durable> batch` span linked to
     them as the current span (the database work). Events appended meanwhile find their
     message's context through `outbox_contexts`."""
@@ -255,7 +256,7 @@ def consume_batch(
     contexts: dict[str, str] = {}
     for d in deliveries:
         span = tracer.start_span(
-            f"{durable} process",
+            f"process {d.subject}",
             context=_context_from(d.headers),
             kind=SpanKind.CONSUMER,
             attributes={
@@ -310,9 +311,9 @@ def outbox_contexts(causation_ids: Sequence[str | None]) -> list[str | None] | N
 
 
 def publish_span(
-    service: str, subject: str, event_id: str, traceparent: str | None, headers: dict[str, str]
+    subject: str, event_id: str, traceparent: str | None, headers: dict[str, str]
 ) -> Span | None:
-    """A `<service> publish <subject>` span continuing the trace stored with an outbox row,
+    """A `publish <subject>` span continuing the trace stored with an outbox row,
     its context added to `headers`; None (nothing to do) when traces are off or the row has
     none. End it with `end_spans` once JetStream acknowledged."""
     tracer = _STATE.tracer
@@ -321,7 +322,7 @@ def publish_span(
     from opentelemetry.trace import SpanKind
 
     span = tracer.start_span(
-        f"{service} publish {subject}",
+        f"publish {subject}",
         context=_context_from({TRACEPARENT: traceparent}),
         kind=SpanKind.PRODUCER,
         attributes={
