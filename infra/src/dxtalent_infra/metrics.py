@@ -93,6 +93,18 @@ READINESS_CHANGES = Counter(
 )
 
 
+def prime_consumer(durable: str) -> None:
+    """Export the counters of consumer `durable` at 0 from its start, so that an alert on
+    their increase sees the first dead letter or error too (a series that first appears at 1
+    shows no increase)."""
+    for counter in (MESSAGES_HANDLED, MESSAGES_DUPLICATE, MESSAGES_FAILED):
+        counter.labels(durable)
+    for cause in ("rejected", "max_deliver"):
+        MESSAGES_DEAD_LETTERED.labels(durable, cause)
+    for kind in ("database", "ack", "deadletter"):
+        CONSUMER_ERRORS.labels(durable, kind)
+
+
 def render_metrics() -> tuple[bytes, str]:
     """The body and content type of a `/metrics` response (Prometheus text format)."""
     return generate_latest(REGISTRY), CONTENT_TYPE_LATEST

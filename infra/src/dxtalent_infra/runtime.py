@@ -39,7 +39,7 @@ from nats.js import JetStreamContext
 from starlette.routing import Route
 
 from dxtalent_contracts.catalog import Catalog, load_catalog
-from dxtalent_infra import tracing
+from dxtalent_infra import metrics, tracing
 from dxtalent_infra.consumer import ConsumerOptions, JetStreamConsumer, Subscription
 from dxtalent_infra.delivery import Handler
 from dxtalent_infra.edge import Parser
@@ -125,6 +125,7 @@ def asyncapi_document(spec_name: str, broker: NatsBroker) -> AsyncAPI:
 
 def register_consumer(ctx: ServiceContext, c: ConsumerSpec) -> JetStreamConsumer:
     """The consumer `c` of the service, its FastStream subscriber registered on `ctx.broker`."""
+    metrics.prime_consumer(c.durable)
     return JetStreamConsumer(
         ctx.broker,
         ctx.pool,

@@ -77,8 +77,9 @@ def record_readiness(service: str, ready: bool) -> None:
     previous = _last_readiness.get(service)
     _last_readiness[service] = ready
     metrics.READY.labels(service).set(1 if ready else 0)
+    changes = metrics.READINESS_CHANGES.labels(service)  # exported from 0, so increase() sees 1
     if previous is not None and previous != ready:
-        metrics.READINESS_CHANGES.labels(service).inc()
+        changes.inc()
 
 
 async def _consumer_status(consumer: _Consumer) -> ConsumerStatus:
