@@ -144,8 +144,8 @@ def test_one_fact_is_one_trace_through_enrollment_certification_and_reporting(
     http_leaf = next(s for s in http_trace if s.name == f"process {SKILL_ACQUIRED}")
     assert _path(http_trace, http_leaf)[0] == ("dxtalent-enrollment", "POST /v1/facts")
 
-    # the batch's database work is a trace of its own, linked to the messages it applied
-    [batch] = [s for s in spans if enrollment.span_id in s.links]
+    # the batch's database work is a trace of its own, linked from each message it applied
+    [batch] = [s for s in spans if s.span_id in enrollment.links]
     assert batch.name == "enrollment batch"
     assert batch.parent_id == ""
     queries = [s for s in spans if s.trace_id == batch.trace_id and s.kind == "client"]

@@ -357,7 +357,7 @@ class PostgresEventStore:
             return await self._check_version(stream_id, expected_version, conn)
         cols = _columns_of(events)
         args: list[Any] = [stream_id, len(events), self._lock_key, self._channel, *cols]
-        args.append(tracing.outbox_contexts([e.causation_id for e in events]))
+        args.append(tracing.outbox_contexts(events))
         if expected_version is None:
             kind = "any"
         elif expected_version == 0:
@@ -429,7 +429,7 @@ class PostgresEventStore:
                         stream_col,
                         version_col,
                         *_columns_of(all_events),
-                        tracing.outbox_contexts([e.causation_id for e in all_events]),
+                        tracing.outbox_contexts(all_events),
                     )
                 except asyncpg.UniqueViolationError as exc:
                     raise _unique_violation(exc, None, None) from exc

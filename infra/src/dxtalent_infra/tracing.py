@@ -10,9 +10,9 @@ default `dxtalent-<service>`; `OTEL_EXPORTER_OTLP_HEADERS`; `OTEL_TRACES_SAMPLER
 One trace per fact, across the services (decision 0215):
 
 - a consumer continues each message's trace from its `traceparent` header with a span
-  `process <subject>` (kind CONSUMER; the contract subject), from fetch to acknowledgement;
-  the batch's database work runs under one `<durable> batch` span of its own, linked to
-  them (`consume_batch`);
+  `process <subject>` (kind CONSUMER; the contract subject), from fetch to acknowledgement,
+  linked to one `<durable> batch` span, a trace of its own holding the batch's database work
+  (`consume_batch`);
 - an event appended while a message is handled stores that message's trace context in its
   outbox row (`outbox_contexts`, matched by the event's causation id), so the relay publishes
   it in a child `publish <subject>` span (kind PRODUCER) and passes the context on in the NATS
@@ -36,6 +36,7 @@ from typing import TYPE_CHECKING, Any
 import structlog
 
 from dxtalent_infra.delivery import Delivery
+from dxtalent_infra.records import NewEvent
 
 if TYPE_CHECKING:
     from fastapi import FastAPI
@@ -178,7 +179,10 @@ def instrument_app(app: FastAPI) -> None:
     from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
 
     FastAPIInstrumentor.instrument_app(
-        app, tracer_provider=_STATE.provider, excluded_urls=EXCLUDED_URLS
+        app,
+        tracer_provider=_STATE.provider,
+        excluded_urls=EXCLUDED_URLS,
+        exclude_spans=["receive", "send"],  # one span per request, not per ASGI message
     )
 
 
@@ -186,10 +190,24 @@ def _traceparent_of(span_context: Any) -> str:
     return f"00-{span_context.trace_id:032x}-{span_context.span_id:016x}-{span_context.trace_flags:02x}"
 
 
-def _context_from(carrier: Mapping[str, str]) -> Any:
-    from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
+def _parent(traceparent: str | None) -> Any:
+    """The context whose span is the W3C `traceparent` given (a new trace when it is missing
+    or malformed). Parsed here rather than by the propagator: it runs once per message."""
+    from opentelemetry.context import Context
+    from opentelemetry.trace import NonRecordingSpan, SpanContext, TraceFlags, set_span_in_context
 
-    return TraceContextTextMapPropagator().extract(carrier)
+    parts = traceparent.split("-") if traceparent else ()
+    if len(parts) < 4 or len(parts[1]) != 32 or len(parts[2]) != 16 or len(parts[3]) < 2:
+        return Context()
+    try:
+        trace_id, span_id = int(parts[1], 16), int(parts[2], 16)
+        flags = int(parts[3][:2], 16)
+    except ValueError:
+        return Context()
+    if not trace_id or not span_id:
+        return Context()
+    remote = SpanContext(trace_id, span_id, is_remote=True, trace_flags=TraceFlags(flags))
+    return set_span_in_context(NonRecordingSpan(remote), Context())
 
 
 def inject(headers: dict[str, str]) -> None:
@@ -242,33 +260,41 @@ def consume_batch(
     durable: str, stream: str, deliveries: Sequence[Delivery]
 ) -> Iterator[ConsumedBatch]:
     """Around applying and settling a fetched batch: one `process <subject>` span per message,
-    continuing the trace of its `traceparent` header, and a `<durable> batch` span linked to
-    them as the current span (the database work). Events appended meanwhile find their
-    message's context through `outbox_contexts`."""
+    continuing the trace of its `traceparent` header and linked to a `<durable> batch` span,
+    a trace of its own that is current meanwhile (the batch's database work). Events appended
+    meanwhile find their message's context through `outbox_contexts`."""
     tracer = _STATE.tracer
     if tracer is None:
         yield _OFF
         return
     from opentelemetry.context import Context
-    from opentelemetry.trace import Link, SpanKind
+    from opentelemetry.trace import Link, SpanKind, use_span
 
+    batch_span = tracer.start_span(
+        f"{durable} batch",
+        context=Context(),
+        attributes={
+            "messaging.consumer.group.name": durable,
+            "messaging.nats.stream": stream,
+            "messaging.batch.message_count": len(deliveries),
+        },
+    )
+    to_batch = [Link(batch_span.get_span_context())]
     batch = ConsumedBatch()
     contexts: dict[str, str] = {}
     for d in deliveries:
         span = tracer.start_span(
             f"process {d.subject}",
-            context=_context_from(d.headers),
+            context=_parent(d.headers.get(TRACEPARENT)),
             kind=SpanKind.CONSUMER,
+            links=to_batch,
             attributes={
                 "messaging.system": "nats",
-                "messaging.operation.type": "process",
                 "messaging.destination.name": d.subject,
                 "messaging.consumer.group.name": durable,
                 "messaging.message.id": d.message_key,
-                "messaging.nats.stream": stream,
                 "messaging.nats.stream_sequence": d.stream_sequence,
                 "messaging.nats.delivery_count": d.num_delivered,
-                "messaging.batch.message_count": len(deliveries),
             },
         )
         batch.spans.append(span)
@@ -277,15 +303,9 @@ def consume_batch(
         event_id = getattr(d.event, "id", None)
         if isinstance(event_id, str):
             contexts[event_id] = traceparent
-    links = [Link(s.get_span_context()) for s in batch.spans]
     token = _MESSAGE_CONTEXTS.set(contexts)
     try:
-        with tracer.start_as_current_span(
-            f"{durable} batch",
-            context=Context(),  # a trace of its own, linked to the messages' traces
-            links=links,
-            attributes={"messaging.batch.message_count": len(deliveries)},
-        ):
+        with use_span(batch_span, end_on_exit=True):
             yield batch
     finally:
         _MESSAGE_CONTEXTS.reset(token)
@@ -296,9 +316,9 @@ def consume_batch(
 # --- outbox ------------------------------------------------------------------------------
 
 
-def outbox_contexts(causation_ids: Sequence[str | None]) -> list[str | None] | None:
-    """The trace context to store with each event appended now (by its causation id, the
-    message it was decided from; else the current span's). None when traces are off: the
+def outbox_contexts(events: Sequence[NewEvent]) -> list[str | None] | None:
+    """The trace context to store with each event appended now: that of the message it was
+    decided from (its causation id), else the current span's. None when traces are off: the
     outbox column then stays NULL at no cost."""
     if _STATE.tracer is None:
         return None
@@ -307,7 +327,7 @@ def outbox_contexts(causation_ids: Sequence[str | None]) -> list[str | None] | N
     current = get_current_span().get_span_context()
     fallback = _traceparent_of(current) if current.is_valid else None
     by_message = _MESSAGE_CONTEXTS.get() or {}
-    return [by_message.get(c, fallback) if c else fallback for c in causation_ids]
+    return [by_message.get(e.causation_id or "", fallback) for e in events]
 
 
 def publish_span(
@@ -323,7 +343,7 @@ def publish_span(
 
     span = tracer.start_span(
         f"publish {subject}",
-        context=_context_from({TRACEPARENT: traceparent}),
+        context=_parent(traceparent),
         kind=SpanKind.PRODUCER,
         attributes={
             "messaging.system": "nats",

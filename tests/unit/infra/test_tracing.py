@@ -3,6 +3,7 @@ not even imported. On, a database call never starts a trace of its own."""
 
 from __future__ import annotations
 
+import datetime as dt
 import os
 import subprocess
 import sys
@@ -14,6 +15,8 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from opentelemetry.trace import SpanKind
 
 from dxtalent_infra import tracing
+from dxtalent_infra.delivery import Delivery
+from dxtalent_infra.records import NewEvent
 
 
 @pytest.mark.parametrize(
@@ -41,7 +44,7 @@ def test_a_service_without_an_endpoint_never_imports_the_sdk() -> None:
             "import dxtalent_certification.service, dxtalent_reporting.service",
             "from dxtalent_infra import tracing",
             "assert tracing.configure('enrollment') is False",
-            "assert tracing.outbox_contexts(['a', None]) is None",
+            "assert tracing.outbox_contexts([]) is None",
             "with tracing.consume_batch('d', 's', []) as batch:",
             "    assert batch.spans == []",
             "loaded = sorted(m for m in sys.modules if m.startswith('opentelemetry.sdk'))",
@@ -74,3 +77,44 @@ def test_database_calls_are_recorded_only_inside_a_trace() -> None:
         "INSERT",
         "process dx.inbound.completion",
     ]
+
+
+def test_a_batch_continues_each_message_trace_and_links_it_to_the_batch() -> None:
+    """Per message: the child of its `traceparent` (a new trace when it has none or a
+    malformed one), linked to the batch span; events appended meanwhile get their message's
+    context by causation id, others the batch span's."""
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    parent = f"00-{'ab' * 16}-{'cd' * 8}-01"
+    now = dt.datetime.now(dt.UTC)
+    deliveries = [
+        Delivery("dx.inbound.completion", b"{}", {"traceparent": tp}, seq, 1, f"m{seq}", now)
+        for seq, tp in enumerate((parent, "00-zz-nonsense-01", ""), start=1)
+    ]
+    events = [
+        NewEvent("e1", "dxtalent.x.Done.v1", {}, now, causation_id="m1"),
+        NewEvent("e9", "dxtalent.x.Done.v1", {}, now, causation_id="elsewhere"),
+    ]
+    tracing.enable(provider)
+    try:
+        with tracing.consume_batch("enrollment", "DX_INBOUND", deliveries) as batch:
+            stored = tracing.outbox_contexts(events)
+        batch_span, *messages = sorted(
+            exporter.get_finished_spans(), key=lambda s: s.name != "enrollment batch"
+        )
+    finally:
+        tracing.disable()
+    assert [m.name for m in messages] == ["process dx.inbound.completion"] * 3
+    first = messages[0]
+    assert first.parent is not None
+    assert (first.context.trace_id, first.parent.span_id) == (int("ab" * 16, 16), int("cd" * 8, 16))
+    assert [m.parent for m in messages[1:]] == [None, None]
+    assert all([link.context for link in m.links] == [batch_span.context] for m in messages)
+    assert batch_span.parent is None
+    assert stored == [
+        tracing._traceparent_of(first.context),
+        tracing._traceparent_of(batch_span.context),
+    ]
+    assert str(stored[0]).startswith(f"00-{'ab' * 16}-{first.context.span_id:016x}-")
+    assert len(batch.spans) == 3
