@@ -14,7 +14,7 @@ PACKAGES := src/dxtalent contracts/src/dxtalent_contracts infra/src/dxtalent_inf
 EXAMPLES := examples/subscriber
 PYTEST_ARGS ?=
 
-.PHONY: test lint typecheck pytest unit integration e2e demo schemas bench-infra bench-e2e clean chromium screenshots bench-dashboard compose-smoke k8s-pin-images k8s-render
+.PHONY: test lint typecheck pytest unit integration e2e demo schemas bench-infra bench-e2e clean chromium promtool screenshots bench-dashboard compose-smoke k8s-pin-images k8s-render
 
 $(UV):
 	$(PYTHON) -m venv .tools
@@ -24,7 +24,7 @@ $(VENV)/.synced: $(UV) uv.lock pyproject.toml */pyproject.toml services/*/pyproj
 	UV_PYTHON=$(PYTHON) $(UV) sync --locked --quiet
 	touch $@
 
-test: lint typecheck chromium pytest ## ruff, mypy --strict, then the whole pytest suite
+test: lint typecheck chromium promtool pytest ## ruff, mypy --strict, then the whole pytest suite
 
 lint: $(VENV)/.synced
 	$(BIN)/ruff check .
@@ -33,7 +33,7 @@ lint: $(VENV)/.synced
 typecheck: $(VENV)/.synced
 	$(BIN)/mypy $(PACKAGES) $(EXAMPLES) tests
 
-pytest: $(VENV)/.synced chromium
+pytest: $(VENV)/.synced chromium promtool
 	$(BIN)/pytest $(PYTEST_ARGS)
 
 unit: $(VENV)/.synced
@@ -86,6 +86,14 @@ chromium: ## Debian's Chromium for the browser tests and screenshots (Playwright
 	    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium fonts-noto-cjk) \
 	      || echo "chromium could not be installed: the browser tests will be skipped"; \
 	  else echo "chromium is missing and cannot be installed here (needs root and apt-get): the browser tests will be skipped"; fi; }
+
+promtool: ## Debian's promtool for the alert-rule tests (only the binary is used; no Prometheus server is started)
+	@command -v promtool >/dev/null || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus \
+	      && { ! command -v systemctl >/dev/null || systemctl disable --now prometheus >/dev/null 2>&1 || true; }) \
+	      || echo "promtool could not be installed: the alert-rule tests will be skipped"; \
+	  else echo "promtool is missing and cannot be installed here (needs root and apt-get): the alert-rule tests will be skipped"; fi; }
 
 screenshots: $(VENV)/.synced chromium ## every dashboard page at 1366×768 with the demo city, into docs/screenshots/
 	$(BIN)/python -m dxtalent.screenshots $(SCREENSHOTS_URL)

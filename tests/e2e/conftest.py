@@ -40,6 +40,14 @@ async def _cleanup(urls: ServerUrls, topology: Topology) -> None:
 @pytest.fixture
 def system(server_urls: ServerUrls) -> Iterator[LocalStack]:
     """enrollment, certification and reporting running as separate processes."""
+    with running_system(server_urls) as stack:
+        yield stack
+
+
+@contextlib.contextmanager
+def running_system(server_urls: ServerUrls, **env: str) -> Iterator[LocalStack]:
+    """The three services as processes under a fresh prefix, `env` added to their
+    environment; everything they made is removed afterwards."""
     topology = Topology(unique_token())
     data_dir = Path(tempfile.mkdtemp(prefix="dxt-e2e-"))
     stack = LocalStack(
@@ -51,6 +59,7 @@ def system(server_urls: ServerUrls) -> Iterator[LocalStack]:
             "DXT_RELAY_POLL_INTERVAL_S": "0.5",
             "DXT_LOG_LEVEL": "info",
             "DXT_INGEST_TOKEN": INGEST_TOKEN,
+            **env,
         },
     )
     stack.start_services()

@@ -35,7 +35,7 @@ from faststream.middlewares import AckPolicy
 from faststream.nats import JStream, NatsBroker, NatsMessage, PullSub
 from nats.js import api
 
-from dxtalent_infra import fetch_timeout, metrics
+from dxtalent_infra import fetch_timeout, metrics, tracing
 from dxtalent_infra.applier import BatchApplier, BatchOutcome
 from dxtalent_infra.delivery import Delivery, Handler, RejectMessage, delivery_from_msg
 from dxtalent_infra.edge import Parser
@@ -324,12 +324,14 @@ class JetStreamConsumer:
         started = time.perf_counter()
         deliveries, rejected = self._deliveries(msgs)
         metrics.BATCH_SIZE.labels(self._durable).observe(len(deliveries))
-        outcome = await self._apply_until_committed(msgs, deliveries, rejected)
-        if outcome is None:
-            return  # stopping while the database is away: the messages will be redelivered
-        if self._opts.after_commit is not None:
-            await self._opts.after_commit(deliveries)
-        await settle(self._js(), msgs, deliveries, outcome, self._settling)
+        with tracing.consume_batch(self._durable, self._stream_name, deliveries) as traced:
+            outcome = await self._apply_until_committed(msgs, deliveries, rejected)
+            if outcome is None:
+                return  # stopping while the database is away: the messages will be redelivered
+            if self._opts.after_commit is not None:
+                await self._opts.after_commit(deliveries)
+            await settle(self._js(), msgs, deliveries, outcome, self._settling)
+            traced.settled(outcome)
         metrics.BATCH_SECONDS.labels(self._durable).observe(time.perf_counter() - started)
         metrics.CONSUMER_LAG.labels(self._durable).set(msgs[-1].metadata.num_pending)
 

@@ -10,8 +10,10 @@ Tables in the service's schema (see `MIGRATIONS`):
 - `events`: the log. `position` is global, `event_id` unique (idempotency), `event_type` the
   CloudEvents type with its version (never a Python path). Rows are immutable (a trigger
   refuses UPDATE, DELETE and TRUNCATE); corrections are new events.
-- `outbox(position, event_id)`: filled in the same transaction as `events` (transactional
-  outbox); the relay deletes a row only after JetStream acknowledged the event.
+- `outbox(position, event_id, trace_context)`: filled in the same transaction as `events`
+  (transactional outbox); the relay deletes a row only after JetStream acknowledged the event.
+  `trace_context` is the W3C `traceparent` of the message or request the event was decided in
+  (`tracing.outbox_contexts`), so the relay continues that trace; NULL when traces are off.
 
 Gap safety of `read_all`. A transaction may take position 10, stay open, and commit after a
 transaction holding position 11 committed; a reader that had moved past 11 would never see 10.
@@ -37,6 +39,7 @@ from typing import Any, cast
 
 import asyncpg
 
+from dxtalent_infra import tracing
 from dxtalent_infra.migrations import Migration, Privilege, migrate, quote_ident
 from dxtalent_infra.records import NewEvent, RecordedEvent
 
@@ -117,6 +120,15 @@ BEGIN
     RETURN QUERY SELECT s.stream_id, s.version FROM {schema}.streams AS s
         WHERE s.stream_id = ANY(ids) ORDER BY s.stream_id FOR UPDATE;
 END $$;
+""",
+    ),
+    Migration(
+        2,
+        "outbox rows keep the trace context of the transaction that wrote them",
+        """
+ALTER TABLE {schema}.outbox ADD COLUMN trace_context text;
+COMMENT ON COLUMN {schema}.outbox.trace_context IS
+    'W3C traceparent the relay publishes the event with; NULL when traces are off';
 """,
     ),
 ]
@@ -220,14 +232,15 @@ def _columns_of(events: Sequence[NewEvent]) -> list[list[Any]]:
 
 # One round trip per append: lock and bump the stream, then (only if that matched) allocate
 # positions, insert the events and their outbox rows. $1 stream, $2 count, $3 lock key,
-# $4 channel, $5..$11 event columns, $12 expected version (BUMP_AT only).
+# $4 channel, $5..$11 event columns, $12 trace contexts (NULL: none), $13 expected version
+# (BUMP_AT only).
 _BUMP_ANY = """INSERT INTO {s}.streams AS s (stream_id, version) VALUES ($1, $2)
     ON CONFLICT (stream_id) DO UPDATE SET version = s.version + $2 RETURNING s.version"""
 _BUMP_NEW = """INSERT INTO {s}.streams AS s (stream_id, version) VALUES ($1, $2)
     ON CONFLICT (stream_id) DO UPDATE SET version = $2 WHERE s.version = 0
     RETURNING s.version"""
 _BUMP_AT = """UPDATE {s}.streams AS s SET version = s.version + $2
-    WHERE s.stream_id = $1 AND s.version = $12 RETURNING s.version"""
+    WHERE s.stream_id = $1 AND s.version = $13 RETURNING s.version"""
 _APPEND = """
 WITH bump AS MATERIALIZED ({bump}),
 alloc AS MATERIALIZED (
@@ -245,11 +258,16 @@ ins AS (
              occurred_at, ord)
     RETURNING position, event_id
 ),
-ob AS (INSERT INTO {s}.outbox (position, event_id) SELECT position, event_id FROM ins)
+ob AS (
+    INSERT INTO {s}.outbox (position, event_id, trace_context)
+    SELECT i.position, i.event_id, ($12::text[])[i.position - (x.a).first_position + 1]
+    FROM ins AS i, alloc AS x
+)
 SELECT version FROM alloc"""
 
 # Many streams, already locked by lock_streams(): $1/$2 new stream versions, $3 count,
-# $4 lock key, $5 channel, $6 stream ids, $7 stream versions, $8..$14 event columns.
+# $4 lock key, $5 channel, $6 stream ids, $7 stream versions, $8..$14 event columns,
+# $15 trace contexts (NULL: none).
 _APPEND_MANY = """
 WITH upd AS (
     UPDATE {s}.streams AS s SET version = u.version
@@ -269,7 +287,9 @@ ins AS (
                              subject, causation_id, correlation_id, occurred_at, ord)
     RETURNING position, event_id
 )
-INSERT INTO {s}.outbox (position, event_id) SELECT position, event_id FROM ins"""
+INSERT INTO {s}.outbox (position, event_id, trace_context)
+SELECT i.position, i.event_id, ($15::text[])[i.position - (x.a).first_position + 1]
+FROM ins AS i, alloc AS x"""
 
 
 class PostgresEventStore:
@@ -355,6 +375,7 @@ class PostgresEventStore:
             return await self._check_version(stream_id, expected_version, conn)
         cols = _columns_of(events)
         args: list[Any] = [stream_id, len(events), self._lock_key, self._channel, *cols]
+        args.append(tracing.outbox_contexts(events))
         if expected_version is None:
             kind = "any"
         elif expected_version == 0:
@@ -426,6 +447,7 @@ class PostgresEventStore:
                         stream_col,
                         version_col,
                         *_columns_of(all_events),
+                        tracing.outbox_contexts(all_events),
                     )
                 except asyncpg.UniqueViolationError as exc:
                     raise _unique_violation(exc, None, None) from exc

@@ -86,6 +86,30 @@ INBOX_PRUNED = Counter(
     ["service"],
 )
 
+READY = Gauge(
+    "dxtalent_ready",
+    "1 when the service can serve (NATS connected, PostgreSQL answering), else 0; "
+    "set by each /readyz probe and /metrics scrape.",
+    ["service"],
+)
+READINESS_CHANGES = Counter(
+    "dxtalent_readiness_changes_total",
+    "Times the readiness seen by /readyz probes and /metrics scrapes changed (flapping).",
+    ["service"],
+)
+
+
+def prime_consumer(durable: str) -> None:
+    """Export the counters of consumer `durable` at 0 from its start, so that an alert on
+    their increase sees the first dead letter or error too (a series that first appears at 1
+    shows no increase)."""
+    for counter in (MESSAGES_HANDLED, MESSAGES_DUPLICATE, MESSAGES_FAILED):
+        counter.labels(durable)
+    for cause in ("rejected", "max_deliver"):
+        MESSAGES_DEAD_LETTERED.labels(durable, cause)
+    for kind in ("database", "ack", "deadletter"):
+        CONSUMER_ERRORS.labels(durable, kind)
+
 
 def render_metrics() -> tuple[bytes, str]:
     """The body and content type of a `/metrics` response (Prometheus text format)."""

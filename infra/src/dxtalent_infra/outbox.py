@@ -28,6 +28,10 @@ Design (architecture guarantee 2, no dual write):
   pool hands out fresh connections and nats-py reconnects by itself. Keep the streams'
   duplicate window well above `max_backoff` (`streams.ensure_streams` checks it).
 
+An outbox row carries the trace context of the transaction that wrote it (NULL when traces
+are off); the relay publishes such an event in a child span and passes it on in the
+`traceparent` header (`tracing`).
+
 Event types that have no contract subject (`subjects`) are private to the service: they stay
 in the store, are not published, and are logged.
 """
@@ -48,6 +52,7 @@ from nats.js.client import JetStreamContext
 
 from dxtalent_contracts.envelope import CONTENT_TYPE
 from dxtalent_contracts.registry import SUBJECT_BY_TYPE
+from dxtalent_infra import tracing
 from dxtalent_infra.eventstore import lock_key, outbox_channel
 from dxtalent_infra.metrics import RELAY_PUBLISHED
 from dxtalent_infra.migrations import quote_ident
@@ -120,7 +125,7 @@ class OutboxRelay:
         s = quote_ident(schema)
         self._select_sql = (
             "SELECT o.position, e.event_id, e.event_type, e.data::text AS data, e.subject,"
-            " e.occurred_at, e.causation_id, e.correlation_id"
+            " e.occurred_at, e.causation_id, e.correlation_id, o.trace_context"
             f" FROM {s}.outbox AS o JOIN {s}.events AS e ON e.position = o.position"
             " ORDER BY o.position LIMIT $1"
         )
@@ -267,6 +272,8 @@ class OutboxRelay:
         """Publish `rows` pipelined, in order; returns how many JetStream saw as duplicates."""
         futures: list[asyncio.Future[Any]] = []
         unroutable: list[str] = []
+        spans: list[Any] = []  # tracing: each row's publish span, when it carries a trace
+        failure: BaseException | None = None
         try:
             for row in rows:
                 contract_subject = self._subjects.get(row["event_type"])
@@ -274,6 +281,12 @@ class OutboxRelay:
                     unroutable.append(row["event_id"])
                     continue
                 headers = {"Nats-Msg-Id": row["event_id"], "Content-Type": CONTENT_TYPE}
+                if row["trace_context"] is not None:
+                    spans.append(
+                        tracing.publish_span(
+                            contract_subject, row["event_id"], row["trace_context"], headers
+                        )
+                    )
                 # no wait_stall: with a timeout nats-py yields per message, which makes its
                 # flusher write every message on its own; a batch (< 4000) never stalls
                 future = await self._js.publish_async(
@@ -283,9 +296,13 @@ class OutboxRelay:
                 )
                 futures.append(future)
             acks = await asyncio.wait_for(asyncio.gather(*futures), self._publish_timeout)
+        except BaseException as exc:
+            failure = exc
+            raise
         finally:
             for future in futures:
                 future.cancel()  # no-op when done; frees nats-py's slot when not
+            tracing.end_spans(spans, failure)
         if unroutable:
             log.error(
                 "outbox.unroutable",

@@ -42,7 +42,7 @@ from nats.js import JetStreamContext
 from starlette.routing import Route
 
 from dxtalent_contracts.catalog import Catalog, load_catalog
-from dxtalent_infra import eventstore, inbox, inbox_retention, migrations
+from dxtalent_infra import eventstore, inbox, inbox_retention, metrics, migrations, tracing
 from dxtalent_infra.consumer import ConsumerOptions, JetStreamConsumer, Subscription
 from dxtalent_infra.delivery import Handler
 from dxtalent_infra.edge import Parser
@@ -133,6 +133,7 @@ def asyncapi_document(spec_name: str, broker: NatsBroker) -> AsyncAPI:
 
 def register_consumer(ctx: ServiceContext, c: ConsumerSpec) -> JetStreamConsumer:
     """The consumer `c` of the service, its FastStream subscriber registered on `ctx.broker`."""
+    metrics.prime_consumer(c.durable)
     return JetStreamConsumer(
         ctx.broker,
         ctx.pool,
@@ -284,6 +285,7 @@ def build_app(spec: ServiceSpec, ctx: ServiceContext) -> FastAPI:
         title=f"dxtalent {spec.name}", version="1", docs_url="/docs", lifespan=_lifespan(ctx)
     )
     app.add_exception_handler(RequestValidationError, validation_failed)
+    tracing.instrument_app(app)  # a no-op unless traces are on
     asyncapi_page = make_asyncapi_asgi(asyncapi_document(spec.name, ctx.broker))
     # an ASGI app at exactly this path (a mount would redirect to a trailing slash)
     app.router.routes.append(Route(ASYNCAPI_PATH, asyncapi_page, include_in_schema=False))
@@ -294,12 +296,14 @@ def build_app(spec: ServiceSpec, ctx: ServiceContext) -> FastAPI:
 
     @app.get("/readyz", include_in_schema=False)
     async def readyz() -> JSONResponse:
-        body = await readiness(ctx.nc.is_connected, ctx.pool)
+        body = await readiness(ctx.nc.is_connected, ctx.pool, service=spec.name)
         return JSONResponse(body, status_code=200 if body["ready"] else 503)
 
     @app.get("/metrics", include_in_schema=False)
     async def metrics() -> Response:
-        await service_status(spec.name, ctx.consumers, ctx.relay)  # refreshes the lag gauges
+        # refreshes the lag, backlog and readiness gauges
+        await service_status(spec.name, ctx.consumers, ctx.relay)
+        await readiness(ctx.nc.is_connected, ctx.pool, service=spec.name)
         body, content_type = render_metrics()
         return Response(body, media_type=content_type)
 
@@ -373,6 +377,7 @@ async def run_service(
 ) -> None:
     """Run until SIGTERM/SIGINT (or until `stop` is set, for callers that own the signals),
     then shut down gracefully."""
+    tracing.configure(spec.name)  # only when OTEL_EXPORTER_OTLP_*ENDPOINT is set
     ctx = await build_context(spec, settings)
     port = settings.http_port if settings.http_port is not None else spec.default_port
     server = _Server(
@@ -407,4 +412,5 @@ async def run_service(
     with contextlib.suppress(Exception):
         await ctx.broker.stop()  # when the HTTP server never started
     await ctx.pool.close()
+    tracing.shutdown()  # export the spans still buffered
     log.info("service.stopped", service=spec.name)

@@ -51,15 +51,35 @@ class ServiceStatus(BaseModel):
     )
 
 
-async def readiness(nats_connected: bool, pool: asyncpg.Pool) -> dict[str, Any]:
-    """Ready = connected to NATS and PostgreSQL answering; lag is `service_status`'s business."""
+async def readiness(
+    nats_connected: bool, pool: asyncpg.Pool, *, service: str | None = None
+) -> dict[str, Any]:
+    """Ready = connected to NATS and PostgreSQL answering; lag is `service_status`'s business.
+    With `service`, the answer also sets `dxtalent_ready` and counts a change of it in
+    `dxtalent_readiness_changes_total` (probes and scrapes both check)."""
     checks = {"nats": nats_connected, "postgres": True}
     try:
         async with pool.acquire(timeout=2) as conn:
             await conn.fetchval("SELECT 1")
     except Exception:
         checks["postgres"] = False
-    return {"ready": all(checks.values()), "checks": checks}
+    ready = all(checks.values())
+    if service is not None:
+        record_readiness(service, ready)
+    return {"ready": ready, "checks": checks}
+
+
+_last_readiness: dict[str, bool] = {}
+
+
+def record_readiness(service: str, ready: bool) -> None:
+    """Set the readiness gauge of `service`; count it when it differs from the last check."""
+    previous = _last_readiness.get(service)
+    _last_readiness[service] = ready
+    metrics.READY.labels(service).set(1 if ready else 0)
+    changes = metrics.READINESS_CHANGES.labels(service)  # exported from 0, so increase() sees 1
+    if previous is not None and previous != ready:
+        changes.inc()
 
 
 async def _consumer_status(consumer: _Consumer) -> ConsumerStatus:

@@ -45,3 +45,22 @@ async def test_readiness_is_lost_when_nats_or_postgres_is(env: Env) -> None:  # 
     await closed.close()
     body = await readiness(True, closed)
     assert body == {"ready": False, "checks": {"nats": True, "postgres": False}}
+
+
+async def test_readiness_is_a_gauge_and_its_changes_are_counted(env: Env) -> None:  # noqa: F811
+    """Each check of a named service sets `dxtalent_ready`; a changed answer counts in
+    `dxtalent_readiness_changes_total` (exported at 0 from the first check, so that an
+    alert's increase() sees the first change)."""
+    service = f"svc-{env.durable}"
+    labels = {"service": service}
+
+    def sample(name: str) -> float | None:
+        return REGISTRY.get_sample_value(name, labels)
+
+    await readiness(True, env.pool, service=service)
+    assert (sample("dxtalent_ready"), sample("dxtalent_readiness_changes_total")) == (1, 0)
+    await readiness(True, env.pool, service=service)
+    await readiness(False, env.pool, service=service)
+    assert (sample("dxtalent_ready"), sample("dxtalent_readiness_changes_total")) == (0, 1)
+    await readiness(True, env.pool, service=service)
+    assert (sample("dxtalent_ready"), sample("dxtalent_readiness_changes_total")) == (1, 2)

@@ -23,6 +23,7 @@ from pydantic import SecretStr
 
 from dxtalent_contracts.envelope import CONTENT_TYPE
 from dxtalent_contracts.inbound import InboundEvent
+from dxtalent_infra import tracing
 from dxtalent_infra.http_api import ErrorBody, bearer_guard, bearer_scheme
 from dxtalent_infra.runtime import ServiceContext
 
@@ -93,10 +94,10 @@ async def publish_facts(ctx: ServiceContext, facts: Sequence[InboundEvent]) -> l
     JetStream reported it a duplicate. 503 when JetStream does not acknowledge them all."""
 
     async def one(fact: InboundEvent) -> bool:
+        headers = {"Nats-Msg-Id": fact.id, "Content-Type": CONTENT_TYPE}
+        tracing.inject(headers)  # the request's trace continues in enrollment's consumer
         ack = await ctx.js.publish(
-            ctx.topology.subject(fact.nats_subject),
-            fact.to_json_bytes(),
-            headers={"Nats-Msg-Id": fact.id, "Content-Type": CONTENT_TYPE},
+            ctx.topology.subject(fact.nats_subject), fact.to_json_bytes(), headers=headers
         )
         return bool(ack.duplicate)
 
