@@ -236,15 +236,19 @@ def publish(
 
 
 def _send(settings: Settings, facts: list[bytes]) -> str:
-    """Publish checked facts; says how many JetStream took as new and as already received."""
-    from dxtalent.nats_tools import publish_raw
+    """Publish checked facts behind a progress bar (on stderr); says how many JetStream took
+    as new and as already received, and how many were sent again after a lost ack."""
+    from dxtalent.nats_tools import publish_with_progress
 
     topology = Topology(settings.prefix)
-    report = asyncio.run(
-        publish_raw(_nats_url(settings), facts, topology, auth=_nats_auth(settings))
+    report = publish_with_progress(
+        Console(stderr=True), _nats_url(settings), facts, topology, _nats_auth(settings)
     )
     new = report.published - report.duplicates
-    return f"sent {report.published}: {new} new, {report.duplicates} already received"
+    said = f"sent {report.published}: {new} new, {report.duplicates} already received"
+    if report.retried:
+        said += f" ({report.retried} sent again after a NATS server was lost)"
+    return said
 
 
 @app.command()
