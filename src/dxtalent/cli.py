@@ -114,6 +114,12 @@ def _up_checks(
     from dxtalent.stack import check_servers
 
     load_catalog_for(settings)
+    if settings.nats_url is None and settings.stream_replicas > 1:
+        raise UserError(
+            f"DXT_STREAM_REPLICAS={settings.stream_replicas} needs a NATS cluster of at least "
+            f"{settings.stream_replicas} servers, and the embedded NATS is one server; set "
+            "DXT_NATS_URL to the cluster's servers (comma-separated), or unset DXT_STREAM_REPLICAS"
+        )
     ports = {name: port_base + offset for offset, name in enumerate(DEFAULT_PORTS)}
     _require_free_ports(list(ports.values()), "stop it, or pass another --port-base")
     root = (data_dir or settings.data_dir).resolve()

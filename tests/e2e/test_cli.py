@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from dxtalent.stack import http_json
-from dxtalent_infra.servers import port_open
+from dxtalent_infra.servers import free_port, nats_server_binary, port_open
 from dxtalent_infra.topology import Topology
 from tests.e2e.conftest import _cleanup
 from tests.support.servers import ServerUrls, unique_token
@@ -336,3 +336,107 @@ def test_status_prints_one_line_per_service_and_exits_0_when_all_are_caught_up(
         f"{enrollment}/v1/status); set DXT_API_TOKEN to the token the "
         "services were started with"
     ]
+
+
+# --- a NATS that asks for credentials --------------------------------------------------------
+
+
+@pytest.fixture
+def secured_nats(tmp_path: Path) -> Iterator[str]:
+    """A nats-server (the wheel's) with JetStream and one user, `hr` / `right`; its URL."""
+    port = free_port()
+    conf = tmp_path / "auth.conf"
+    conf.write_text(
+        f"listen: 127.0.0.1:{port}\n"
+        f'jetstream {{ store_dir: "{tmp_path / "js"}" }}\n'
+        "authorization { users = [ {user: hr, password: right} ] }\n"
+    )
+    proc = subprocess.Popen(
+        [str(nats_server_binary()), "-c", str(conf), "-l", str(tmp_path / "nats.log")],
+        stdin=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while not port_open(port):
+            assert time.monotonic() < deadline, "nats-server did not start"
+            time.sleep(0.05)
+        yield f"nats://127.0.0.1:{port}"
+    finally:
+        proc.terminate()
+        proc.wait(timeout=15)
+
+
+@pytest.mark.parametrize(
+    ("credentials", "refused"),
+    [
+        ({}, "a connection without credentials"),
+        (
+            {"DXT_NATS_USER": "hr", "DXT_NATS_PASSWORD": "wrong"},
+            "user 'hr' with the password in DXT_NATS_PASSWORD",
+        ),
+    ],
+)
+def test_every_nats_command_says_in_one_line_when_nats_refuses_its_credentials(
+    secured_nats: str, tmp_path: Path, credentials: dict[str, str], refused: str
+) -> None:
+    """publish, dlq list, dlq redrive and up, against a NATS that refuses their credentials:
+    each exits 1 at the refusal with one line naming the server, who was refused and the
+    settings to fix (before, publish said "no servers available" after retrying)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DXT_")} | {
+        "DXT_NATS_URL": secured_nats,
+        "DXT_DATA_DIR": str(tmp_path),
+        **credentials,
+    }
+    csv_file = tmp_path / "facts.csv"
+    csv_file.write_text("employee_id,course_id,completed_on\nE1,DX-101,2025-06-01\n")
+    expected = (
+        f"error: NATS at {secured_nats} refused {refused} (Authorization Violation); set "
+        "DXT_NATS_USER and DXT_NATS_PASSWORD, or DXT_NATS_CREDS, to an account of that "
+        "server, as for the services"
+    )
+    for command in (
+        ("publish", str(csv_file)),
+        ("dlq", "list"),
+        ("dlq", "redrive"),
+        ("up", "--port-base", str(_free_port_run())),
+    ):
+        result = _cli(*command, env=env)
+        assert result.returncode == 1, (command, result.stdout, result.stderr)
+        assert result.stderr.strip().splitlines() == [expected], command
+
+
+def test_publish_uses_the_nats_user_and_password_of_the_settings(
+    secured_nats: str, tmp_path: Path
+) -> None:
+    """With DXT_NATS_USER / DXT_NATS_PASSWORD right, publish gets past the server's
+    authorization (and, with no system run there yet, says the stream is missing)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DXT_")} | {
+        "DXT_NATS_URL": secured_nats,
+        "DXT_NATS_USER": "hr",
+        "DXT_NATS_PASSWORD": "right",
+        "DXT_DATA_DIR": str(tmp_path),
+    }
+    csv_file = tmp_path / "facts.csv"
+    csv_file.write_text("employee_id,course_id,completed_on\nE1,DX-101,2025-06-01\n")
+    result = _cli("publish", str(csv_file), env=env)
+    assert result.returncode == 1
+    assert result.stderr.strip().splitlines() == [
+        f"error: NATS at {secured_nats} has no stream for dx.inbound.>: no service has run on "
+        "it yet (or DXT_PREFIX differs); start the system with `dxtalent up` first"
+    ]
+
+
+def test_up_refuses_stream_replicas_the_embedded_nats_cannot_have(tmp_path: Path) -> None:
+    """DXT_STREAM_REPLICAS=3 with no DXT_NATS_URL: `up` starts nothing and says why."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DXT_")} | {
+        "DXT_DATA_DIR": str(tmp_path),
+        "DXT_STREAM_REPLICAS": "3",
+    }
+    result = _cli("up", "--port-base", str(_free_port_run()), env=env)
+    assert result.returncode == 1
+    assert result.stderr.strip().splitlines() == [
+        "error: DXT_STREAM_REPLICAS=3 needs a NATS cluster of at least 3 servers, and the "
+        "embedded NATS is one server; set DXT_NATS_URL to the cluster's servers "
+        "(comma-separated), or unset DXT_STREAM_REPLICAS"
+    ]
+    assert not (tmp_path / "nats").exists()

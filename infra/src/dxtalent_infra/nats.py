@@ -131,7 +131,9 @@ def broker_options(
 
 def nats_broker(url: str, *, name: str, reconnect_wait_s: float = 1.0) -> NatsBroker:
     """A FastStream broker of its own (tools, tests, benchmarks): see `broker_options`."""
-    return NatsBroker(nats_servers(url), **broker_options(name=name, reconnect_wait_s=reconnect_wait_s))
+    return NatsBroker(
+        nats_servers(url), **broker_options(name=name, reconnect_wait_s=reconnect_wait_s)
+    )
 
 
 def broker_security(

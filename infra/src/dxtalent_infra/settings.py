@@ -9,7 +9,6 @@ from urllib.parse import urlsplit
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-
 NATS_SCHEMES = ("nats", "tls")
 
 
