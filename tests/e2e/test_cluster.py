@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import shutil
+import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -16,10 +19,13 @@ import pytest
 
 from dxtalent.citygen import generate_city
 from dxtalent.demo import DEMO_SEED
+from dxtalent.errors import UserError
 from dxtalent.nats_tools import publish_raw
 from dxtalent.stack import LocalStack
 from dxtalent_contracts.catalog import load_catalog
+from dxtalent_infra.nats import connect_nats
 from dxtalent_infra.settings import nats_servers
+from dxtalent_infra.streams import ensure_streams
 from dxtalent_infra.topology import ALL_STREAMS, EVENTS, INBOUND, Topology
 from tests.e2e.conftest import _cleanup
 from tests.e2e.helpers import assert_matches_core, events_on, no_duplicate_ids
@@ -154,4 +160,76 @@ def test_a_cluster_losing_the_publishers_node_and_stream_leaders_gives_what_the_
         f"{report.recovered} found stored on retry), caught up {total_s:.1f}s after the "
         f"first fact; DX_EVENTS {len(on_events)} events, {duplicates} duplicate ids; "
         "certifications and progress equal to the core's"
+    )
+
+
+async def _r3_streams(url: str, topology: Topology) -> None:
+    nc = await connect_nats(url, name="test-cluster-streams")
+    await ensure_streams(nc.jetstream(), topology, replicas=3)
+    await nc.close()
+
+
+def test_the_publish_command_takes_a_cluster_with_a_node_down(
+    nats_cluster: NatsCluster, tmp_path: Path
+) -> None:
+    """`dxtalent publish` with DXT_NATS_URL listing the three nodes, one of them dead: it
+    connects to a live one, and every fact is stored once."""
+    topology = Topology(unique_token())
+    asyncio.run(_r3_streams(nats_cluster.url, topology))
+    nats_cluster.kill(nats_cluster.nodes[0].name)
+    facts = tmp_path / "facts.csv"
+    rows = [f"E{i},DX-101,2025-06-01" for i in range(1, 201)]
+    facts.write_text("employee_id,course_id,completed_on\n" + "\n".join(rows) + "\n")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DXT_")} | {
+        "DXT_NATS_URL": nats_cluster.url,
+        "DXT_PREFIX": topology.prefix,
+        "DXT_DATA_DIR": str(tmp_path),
+    }
+    result = subprocess.run(
+        [sys.executable, "-m", "dxtalent", "publish", str(facts)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    assert (
+        result.stdout.strip() == "200 accepted, 0 rejected; sent 200: 200 new, 0 already received"
+    )
+    state = asyncio.run(_stream_state(nats_cluster.url, topology))
+    assert state[INBOUND.name] == (3, 200)
+
+
+def test_publishing_to_a_cluster_that_does_not_come_back_ends_with_what_was_published(
+    nats_cluster: NatsCluster,
+) -> None:
+    """Every node killed after the first window: publish_raw retries for `retry_for_s`, then
+    a UserError says how many facts were published and to publish the file again."""
+    topology = Topology(unique_token())
+    asyncio.run(_r3_streams(nats_cluster.url, topology))
+    city = generate_city(CATALOG, seed=DEMO_SEED, staff=50)
+    messages = [e.to_json_bytes() for e in city.events]
+
+    def kill_all_after_the_first_window(_: int) -> None:
+        for node in nats_cluster.nodes:
+            if node.running:
+                nats_cluster.kill(node.name)
+
+    with pytest.raises(UserError) as err:
+        asyncio.run(
+            publish_raw(
+                nats_cluster.url,
+                messages,
+                topology,
+                window=WINDOW,
+                progress=kill_all_after_the_first_window,
+                retry_for_s=3.0,
+                ack_timeout_s=1.0,
+            )
+        )
+    assert str(err.value).startswith(f"NATS at {nats_cluster.url} acknowledged no fact for 3s (")
+    assert str(err.value).endswith(
+        f"); {WINDOW} of {len(messages)} facts were published; publish the file again once "
+        "NATS is back (facts already sent are not recorded twice)"
     )

@@ -54,14 +54,14 @@ def _replicas_refused(name: str, replicas: int, exc: APIError) -> ReplicasError 
 
 
 def _check_replicas(info: api.StreamInfo, replicas: int) -> api.StreamInfo:
-    """The stream really has `replicas` copies (a server may keep fewer than asked)."""
-    peers = 1 + len(info.cluster.replicas or []) if info.cluster is not None else 1
+    """The stream is configured with `replicas` copies (a server may keep fewer than asked).
+    Peers added by an update join in the background; JetStream places them."""
     kept = info.config.num_replicas or 1
-    if kept != replicas or (replicas > 1 and peers != replicas):
+    if kept != replicas:
         raise ReplicasError(
-            f"stream {info.config.name} has {min(kept, peers)} replica(s), not the "
-            f"{replicas} of DXT_STREAM_REPLICAS; run it on a NATS cluster of at least "
-            f"{replicas} JetStream servers, or set DXT_STREAM_REPLICAS={min(kept, peers)}"
+            f"stream {info.config.name} has {kept} replica(s), not the {replicas} of "
+            f"DXT_STREAM_REPLICAS; run it on a NATS cluster of at least {replicas} JetStream "
+            f"servers, or set DXT_STREAM_REPLICAS={kept}"
         )
     return info
 
