@@ -7,9 +7,11 @@ import asyncio
 import base64
 import contextlib
 import json
+import logging
 import ssl
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import nats
 import structlog
@@ -69,24 +71,30 @@ START_HINT = (
 
 
 class Refusals:
-    """nats-py's error callback of a CLI connection. An authorization violation ends the first
-    connection at once (nats-py would try every server again, then say only "no servers
-    available"); a later one, and a permissions violation, are kept for the command to report.
+    """nats-py's error callback of a CLI connection. An authorization violation or a TLS
+    failure ends the first connection at once (nats-py would try every server again, then say
+    only "no servers available", or hang after a TLS failure); a later authorization violation,
+    and a permissions violation, are kept for the command to report.
     Other errors are the command's to report (nats-py would log each with a traceback)."""
 
     def __init__(self) -> None:
         self.connected = False
         self.authorization: str | None = None
         self.permission: str | None = None
+        self.refused = asyncio.Event()  # set at a refusal after the connection was made
 
     async def on_error(self, exc: Exception) -> None:
+        if isinstance(exc, ssl.SSLError) and not self.connected:
+            raise exc  # a certificate not trusted is no better on the next try (nats-py hangs)
         text = str(exc).lower()
         if isinstance(exc, nats.errors.AuthorizationError) or "authorization violation" in text:
             self.authorization = _reason(exc)
             if not self.connected:
                 raise exc
+            self.refused.set()
         elif "permissions violation" in text:
             self.permission = str(exc).removeprefix("nats: ").strip()
+            self.refused.set()
 
 
 async def connect(
@@ -102,6 +110,9 @@ async def connect(
     first refusal. `refusals` (the error callback) keeps what the server refuses later."""
     auth = auth or NatsAuth()
     refusals = refusals or Refusals()
+    # nats-py's TLS transport makes asyncio warn "returning true from eof_received() has no
+    # effect when using ssl" on stderr when the server closes; a command says one line only
+    logging.getLogger("asyncio").setLevel(logging.ERROR)
     nc = Client()
     try:
         tls = ssl.create_default_context(cafile=auth.tls_ca) if auth.tls_ca else None
@@ -119,9 +130,11 @@ async def connect(
         )
     except (OSError, TimeoutError, nats.errors.Error) as exc:
         with contextlib.suppress(Exception):
-            await nc.close()
+            await asyncio.wait_for(nc.close(), timeout=2)
         if refusals.authorization is not None:
             raise NatsUnavailableError(nats_refused(url, auth.user, auth.creds)) from None
+        if isinstance(exc, ssl.SSLCertVerificationError):
+            hint = "set DXT_NATS_TLS_CA to the CA certificate (PEM) that signed the server's certificate"
         raise NatsUnavailableError(
             f"cannot connect to NATS at {url} ({_reason(exc)}); {hint}"
         ) from None
@@ -255,10 +268,22 @@ class _Publisher:
         if self.nc is None or self.nc.is_closed:
             return [(item, nats.errors.ConnectionClosedError()) for item in outstanding]
         js = self.nc.jetstream(timeout=self.ack_timeout_s)
-        results = await asyncio.gather(
-            *(js.publish(m.subject, m.raw, headers=m.headers) for m in outstanding),
-            return_exceptions=True,
+        acks = asyncio.ensure_future(
+            asyncio.gather(
+                *(js.publish(m.subject, m.raw, headers=m.headers) for m in outstanding),
+                return_exceptions=True,
+            )
         )
+        refused = asyncio.ensure_future(self.refusals.refused.wait())
+        either: set[asyncio.Future[Any]] = {acks, refused}
+        await asyncio.wait(either, return_when=asyncio.FIRST_COMPLETED)
+        refused.cancel()
+        if not acks.done():  # the server refused: no need to wait for the acks' timeout
+            acks.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await acks
+            self._refused()
+        results = acks.result()
         failed: list[tuple[_Outgoing, BaseException]] = []
         for item, result in zip(outstanding, results, strict=True):
             if isinstance(result, PubAck):
@@ -285,7 +310,9 @@ class _Publisher:
         if self.refusals.permission is not None:
             raise UserError(
                 f"NATS at {self.url} does not let this user publish facts "
-                f"({self.refusals.permission}); use the credentials of a publisher (hr, lms)"
+                f"({self.refusals.permission}); set DXT_NATS_USER and DXT_NATS_PASSWORD, or "
+                "DXT_NATS_CREDS, to a user that may publish to "
+                f"{self.topology.subject(subjects.INBOUND_ALL)}"
             )
 
     async def _require_stream(self) -> None:
