@@ -134,7 +134,10 @@ async def connect(
         if refusals.authorization is not None:
             raise NatsUnavailableError(nats_refused(url, auth.user, auth.creds)) from None
         if isinstance(exc, ssl.SSLCertVerificationError):
-            hint = "set DXT_NATS_TLS_CA to the CA certificate (PEM) that signed the server's certificate"
+            hint = (
+                "set DXT_NATS_TLS_CA to the CA certificate (PEM) that signed the server's "
+                "certificate"
+            )
         raise NatsUnavailableError(
             f"cannot connect to NATS at {url} ({_reason(exc)}); {hint}"
         ) from None
