@@ -14,7 +14,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import nats
-import structlog
 from nats.aio.client import Client
 from nats.js.api import ConsumerConfig, DeliverPolicy, PubAck
 from nats.js.errors import (
@@ -35,8 +34,6 @@ from dxtalent_infra.settings import Settings, nats_servers
 from dxtalent_infra.topology import DEADLETTER, INBOUND, Topology
 
 UNKNOWN_SUBJECT = subjects.INBOUND_UNRECOGNISED
-
-log = structlog.get_logger(__name__)
 
 
 class NatsUnavailableError(UserError):
@@ -340,11 +337,10 @@ class _Publisher:
             return
         try:
             await self.open()
-        except NatsUnavailableError as exc:
+        except NatsUnavailableError:
             if self.refusals.authorization is not None:
                 raise
-            log.debug("publish.reconnect_failed", error=str(exc))
-            return
+            return  # none answers yet: the next retry tries again, until the deadline
         self.report.reconnections += 1
 
 
