@@ -92,10 +92,14 @@ def serve(service: ServiceName) -> None:
     import uvloop
 
     from dxtalent_infra.runtime import ServiceSpec, run_service
+    from dxtalent_infra.streams import ReplicasError
 
     spec = importlib.import_module(f"dxtalent_{service.value}.service").SPEC
     assert isinstance(spec, ServiceSpec)
-    uvloop.run(run_service(spec, settings))
+    try:
+        uvloop.run(run_service(spec, settings))
+    except ReplicasError as exc:  # DXT_STREAM_REPLICAS the NATS cannot hold: one line
+        raise UserError(str(exc)) from None
 
 
 def _require_free_ports(ports: list[int], what_to_do: str) -> None:

@@ -29,6 +29,7 @@ from dxtalent_infra.streams import ensure_streams
 from dxtalent_infra.topology import ALL_STREAMS, EVENTS, INBOUND, Topology
 from tests.e2e.conftest import _cleanup
 from tests.e2e.helpers import assert_matches_core, events_on, no_duplicate_ids
+from tests.e2e.test_cli import _free_port_run
 from tests.support.cluster import NatsCluster
 from tests.support.servers import ServerUrls, unique_token
 
@@ -245,3 +246,37 @@ def test_publishing_to_a_cluster_that_does_not_come_back_ends_with_what_was_publ
         f"); {WINDOW} of {len(messages)} facts were published; publish the file again once "
         "NATS is back (facts already sent are not recorded twice)"
     )
+
+
+def test_up_with_more_stream_replicas_than_the_cluster_has_nodes_says_so(
+    nats_cluster: NatsCluster, server_urls: ServerUrls, tmp_path: Path
+) -> None:
+    """`dxtalent up` on the 3-node cluster with DXT_STREAM_REPLICAS=5: the services cannot
+    have their streams, and `up` exits 1 with the reason in one line."""
+    prefix = unique_token()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DXT_")} | {
+        "DXT_NATS_URL": nats_cluster.url,
+        "DXT_DATABASE_URL": server_urls.database_url,
+        "DXT_PREFIX": prefix,
+        "DXT_STREAM_REPLICAS": "5",
+        "DXT_DATA_DIR": str(tmp_path),
+    }
+    try:
+        result = subprocess.run(
+            [sys.executable, "-m", "dxtalent", "up", "--port-base", str(_free_port_run())],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=180,
+            check=False,
+        )
+    finally:
+        asyncio.run(_cleanup(server_urls, Topology(prefix)))
+    assert result.returncode == 1
+    error = result.stderr.strip().splitlines()[-1]
+    assert error.startswith("error: service ")
+    assert (
+        f": stream {prefix.upper()}_DX_INBOUND: DXT_STREAM_REPLICAS=5, but JetStream runs on a "
+        "NATS cluster with fewer than 5 JetStream servers up (no suitable peers for placement); "
+        "set DXT_STREAM_REPLICAS to at most the number of JetStream servers of the cluster"
+    ) in error
