@@ -68,16 +68,25 @@ def cluster_system(nats_cluster: NatsCluster, server_urls: ServerUrls) -> Iterat
 
 
 async def _stream_state(url: str, topology: Topology) -> dict[str, tuple[int, int]]:
-    """Per stream: (replicas, messages)."""
-    nc = await nats.connect(nats_servers(url))
-    js = nc.jetstream()
-    out = {}
-    for spec in ALL_STREAMS:
-        info = await js.stream_info(topology.stream(spec.name))
-        replicas = 1 + len(info.cluster.replicas or []) if info.cluster else 1
-        out[spec.name] = (replicas, info.state.messages)
-    await nc.close()
-    return out
+    """Per stream: (replicas, messages). Retried for up to 30 s while a node that died has
+    left the cluster electing leaders (stream info times out meanwhile)."""
+    deadline = time.monotonic() + 30
+    while True:
+        nc = await nats.connect(nats_servers(url))
+        try:
+            js = nc.jetstream()
+            out = {}
+            for spec in ALL_STREAMS:
+                info = await js.stream_info(topology.stream(spec.name))
+                replicas = 1 + len(info.cluster.replicas or []) if info.cluster else 1
+                out[spec.name] = (replicas, info.state.messages)
+            return out
+        except nats.errors.TimeoutError:
+            if time.monotonic() > deadline:
+                raise
+        finally:
+            await nc.close()
+        await asyncio.sleep(0.5)
 
 
 class KillPlan:
