@@ -92,10 +92,14 @@ def serve(service: ServiceName) -> None:
     import uvloop
 
     from dxtalent_infra.runtime import ServiceSpec, run_service
+    from dxtalent_infra.streams import ReplicasError
 
     spec = importlib.import_module(f"dxtalent_{service.value}.service").SPEC
     assert isinstance(spec, ServiceSpec)
-    uvloop.run(run_service(spec, settings))
+    try:
+        uvloop.run(run_service(spec, settings))
+    except ReplicasError as exc:  # DXT_STREAM_REPLICAS the NATS cannot hold: one line
+        raise UserError(str(exc)) from None
 
 
 def _require_free_ports(ports: list[int], what_to_do: str) -> None:
@@ -114,6 +118,12 @@ def _up_checks(
     from dxtalent.stack import check_servers
 
     load_catalog_for(settings)
+    if settings.nats_url is None and settings.stream_replicas > 1:
+        raise UserError(
+            f"DXT_STREAM_REPLICAS={settings.stream_replicas} needs a NATS cluster of at least "
+            f"{settings.stream_replicas} servers, and the embedded NATS is one server; set "
+            "DXT_NATS_URL to the cluster's servers (comma-separated), or unset DXT_STREAM_REPLICAS"
+        )
     ports = {name: port_base + offset for offset, name in enumerate(DEFAULT_PORTS)}
     _require_free_ports(list(ports.values()), "stop it, or pass another --port-base")
     root = (data_dir or settings.data_dir).resolve()
@@ -236,15 +246,19 @@ def publish(
 
 
 def _send(settings: Settings, facts: list[bytes]) -> str:
-    """Publish checked facts; says how many JetStream took as new and as already received."""
-    from dxtalent.nats_tools import publish_raw
+    """Publish checked facts behind a progress bar (on stderr); says how many JetStream took
+    as new and as already received, and how many were sent again after a lost ack."""
+    from dxtalent.nats_tools import publish_with_progress
 
     topology = Topology(settings.prefix)
-    report = asyncio.run(
-        publish_raw(_nats_url(settings), facts, topology, auth=_nats_auth(settings))
+    report = publish_with_progress(
+        Console(stderr=True), _nats_url(settings), facts, topology, _nats_auth(settings)
     )
     new = report.published - report.duplicates
-    return f"sent {report.published}: {new} new, {report.duplicates} already received"
+    said = f"sent {report.published}: {new} new, {report.duplicates} already received"
+    if report.retried:
+        said += f" ({report.retried} sent again after a NATS server was lost)"
+    return said
 
 
 @app.command()

@@ -8,7 +8,6 @@ targets, checks it against the pure core, and stops everything it started.
 
 from __future__ import annotations
 
-import asyncio
 import datetime as dt
 import shutil
 import signal
@@ -19,7 +18,6 @@ from pathlib import Path
 from typing import Any
 
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from dxtalent.citygen import generate_city
 from dxtalent.expected import (
@@ -28,7 +26,7 @@ from dxtalent.expected import (
     expected_progress,
     served_department_counts,
 )
-from dxtalent.nats_tools import publish_raw
+from dxtalent.nats_tools import publish_with_progress
 from dxtalent.report import fetch_progress, progress_table
 from dxtalent.stack import LocalStack, http_json, running_stack
 from dxtalent_contracts.catalog import Catalog, load_catalog
@@ -42,17 +40,7 @@ DEMO_STAFF = 3000
 
 def _publish(console: Console, stack: LocalStack, messages: list[bytes]) -> float:
     started = time.monotonic()
-    columns = (
-        TextColumn("{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-    )
-    with Progress(*columns, console=console) as bar:
-        task = bar.add_task("publishing facts", total=len(messages))
-        asyncio.run(
-            publish_raw(str(stack.nats_url), messages, progress=lambda n: bar.advance(task, n))
-        )
+    publish_with_progress(console, str(stack.nats_url), messages)
     return time.monotonic() - started
 
 

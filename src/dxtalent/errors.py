@@ -34,6 +34,20 @@ def token_refused(service: str, url: str) -> str:
     )
 
 
+def nats_refused(url: str, user: str | None, creds: str | None) -> str:
+    """What an Authorization Violation from NATS means for the person who ran the command."""
+    if creds is not None:
+        who = f"the credentials in {creds} (DXT_NATS_CREDS)"
+    elif user is not None:
+        who = f"user {user!r} with the password in DXT_NATS_PASSWORD"
+    else:
+        who = "a connection without credentials"
+    return (
+        f"NATS at {url} refused {who} (Authorization Violation); set DXT_NATS_USER and "
+        "DXT_NATS_PASSWORD, or DXT_NATS_CREDS, to an account of that server, as for the services"
+    )
+
+
 class UserErrorGroup(TyperGroup):
     """The `dxtalent` group: a `UserError` from any (sub)command becomes one line and exit 1,
     and so does an embedded server that cannot start (e.g. not installed in this image)."""

@@ -87,7 +87,8 @@ class ServiceExitedError(RuntimeError):
     def __init__(self, name: str, code: int, log_path: Path) -> None:
         self.name, self.code, self.log_path = name, code, log_path
         super().__init__(
-            f"service {name} exited with {code}: {last_line(log_path)}; see {log_path}"
+            f"service {name} exited with {code}: {last_line(log_path).removeprefix('error: ')}; "
+            f"see {log_path}"
         )
 
 

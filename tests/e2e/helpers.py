@@ -22,6 +22,7 @@ from dxtalent.stack import LocalStack, http_json
 from dxtalent_contracts.catalog import Catalog
 from dxtalent_contracts.fiscal import fiscal_year_end
 from dxtalent_contracts.inbound import InboundEvent
+from dxtalent_infra.settings import nats_servers
 from dxtalent_infra.topology import EVENTS, Topology
 
 
@@ -44,8 +45,9 @@ async def publish_with_ids(
 async def events_on(
     nats_url: str, topology: Topology, contract_subject: str
 ) -> list[dict[str, object]]:
-    """Every CloudEvent on a DX_EVENTS subject, from the start of history."""
-    nc = await nats.connect(nats_url)
+    """Every CloudEvent on a DX_EVENTS subject, from the start of history (`nats_url`: one
+    server or a cluster's, comma-separated)."""
+    nc = await nats.connect(nats_servers(nats_url))
     js = nc.jetstream()
     stream = topology.stream(EVENTS.name)
     sub = await js.pull_subscribe(

@@ -18,10 +18,13 @@ from pathlib import Path
 import pytest
 
 from dxtalent.stack import http_json
-from dxtalent_infra.servers import port_open
+from dxtalent_infra.nats import connect_nats
+from dxtalent_infra.servers import free_port, nats_server_binary, port_open
+from dxtalent_infra.streams import ensure_streams
 from dxtalent_infra.topology import Topology
 from tests.e2e.conftest import _cleanup
 from tests.support.servers import ServerUrls, unique_token
+from tests.support.tls import loopback_tls
 
 CSV = "\ufeffemployee_id,course_id,completed_on\nE1,DX-101,2025/6/1\nE1,ICT-101,2025-06-02\nE1,NOPE,2025-06-02\n"
 
@@ -336,3 +339,164 @@ def test_status_prints_one_line_per_service_and_exits_0_when_all_are_caught_up(
         f"{enrollment}/v1/status); set DXT_API_TOKEN to the token the "
         "services were started with"
     ]
+
+
+# --- a NATS that asks for credentials --------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SecuredNats:
+    """nats-server with JetStream and TLS (a CA of the test's own) asking for a password:
+    `hr` / `right` may do anything, `viewer` / `look` anything but publish facts."""
+
+    url: str
+    tls_ca: Path
+
+
+@pytest.fixture
+def secured_nats(tmp_path: Path) -> Iterator[SecuredNats]:
+    port = free_port()
+    tls = loopback_tls(tmp_path)
+    conf = tmp_path / "auth.conf"
+    conf.write_text(
+        f"listen: 127.0.0.1:{port}\n"
+        f'jetstream {{ store_dir: "{tmp_path / "js"}" }}\n'
+        f'tls {{ cert_file: "{tls.cert}", key_file: "{tls.key}" }}\n'
+        "authorization { users = [\n"
+        "  {user: hr, password: right}\n"
+        '  {user: viewer, password: look, permissions: {publish: {deny: ["dx.inbound.>"]}}}\n'
+        "] }\n"
+    )
+    proc = subprocess.Popen(
+        [str(nats_server_binary()), "-c", str(conf), "-l", str(tmp_path / "nats.log")],
+        stdin=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while not port_open(port):
+            assert time.monotonic() < deadline, "nats-server did not start"
+            time.sleep(0.05)
+        yield SecuredNats(f"tls://127.0.0.1:{port}", tls.ca)
+    finally:
+        proc.terminate()
+        proc.wait(timeout=15)
+
+
+def _secured_env(nats: SecuredNats, tmp_path: Path, **settings: str) -> dict[str, str]:
+    return {k: v for k, v in os.environ.items() if not k.startswith("DXT_")} | {
+        "DXT_NATS_URL": nats.url,
+        "DXT_NATS_TLS_CA": str(nats.tls_ca),
+        "DXT_DATA_DIR": str(tmp_path),
+        **settings,
+    }
+
+
+def _facts_csv(tmp_path: Path) -> Path:
+    csv_file = tmp_path / "facts.csv"
+    csv_file.write_text("employee_id,course_id,completed_on\nE1,DX-101,2025-06-01\n")
+    return csv_file
+
+
+@pytest.mark.parametrize(
+    ("credentials", "refused"),
+    [
+        ({}, "a connection without credentials"),
+        (
+            {"DXT_NATS_USER": "hr", "DXT_NATS_PASSWORD": "wrong"},
+            "user 'hr' with the password in DXT_NATS_PASSWORD",
+        ),
+    ],
+)
+def test_every_nats_command_says_in_one_line_when_nats_refuses_its_credentials(
+    secured_nats: SecuredNats, tmp_path: Path, credentials: dict[str, str], refused: str
+) -> None:
+    """publish, dlq list, dlq redrive and up, against a NATS that refuses their credentials:
+    each exits 1 at the refusal with one line naming the server, who was refused and the
+    settings to fix (before, publish said "no servers available" after retrying)."""
+    env = _secured_env(secured_nats, tmp_path, **credentials)
+    expected = (
+        f"error: NATS at {secured_nats.url} refused {refused} (Authorization Violation); set "
+        "DXT_NATS_USER and DXT_NATS_PASSWORD, or DXT_NATS_CREDS, to an account of that "
+        "server, as for the services"
+    )
+    for command in (
+        ("publish", str(_facts_csv(tmp_path))),
+        ("dlq", "list"),
+        ("dlq", "redrive"),
+        ("up", "--port-base", str(_free_port_run())),
+    ):
+        result = _cli(*command, env=env)
+        assert result.returncode == 1, (command, result.stdout, result.stderr)
+        assert result.stderr.strip().splitlines() == [expected], command
+
+
+def test_the_cli_uses_the_nats_user_password_and_tls_ca_of_the_settings(
+    secured_nats: SecuredNats, tmp_path: Path
+) -> None:
+    """With the right DXT_NATS_USER / DXT_NATS_PASSWORD and DXT_NATS_TLS_CA, publish and dlq
+    list get through TLS and authorization (and, with no system run there yet, say the stream
+    is missing); without the CA, the certificate is not trusted."""
+    env = _secured_env(secured_nats, tmp_path, DXT_NATS_USER="hr", DXT_NATS_PASSWORD="right")
+    published = _cli("publish", str(_facts_csv(tmp_path)), env=env)
+    assert published.returncode == 1
+    assert published.stderr.strip().splitlines() == [
+        f"error: NATS at {secured_nats.url} has no stream for dx.inbound.>: no service has run "
+        "on it yet (or DXT_PREFIX differs); start the system with `dxtalent up` first"
+    ]
+    listed = _cli("dlq", "list", env=env)
+    assert listed.returncode == 1
+    assert listed.stderr.startswith(
+        f"error: NATS at {secured_nats.url} has no stream DX_DEADLETTER"
+    )
+    untrusted = _cli("dlq", "list", env={k: v for k, v in env.items() if k != "DXT_NATS_TLS_CA"})
+    assert untrusted.returncode == 1
+    [line] = untrusted.stderr.strip().splitlines()
+    assert line.startswith(f"error: cannot connect to NATS at {secured_nats.url} (")
+    assert "CERTIFICATE_VERIFY_FAILED" in line
+    assert line.endswith(
+        "; set DXT_NATS_TLS_CA to the CA certificate (PEM) that signed the server's certificate"
+    )
+
+
+def test_publish_by_a_user_not_allowed_to_publish_facts_says_so_in_one_line(
+    secured_nats: SecuredNats, tmp_path: Path
+) -> None:
+    """A user whose permissions deny dx.inbound.>: publish exits 1 with the server's
+    permissions violation and the settings to change, instead of waiting for acks."""
+
+    async def streams() -> None:
+        nc = await connect_nats(
+            secured_nats.url,
+            name="test-admin",
+            user="hr",
+            password="right",
+            tls_ca=secured_nats.tls_ca,
+        )
+        await ensure_streams(nc.jetstream(), Topology())
+        await nc.close()
+
+    asyncio.run(streams())
+    env = _secured_env(secured_nats, tmp_path, DXT_NATS_USER="viewer", DXT_NATS_PASSWORD="look")
+    result = _cli("publish", str(_facts_csv(tmp_path)), env=env)
+    assert result.returncode == 1
+    assert result.stderr.strip().splitlines() == [
+        f"error: NATS at {secured_nats.url} does not let this user publish facts (permissions "
+        'violation for publish to "dx.inbound.completion"); set DXT_NATS_USER and '
+        "DXT_NATS_PASSWORD, or DXT_NATS_CREDS, to a user that may publish to dx.inbound.>"
+    ]
+
+
+def test_up_refuses_stream_replicas_the_embedded_nats_cannot_have(tmp_path: Path) -> None:
+    """DXT_STREAM_REPLICAS=3 with no DXT_NATS_URL: `up` starts nothing and says why."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DXT_")} | {
+        "DXT_DATA_DIR": str(tmp_path),
+        "DXT_STREAM_REPLICAS": "3",
+    }
+    result = _cli("up", "--port-base", str(_free_port_run()), env=env)
+    assert result.returncode == 1
+    assert result.stderr.strip().splitlines() == [
+        "error: DXT_STREAM_REPLICAS=3 needs a NATS cluster of at least 3 servers, and the "
+        "embedded NATS is one server; set DXT_NATS_URL to the cluster's servers "
+        "(comma-separated), or unset DXT_STREAM_REPLICAS"
+    ]
+    assert not (tmp_path / "nats").exists()

@@ -16,6 +16,8 @@ import structlog
 from faststream.nats import NatsBroker
 from nats.aio.client import Client
 
+from dxtalent_infra.settings import nats_servers
+
 log = structlog.get_logger(__name__)
 
 
@@ -32,6 +34,7 @@ async def connect_nats(
 ) -> Client:
     """A NATS connection that reconnects forever (nats-py keeps unsent messages meanwhile).
 
+    `url` is one server or a cluster's, separated by commas (`settings.nats_servers`).
     The first connection is retried for up to `connect_wait_s` seconds, so a service may
     start before the server. `creds` is a `.creds` file (JWT + NKey); `tls_ca` a CA bundle
     that turns TLS on.
@@ -60,7 +63,7 @@ async def connect_nats(
     while True:
         try:
             nc = await nats.connect(
-                url,
+                nats_servers(url),
                 name=name,
                 user=user,
                 password=password,
@@ -128,7 +131,9 @@ def broker_options(
 
 def nats_broker(url: str, *, name: str, reconnect_wait_s: float = 1.0) -> NatsBroker:
     """A FastStream broker of its own (tools, tests, benchmarks): see `broker_options`."""
-    return NatsBroker(url, **broker_options(name=name, reconnect_wait_s=reconnect_wait_s))
+    return NatsBroker(
+        nats_servers(url), **broker_options(name=name, reconnect_wait_s=reconnect_wait_s)
+    )
 
 
 def broker_security(

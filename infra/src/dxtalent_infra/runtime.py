@@ -121,7 +121,7 @@ def service_broker(name: str, settings: Settings) -> NatsBroker:
         tls_ca=settings.nats_tls_ca,
     )
     return NatsBroker(
-        settings.nats_url or "nats://127.0.0.1:4222",
+        settings.nats_server_list or ["nats://127.0.0.1:4222"],
         **broker_options(name=f"dxtalent-{name}", security=security),
     )
 

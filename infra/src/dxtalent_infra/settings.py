@@ -4,9 +4,38 @@ from __future__ import annotations
 
 from pathlib import Path
 from typing import Literal
+from urllib.parse import urlsplit
 
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+NATS_SCHEMES = ("nats", "tls")
+
+
+def nats_servers(url: str) -> list[str]:
+    """The servers of a `DXT_NATS_URL`: one URL, or a comma-separated list of a cluster's
+    (`nats://n1:4222,nats://n2:4222`; `HOST:PORT` means `nats://HOST:PORT`). nats-py and
+    FastStream take the list; a client picks one and moves to another when it fails.
+    ValueError names an entry that is not a NATS URL."""
+    servers = [_with_scheme(part.strip()) for part in url.split(",") if part.strip()]
+    if not servers:
+        raise ValueError("no server in it; give nats://HOST:PORT, or several separated by commas")
+    for server in servers:
+        try:
+            parts = urlsplit(server)
+            parts.port  # noqa: B018 - raises ValueError for a port out of range or not a number
+        except ValueError as exc:
+            raise ValueError(f"{server!r} is not a URL ({exc})") from None
+        if parts.scheme not in NATS_SCHEMES or not parts.hostname:
+            raise ValueError(
+                f"{server!r} is not a NATS URL; write nats://HOST:PORT (tls://HOST:PORT for TLS), "
+                "several separated by commas for a cluster"
+            )
+    return servers
+
+
+def _with_scheme(server: str) -> str:
+    return server if "://" in server else f"nats://{server}"
 
 
 class Settings(BaseSettings):
@@ -17,7 +46,10 @@ class Settings(BaseSettings):
         env_prefix="DXT_", extra="ignore", frozen=True, env_ignore_empty=True
     )
 
-    nats_url: str | None = Field(default=None, description="NATS server; unset = embedded")
+    nats_url: str | None = Field(
+        default=None,
+        description="NATS server, or a cluster's servers separated by commas; unset = embedded",
+    )
     database_url: str | None = Field(default=None, description="PostgreSQL DSN; unset = embedded")
     migration_database_url: str | None = Field(
         default=None,
@@ -76,6 +108,17 @@ class Settings(BaseSettings):
                 f" stream's duplicate window DXT_DUPLICATE_WINDOW_S ({self.duplicate_window_s:g} s)"
             )
         return self
+
+    @field_validator("nats_url")
+    @classmethod
+    def _nats_servers(cls, value: str | None) -> str | None:
+        """Each comma-separated entry is a NATS URL; the list is kept as one clean string."""
+        return None if value is None else ",".join(nats_servers(value))
+
+    @property
+    def nats_server_list(self) -> list[str] | None:
+        """`nats_url` as the list of servers nats-py and FastStream connect to."""
+        return None if self.nats_url is None else nats_servers(self.nats_url)
 
     @field_validator("log_level", mode="before")
     @classmethod

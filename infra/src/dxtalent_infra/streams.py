@@ -10,6 +10,10 @@ marking it done publishes it again once it can, and JetStream drops the copies o
 the first copies are younger than the window. The relay retries every `max_backoff` seconds
 at most, so the window must span several of those retries: `ensure_streams` refuses a window
 shorter than `DUPLICATE_WINDOW_RETRIES` × the relay's `max_backoff`.
+
+The replica count (`DXT_STREAM_REPLICAS`) is checked, not trusted: a stream that JetStream
+keeps with fewer replicas than asked for — a single server, a cluster with fewer JetStream
+servers, a stream left at R1 by an earlier start — is a `ReplicasError` saying so.
 """
 
 from __future__ import annotations
@@ -17,13 +21,49 @@ from __future__ import annotations
 import structlog
 from nats.js import api
 from nats.js.client import JetStreamContext
-from nats.js.errors import NotFoundError
+from nats.js.errors import APIError, NotFoundError
 
 from dxtalent_infra.topology import ALL_STREAMS, StreamSpec, Topology
 
 log = structlog.get_logger(__name__)
 
 DUPLICATE_WINDOW_RETRIES = 4
+
+#: JetStream's error codes for "cannot place this many replicas".
+_REPLICAS_NOT_SUPPORTED = 10074  # replicas > 1 not supported in non-clustered mode
+_NO_PLACEMENT = frozenset({10005, 10023})  # no suitable peers for placement; insufficient resources
+
+
+class ReplicasError(ValueError):
+    """The streams cannot have the replicas asked for (DXT_STREAM_REPLICAS)."""
+
+
+def _replicas_refused(name: str, replicas: int, exc: APIError) -> ReplicasError | None:
+    """The ReplicasError for JetStream's refusal to place `replicas` copies, else None."""
+    if exc.err_code == _REPLICAS_NOT_SUPPORTED:
+        where = "a single NATS server without a cluster"
+    elif exc.err_code in _NO_PLACEMENT:
+        where = f"a NATS cluster with fewer than {replicas} JetStream servers up"
+    else:
+        return None
+    return ReplicasError(
+        f"stream {name}: DXT_STREAM_REPLICAS={replicas}, but JetStream runs on {where} "
+        f"({exc.description}); set DXT_STREAM_REPLICAS to at most the number of JetStream "
+        "servers of the cluster (1 for a single server)"
+    )
+
+
+def _check_replicas(info: api.StreamInfo, replicas: int) -> api.StreamInfo:
+    """The stream is configured with `replicas` copies (a server may keep fewer than asked).
+    Peers added by an update join in the background; JetStream places them."""
+    kept = info.config.num_replicas or 1
+    if kept != replicas:
+        raise ReplicasError(
+            f"stream {info.config.name} has {kept} replica(s), not the {replicas} of "
+            f"DXT_STREAM_REPLICAS; run it on a NATS cluster of at least {replicas} JetStream "
+            f"servers, or set DXT_STREAM_REPLICAS={kept}"
+        )
+    return info
 
 
 def stream_config(
@@ -52,33 +92,40 @@ def _differs(current: api.StreamConfig, wanted: api.StreamConfig) -> bool:
 async def ensure_stream(js: JetStreamContext, wanted: api.StreamConfig) -> api.StreamInfo:
     """Create the stream, or update it when its configuration differs; returns its info."""
     assert wanted.name is not None
+    replicas = wanted.num_replicas or 1
     try:
         info = await js.stream_info(wanted.name)
     except NotFoundError:
-        info = await js.add_stream(wanted)
-        log.info("stream.created", stream=wanted.name, subjects=wanted.subjects)
-        return info
+        try:
+            info = await js.add_stream(wanted)
+        except APIError as exc:
+            raise _replicas_refused(wanted.name, replicas, exc) or exc from None
+        log.info("stream.created", stream=wanted.name, subjects=wanted.subjects, replicas=replicas)
+        return _check_replicas(info, replicas)
     if info.config.storage != wanted.storage:
         raise ValueError(
             f"stream {wanted.name} uses {info.config.storage} storage, not {wanted.storage}; "
             "JetStream cannot change storage in place: move the data to a new stream"
         )
     if not _differs(info.config, wanted):
-        return info
+        return _check_replicas(info, replicas)
     updated = info.config.evolve(
         subjects=wanted.subjects,
         retention=wanted.retention,
         num_replicas=wanted.num_replicas,
         duplicate_window=wanted.duplicate_window,
     )
-    info = await js.update_stream(updated)
+    try:
+        info = await js.update_stream(updated)
+    except APIError as exc:
+        raise _replicas_refused(wanted.name, replicas, exc) or exc from None
     log.info(
         "stream.updated",
         stream=wanted.name,
         replicas=wanted.num_replicas,
         duplicate_window_s=wanted.duplicate_window,
     )
-    return info
+    return _check_replicas(info, replicas)
 
 
 async def ensure_streams(

@@ -398,7 +398,7 @@ async def test_stop_finishes_the_batches_in_flight(env: Env) -> None:
     consumer = env.consumer(batch_size=20, after_commit=stop_now)
     await asyncio.wait_for(consumer.run(), 15)
     rows, _ = await env.rows()
-    assert 20 <= rows < 100
+    assert 0 < rows < 100  # the first batch, however full the fill window made it (0110)
     info = await env.js.consumer_info(env.topology.stream(INBOUND.name), env.durable)
     assert info.ack_floor.stream_seq == rows
     assert info.delivered.stream_seq == rows

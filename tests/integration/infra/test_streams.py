@@ -10,8 +10,10 @@ from nats.aio.client import Client
 from nats.js.api import RetentionPolicy, StorageType
 
 from dxtalent_infra.nats import connect_nats
-from dxtalent_infra.streams import ensure_streams
+from dxtalent_infra.streams import ReplicasError, ensure_streams
 from dxtalent_infra.topology import Topology
+from tests.support.cluster import NatsCluster
+from tests.support.polling import eventually
 
 
 @pytest.fixture
@@ -65,3 +67,36 @@ async def test_a_duplicate_window_shorter_than_the_relay_retries_is_refused(
     """A window that several relay retries do not fit in could let republished events through."""
     with pytest.raises(ValueError, match=r"duplicate window 60\.0s is shorter"):
         await ensure_streams(nc.jetstream(), topology, duplicate_window_s=60.0)
+
+
+async def test_replicas_a_single_server_cannot_hold_are_refused_saying_so(
+    nc: Client, topology: Topology
+) -> None:
+    """DXT_STREAM_REPLICAS=3 on one NATS server (no cluster): a ReplicasError that says so
+    and what to set, instead of R1 streams or JetStream's bare error."""
+    with pytest.raises(ReplicasError, match="a single NATS server without a cluster") as err:
+        await ensure_streams(nc.jetstream(), topology, replicas=3)
+    assert "set DXT_STREAM_REPLICAS to at most the number of JetStream servers" in str(err.value)
+
+
+async def test_on_a_cluster_r1_streams_become_r3_and_r5_is_refused(
+    nats_cluster: NatsCluster, topology: Topology
+) -> None:
+    """On a 3-node cluster: streams an earlier start left at R1 are raised to the R3 asked
+    for, each with a leader and two replicas; R5 is a ReplicasError naming the shortfall."""
+    conn = await connect_nats(nats_cluster.url, name="test-streams-cluster")
+    try:
+        js = conn.jetstream()
+        assert {i.config.num_replicas for i in await ensure_streams(js, topology)} == {1}
+        raised = await ensure_streams(js, topology, replicas=3)
+        assert {i.config.num_replicas for i in raised} == {3}
+
+        async def each_on_three_nodes() -> bool:
+            infos = [await js.stream_info(i.config.name or "") for i in raised]
+            return all(i.cluster and len(i.cluster.replicas or []) == 2 for i in infos)
+
+        await eventually(each_on_three_nodes, "the new replicas placed", within=30)
+        with pytest.raises(ReplicasError, match="fewer than 5 JetStream servers"):
+            await ensure_streams(js, topology, replicas=5)
+    finally:
+        await conn.close()

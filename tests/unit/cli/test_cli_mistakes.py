@@ -96,6 +96,16 @@ def test_publish_with_nats_down_says_how_to_reach_it(tmp_path: Path) -> None:
     assert line.startswith(f"error: cannot connect to NATS at {url} (")
 
 
+def test_publish_with_every_server_of_a_cluster_down_names_them(tmp_path: Path) -> None:
+    """Given DXT_NATS_URL listing three closed ports (a cluster that is down), publish tries
+    each and says none answers, naming the list."""
+    facts = tmp_path / "facts.csv"
+    facts.write_text("employee_id,course_id,completed_on\nE1,DX-101,2025-06-01\n")
+    url = ",".join(f"nats://127.0.0.1:{free_port()}" for _ in range(3))
+    line = _one_error_line(_run("publish", str(facts), env={"DXT_NATS_URL": url}))
+    assert line.startswith(f"error: cannot connect to NATS at {url} (")
+
+
 def test_publish_without_any_nats_configured_says_to_start_one(tmp_path: Path) -> None:
     """Given no DXT_NATS_URL and no running `dxtalent up`, publish says where NATS comes from."""
     facts = tmp_path / "facts.csv"
@@ -189,6 +199,12 @@ def test_services_do_not_start_on_a_catalog_that_is_not_there(
             "DXT_LOG_LEVEL",
             "verbose",
             "Input should be 'debug', 'info', 'warning', 'error' or 'critical'",
+        ),
+        (
+            "DXT_NATS_URL",
+            "nats://127.0.0.1:4222,http://127.0.0.1:4223",
+            "Value error, 'http://127.0.0.1:4223' is not a NATS URL; write nats://HOST:PORT "
+            "(tls://HOST:PORT for TLS), several separated by commas for a cluster",
         ),
     ],
 )
