@@ -132,7 +132,10 @@ def _start(stack: LocalStack, ports: dict[str, int]) -> dict[str, str]:
     """Servers and services up and ready; their URLs, also written to the stack file."""
     from dxtalent.stack import ServiceExitedError
 
-    stack.start_servers()
+    try:
+        stack.start_servers()  # and provisions the streams
+    except ServiceExitedError as exc:
+        raise UserError(str(exc)) from None
     for name, port in ports.items():
         stack.start_service(name, port)
     info = {"nats_url": str(stack.nats_url), "database_url": str(stack.database_url)}
@@ -190,6 +193,27 @@ def _supervise(stack: LocalStack, stopping: threading.Event) -> None:
             if svc.proc.poll() is not None:
                 typer.echo(f"{name} exited ({svc.proc.returncode}); restarting", err=True)
                 stack.start_service(name, svc.port)
+
+
+@app.command()
+def provision() -> None:
+    """Create or update the JetStream streams DX_INBOUND, DX_EVENTS and DX_DEADLETTER
+    (DXT_STREAM_REPLICAS replicas, DXT_DUPLICATE_WINDOW_S): once per deployment and after
+    changing those settings, with the admin NATS credential; the services cannot."""
+    from dxtalent.nats_tools import provision as provision_streams
+
+    settings = load_settings()
+    lines = asyncio.run(
+        provision_streams(
+            _nats_url(settings),
+            Topology(settings.prefix),
+            replicas=settings.stream_replicas,
+            duplicate_window_s=settings.duplicate_window_s,
+            auth=_nats_auth(settings),
+        )
+    )
+    for line in lines:
+        typer.echo(line)
 
 
 @app.command()

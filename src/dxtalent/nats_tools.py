@@ -1,5 +1,5 @@
-"""What the CLI does on NATS for integrators and operators: publish facts, list and re-drive
-dead letters."""
+"""What the CLI does on NATS for integrators and operators: provision the streams, publish
+facts, list and re-drive dead letters."""
 
 from __future__ import annotations
 
@@ -21,6 +21,7 @@ from dxtalent_contracts.envelope import CONTENT_TYPE
 from dxtalent_contracts.events import MessageRejected, MessageRejectedEvent
 from dxtalent_contracts.registry import SUBJECT_BY_TYPE
 from dxtalent_infra.settings import Settings
+from dxtalent_infra.streams import ensure_streams
 from dxtalent_infra.topology import DEADLETTER, Topology
 
 UNKNOWN_SUBJECT = subjects.INBOUND_UNRECOGNISED
@@ -32,12 +33,14 @@ class NatsUnavailableError(UserError):
 
 @dataclass(frozen=True)
 class NatsAuth:
-    """How the CLI identifies itself to NATS (DXT_NATS_USER / _PASSWORD / _CREDS / _TLS_CA)."""
+    """How the CLI identifies itself to NATS (DXT_NATS_USER / _PASSWORD / _CREDS / _TLS_CA),
+    and the prefix of its reply subjects (`Settings.inbox_prefix`: `_INBOX_<user>`)."""
 
     user: str | None = None
     password: str | None = None
     creds: str | None = None
     tls_ca: str | None = None
+    inbox_prefix: str = "_INBOX"
 
     @classmethod
     def from_settings(cls, settings: Settings) -> NatsAuth:
@@ -47,6 +50,7 @@ class NatsAuth:
             password=password.get_secret_value() if password else None,
             creds=str(settings.nats_creds) if settings.nats_creds else None,
             tls_ca=str(settings.nats_tls_ca) if settings.nats_tls_ca else None,
+            inbox_prefix=settings.inbox_prefix(),
         )
 
 
@@ -76,6 +80,7 @@ async def connect(
             password=auth.password,
             user_credentials=auth.creds,
             tls=tls,
+            inbox_prefix=auth.inbox_prefix,
             connect_timeout=3,
             max_reconnect_attempts=3,
             reconnect_time_wait=0.5,
@@ -89,6 +94,36 @@ async def connect(
 
 def _reason(exc: BaseException) -> str:
     return str(exc).strip() or type(exc).__name__
+
+
+async def provision(
+    nats_url: str,
+    topology: Topology,
+    *,
+    replicas: int,
+    duplicate_window_s: float,
+    auth: NatsAuth | None = None,
+) -> list[str]:
+    """Create or update the three streams (`streams.ensure_streams`); one line per stream.
+    The services have no right to do this (decision 0180): run it with the admin credential."""
+    nc = await connect(nats_url, "dxtalent-provision", auth)
+    try:
+        infos = await ensure_streams(
+            nc.jetstream(), topology, replicas=replicas, duplicate_window_s=duplicate_window_s
+        )
+    except TimeoutError:
+        user = (auth or NatsAuth()).user or "(no user)"
+        raise UserError(
+            f"NATS at {nats_url} did not answer the JetStream API as user {user}: only the "
+            "admin credential may create or update streams (DXT_NATS_USER=admin)"
+        ) from None
+    finally:
+        await nc.drain()
+    return [
+        f"{i.config.name}: subjects {', '.join(i.config.subjects or [])}, "
+        f"{i.config.num_replicas} replica(s), {i.state.messages} messages"
+        for i in infos
+    ]
 
 
 @dataclass

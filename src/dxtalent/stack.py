@@ -82,7 +82,8 @@ def caught_up(base_url: str, token: str | None = None) -> bool:
 
 
 class ServiceExitedError(RuntimeError):
-    """A service process ended while the stack was starting; names the last thing it logged."""
+    """A service process (or the provisioning step) ended while the stack was starting; names
+    the last thing it logged."""
 
     def __init__(self, name: str, code: int, log_path: Path) -> None:
         self.name, self.code, self.log_path = name, code, log_path
@@ -113,7 +114,8 @@ class LocalStack:
     _servers: list[EmbeddedNats | EmbeddedPostgres] = field(default_factory=list)
 
     def start_servers(self) -> None:
-        """Start embedded NATS/PostgreSQL for whichever URL is not configured."""
+        """Start embedded NATS/PostgreSQL for whichever URL is not configured, then provision
+        the streams (the services may not create them, decision 0180)."""
         if self.nats_url is None:
             nats = EmbeddedNats(self.data_dir / "nats").start()
             self._servers.append(nats)
@@ -122,6 +124,26 @@ class LocalStack:
             pg = EmbeddedPostgres(self.data_dir / "postgres").start()
             self._servers.append(pg)
             self.database_url = pg.url
+        self.provision()
+
+    def provision(self) -> None:
+        """`dxtalent provision` with the services' environment (the operator's credential and
+        DXT_STREAM_REPLICAS): the streams exist before any service starts."""
+        logs = self.data_dir / "logs"
+        logs.mkdir(parents=True, exist_ok=True)
+        log_path = logs / "provision.log"
+        with log_path.open("ab") as out:
+            code = subprocess.run(
+                [sys.executable, "-m", "dxtalent", "provision"],
+                env=self.env_for(),
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                timeout=120,
+                check=False,
+            ).returncode
+        if code != 0:
+            raise ServiceExitedError("provision", code, log_path)
 
     def env_for(self, port: int | None = None) -> dict[str, str]:
         """A service's environment: no DXT_ variable of this process's own (tests stay
