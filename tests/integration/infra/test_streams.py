@@ -1,5 +1,5 @@
 """ensure_streams against a real JetStream: the contract's three streams, created once and
-updated in place when the configuration changes."""
+updated in place when the configuration changes; await_streams, a service's read-only check."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from nats.aio.client import Client
 from nats.js.api import RetentionPolicy, StorageType
 
 from dxtalent_infra.nats import connect_nats
-from dxtalent_infra.streams import ensure_streams
+from dxtalent_infra.streams import StreamsMissingError, await_streams, ensure_streams
 from dxtalent_infra.topology import Topology
 
 
@@ -65,3 +65,17 @@ async def test_a_duplicate_window_shorter_than_the_relay_retries_is_refused(
     """A window that several relay retries do not fit in could let republished events through."""
     with pytest.raises(ValueError, match=r"duplicate window 60\.0s is shorter"):
         await ensure_streams(nc.jetstream(), topology, duplicate_window_s=60.0)
+
+
+async def test_a_service_waits_for_provisioned_streams_and_never_changes_them(
+    nc: Client, topology: Topology
+) -> None:
+    """Without DXT_PROVISION_STREAMS a service only reads: missing streams end its wait with
+    a message naming `dxtalent provision`; provisioned ones are returned as they are, even
+    when their replica count or window differs from its settings."""
+    js = nc.jetstream()
+    with pytest.raises(StreamsMissingError, match="dxtalent provision"):
+        await await_streams(js, topology, wait_s=0.3)
+    await ensure_streams(js, topology, duplicate_window_s=1200.0)
+    found = await await_streams(js, topology, duplicate_window_s=600.0)
+    assert [i.config.duplicate_window for i in found] == [1200.0] * 3
