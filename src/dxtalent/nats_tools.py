@@ -197,8 +197,8 @@ async def _acks(
     except (nats.errors.NoRespondersError, NoStreamResponseError):
         raise UserError(
             f"NATS at {nats_url} has no stream for {topology.subject(subjects.INBOUND_ALL)}: "
-            "no service has run on it yet (or DXT_PREFIX differs); start the system with "
-            "`dxtalent up` first"
+            "the streams are not provisioned (or DXT_PREFIX differs); run `dxtalent provision` "
+            "as NATS user admin, or start the system with `dxtalent up`"
         ) from None
 
 
@@ -223,8 +223,9 @@ async def list_dead_letters(
             info = await js.stream_info(stream)
         except NotFoundError:
             raise UserError(
-                f"NATS at {nats_url} has no stream {stream}: no service has run on it yet "
-                "(or DXT_PREFIX differs); start the system with `dxtalent up`"
+                f"NATS at {nats_url} has no stream {stream}: the streams are not provisioned "
+                "(or DXT_PREFIX differs); run `dxtalent provision` as NATS user admin, or start "
+                "the system with `dxtalent up`"
             ) from None
         if info.state.messages == 0:
             return out

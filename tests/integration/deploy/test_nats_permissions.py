@@ -12,7 +12,8 @@ reply on the user's inbox.
 
 `test_a_service_runs_with_its_restricted_user_after_provision` then provisions the streams with
 `dxtalent provision` as `admin` and runs enrollment as user `enrollment`: it binds its consumer,
-applies facts published by `hr` and publishes its events, with no stream-admin right.
+applies facts published by `hr` and publishes its events, with no stream-admin right; `ops`
+lists and re-drives the dead letter of a bad fact.
 """
 
 from __future__ import annotations
@@ -40,7 +41,7 @@ from nats.aio.subscription import Subscription
 from pydantic import SecretStr
 
 from dxtalent.citygen import generate_city
-from dxtalent.nats_tools import NatsAuth, provision, publish_raw
+from dxtalent.nats_tools import NatsAuth, list_dead_letters, provision, publish_raw, redrive
 from dxtalent_contracts.catalog import load_catalog
 from dxtalent_enrollment.service import SPEC as ENROLLMENT
 from dxtalent_infra.runtime import run_service
@@ -519,6 +520,21 @@ async def test_a_service_runs_with_its_restricted_user_after_provision(
         assert events["state"]["messages"] > 0, "enrollment published no event"
         assert consumer["num_pending"] == 0, consumer
         assert consumer["num_ack_pending"] == 0, consumer
+
+        # ops lists and re-drives a dead letter with the CLI's code (its own reader on
+        # DX_DEADLETTER, the original subject, the re-driven letter removed)
+        bad = await publish_raw(url, [b"not a CloudEvent"], auth=auth("hr"))
+        assert bad.unrecognised == 1
+        await eventually(caught_up, "enrollment dead-lettered the bad fact", within=60)
+        letters = await list_dead_letters(url, auth=auth("ops"))
+        assert [letter.data.subject for letter in letters] == ["dx.inbound.unrecognised"]
+        assert await redrive(url, None, auth=auth("ops")) == 1
+
+        async def dead_lettered_again() -> bool:
+            again = await list_dead_letters(url, auth=auth("ops"))
+            return [a.sequence for a in again] not in ([], [letters[0].sequence])
+
+        await eventually(dead_lettered_again, "the re-driven letter came back, the old one gone")
     finally:
         stop.set()
         await asyncio.wait_for(service, 30)
