@@ -91,7 +91,8 @@ class EmbeddedNats:
 
     `config` is the text of a configuration file (e.g. `jetstream { sync_interval: always }`,
     or an `include` of `deploy/nats/accounts.conf` copied next to it), written to
-    `data_dir/nats.conf`; address, port and store directory stay those given here. `env` is
+    `data_dir/nats.conf`; address and port stay those given here, and so does the store
+    directory unless the config sets its own `store_dir`. `env` is
     added to the server's environment (the passwords an accounts file reads)."""
 
     data_dir: Path
@@ -108,7 +109,9 @@ class EmbeddedNats:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         log_file = self.data_dir / "nats-server.log"
         args = [str(nats_server_binary()), "-a", "127.0.0.1", "-p", str(self.port), "-js"]
-        args += ["-sd", str(self.data_dir / "jetstream"), "-l", str(log_file)]
+        if self.config is None or "store_dir" not in self.config:
+            args += ["-sd", str(self.data_dir / "jetstream")]
+        args += ["-l", str(log_file)]
         if self.config is not None:
             conf = self.data_dir / "nats.conf"
             conf.write_text(self.config)
