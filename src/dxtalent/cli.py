@@ -132,12 +132,12 @@ def _start(stack: LocalStack, ports: dict[str, int]) -> dict[str, str]:
     """Servers and services up and ready; their URLs, also written to the stack file."""
     from dxtalent.stack import ServiceExitedError
 
+    stack.start_servers()
     try:
-        stack.start_servers()  # and provisions the streams
+        for name, port in ports.items():
+            stack.start_service(name, port)  # the first provisions the streams
     except ServiceExitedError as exc:
         raise UserError(str(exc)) from None
-    for name, port in ports.items():
-        stack.start_service(name, port)
     info = {"nats_url": str(stack.nats_url), "database_url": str(stack.database_url)}
     info |= {name: svc.base_url for name, svc in stack.services.items()}
     (stack.data_dir / STACK_FILE).write_text(json.dumps(info, indent=2))

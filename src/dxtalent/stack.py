@@ -112,10 +112,10 @@ class LocalStack:
     extra_env: Mapping[str, str] = field(default_factory=dict)
     services: dict[str, ServiceProcess] = field(default_factory=dict)
     _servers: list[EmbeddedNats | EmbeddedPostgres] = field(default_factory=list)
+    _provisioned: bool = False
 
     def start_servers(self) -> None:
-        """Start embedded NATS/PostgreSQL for whichever URL is not configured, then provision
-        the streams (the services may not create them, decision 0180)."""
+        """Start embedded NATS/PostgreSQL for whichever URL is not configured."""
         if self.nats_url is None:
             nats = EmbeddedNats(self.data_dir / "nats").start()
             self._servers.append(nats)
@@ -124,11 +124,11 @@ class LocalStack:
             pg = EmbeddedPostgres(self.data_dir / "postgres").start()
             self._servers.append(pg)
             self.database_url = pg.url
-        self.provision()
 
     def provision(self) -> None:
         """`dxtalent provision` with the services' environment (the operator's credential and
-        DXT_STREAM_REPLICAS): the streams exist before any service starts."""
+        DXT_STREAM_REPLICAS): the streams exist before any service starts (the services may
+        not create them, decision 0180). `start_service` runs it once, before the first."""
         logs = self.data_dir / "logs"
         logs.mkdir(parents=True, exist_ok=True)
         log_path = logs / "provision.log"
@@ -144,6 +144,7 @@ class LocalStack:
             ).returncode
         if code != 0:
             raise ServiceExitedError("provision", code, log_path)
+        self._provisioned = True
 
     def env_for(self, port: int | None = None) -> dict[str, str]:
         """A service's environment: no DXT_ variable of this process's own (tests stay
@@ -159,7 +160,10 @@ class LocalStack:
         return env
 
     def start_service(self, name: str, port: int | None = None) -> ServiceProcess:
-        """Start (or restart) one service as `dxtalent serve NAME` in a child process."""
+        """Start (or restart) one service as `dxtalent serve NAME` in a child process; the
+        streams are provisioned before the first."""
+        if not self._provisioned:
+            self.provision()
         port = port or free_port()
         logs = self.data_dir / "logs"
         logs.mkdir(parents=True, exist_ok=True)
