@@ -14,7 +14,7 @@ PACKAGES := src/dxtalent contracts/src/dxtalent_contracts infra/src/dxtalent_inf
 EXAMPLES := examples/subscriber
 PYTEST_ARGS ?=
 
-.PHONY: test lint typecheck pytest unit integration e2e demo schemas bench-infra bench-e2e clean chromium promtool screenshots bench-dashboard compose-smoke k8s-pin-images k8s-render
+.PHONY: test lint typecheck pytest unit integration e2e demo schemas bench-infra bench-nats-sync bench-e2e clean chromium promtool screenshots bench-dashboard compose-smoke k8s-pin-images k8s-render
 
 $(UV):
 	$(PYTHON) -m venv .tools
@@ -57,6 +57,9 @@ demo: $(VENV)/.synced ## run the whole system on embedded servers and show the r
 
 bench-infra: $(VENV)/.synced ## event store / relay / consumer rates (prints figures)
 	$(BIN)/python -m dxtalent_infra.bench
+
+bench-nats-sync: $(VENV)/.synced ## JetStream publish rate with and without sync_interval: always (prints figures)
+	$(BIN)/python -m dxtalent_infra.bench_sync
 
 bench-e2e: $(VENV)/.synced ## CourseCompleted -> LevelCertified latency (prints figures)
 	$(BIN)/dxtalent bench latency

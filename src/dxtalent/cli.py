@@ -143,8 +143,11 @@ def _start(stack: LocalStack, ports: dict[str, int]) -> dict[str, str]:
     from dxtalent.stack import ServiceExitedError
 
     stack.start_servers()
-    for name, port in ports.items():
-        stack.start_service(name, port)
+    try:
+        for name, port in ports.items():
+            stack.start_service(name, port)  # the first provisions the streams
+    except ServiceExitedError as exc:
+        raise UserError(str(exc)) from None
     info = {"nats_url": str(stack.nats_url), "database_url": str(stack.database_url)}
     info |= {name: svc.base_url for name, svc in stack.services.items()}
     (stack.data_dir / STACK_FILE).write_text(json.dumps(info, indent=2))
@@ -200,6 +203,27 @@ def _supervise(stack: LocalStack, stopping: threading.Event) -> None:
             if svc.proc.poll() is not None:
                 typer.echo(f"{name} exited ({svc.proc.returncode}); restarting", err=True)
                 stack.start_service(name, svc.port)
+
+
+@app.command()
+def provision() -> None:
+    """Create or update the JetStream streams DX_INBOUND, DX_EVENTS and DX_DEADLETTER
+    (DXT_STREAM_REPLICAS replicas, DXT_DUPLICATE_WINDOW_S): once per deployment and after
+    changing those settings, with the admin NATS credential; the services cannot."""
+    from dxtalent.nats_tools import provision as provision_streams
+
+    settings = load_settings()
+    lines = asyncio.run(
+        provision_streams(
+            _nats_url(settings),
+            Topology(settings.prefix),
+            replicas=settings.stream_replicas,
+            duplicate_window_s=settings.duplicate_window_s,
+            auth=_nats_auth(settings),
+        )
+    )
+    for line in lines:
+        typer.echo(line)
 
 
 @app.command()

@@ -1,5 +1,5 @@
-"""What the CLI does on NATS for integrators and operators: publish facts, list and re-drive
-dead letters."""
+"""What the CLI does on NATS for integrators and operators: provision the streams, publish
+facts, list and re-drive dead letters."""
 
 from __future__ import annotations
 
@@ -31,6 +31,7 @@ from dxtalent_contracts.envelope import CONTENT_TYPE
 from dxtalent_contracts.events import MessageRejected, MessageRejectedEvent
 from dxtalent_contracts.registry import SUBJECT_BY_TYPE
 from dxtalent_infra.settings import Settings, nats_servers
+from dxtalent_infra.streams import ReplicasError, ensure_streams
 from dxtalent_infra.topology import DEADLETTER, INBOUND, Topology
 
 UNKNOWN_SUBJECT = subjects.INBOUND_UNRECOGNISED
@@ -42,12 +43,14 @@ class NatsUnavailableError(UserError):
 
 @dataclass(frozen=True)
 class NatsAuth:
-    """How the CLI identifies itself to NATS (DXT_NATS_USER / _PASSWORD / _CREDS / _TLS_CA)."""
+    """How the CLI identifies itself to NATS (DXT_NATS_USER / _PASSWORD / _CREDS / _TLS_CA),
+    and the prefix of its reply subjects (`Settings.inbox_prefix`: `_INBOX_<user>`)."""
 
     user: str | None = None
     password: str | None = None
     creds: str | None = None
     tls_ca: str | None = None
+    inbox_prefix: str = "_INBOX"
 
     @classmethod
     def from_settings(cls, settings: Settings) -> NatsAuth:
@@ -57,6 +60,7 @@ class NatsAuth:
             password=password.get_secret_value() if password else None,
             creds=str(settings.nats_creds) if settings.nats_creds else None,
             tls_ca=str(settings.nats_tls_ca) if settings.nats_tls_ca else None,
+            inbox_prefix=settings.inbox_prefix(),
         )
 
 
@@ -120,6 +124,7 @@ async def connect(
             password=auth.password,
             user_credentials=auth.creds,
             tls=tls,
+            inbox_prefix=auth.inbox_prefix,
             connect_timeout=3,
             max_reconnect_attempts=3,
             reconnect_time_wait=0.5,  # type: ignore[arg-type]  # typed int, takes seconds
@@ -144,6 +149,38 @@ async def connect(
 
 def _reason(exc: BaseException) -> str:
     return str(exc).strip() or type(exc).__name__
+
+
+async def provision(
+    nats_url: str,
+    topology: Topology,
+    *,
+    replicas: int,
+    duplicate_window_s: float,
+    auth: NatsAuth | None = None,
+) -> list[str]:
+    """Create or update the three streams (`streams.ensure_streams`); one line per stream.
+    The services have no right to do this (decision 0180): run it with the admin credential."""
+    nc = await connect(nats_url, "dxtalent-provision", auth)
+    try:
+        infos = await ensure_streams(
+            nc.jetstream(), topology, replicas=replicas, duplicate_window_s=duplicate_window_s
+        )
+    except ReplicasError as exc:
+        raise UserError(str(exc)) from None
+    except TimeoutError:
+        user = (auth or NatsAuth()).user or "(no user)"
+        raise UserError(
+            f"NATS at {nats_url} did not answer the JetStream API as user {user}: only the "
+            "admin credential may create or update streams (DXT_NATS_USER=admin)"
+        ) from None
+    finally:
+        await nc.drain()
+    return [
+        f"{i.config.name}: subjects {', '.join(i.config.subjects or [])}, "
+        f"{i.config.num_replicas} replica(s), {i.state.messages} messages"
+        for i in infos
+    ]
 
 
 @dataclass
@@ -325,8 +362,9 @@ class _Publisher:
         except NotFoundError:
             raise UserError(
                 f"NATS at {self.url} has no stream for "
-                f"{self.topology.subject(subjects.INBOUND_ALL)}: no service has run on it yet "
-                "(or DXT_PREFIX differs); start the system with `dxtalent up` first"
+                f"{self.topology.subject(subjects.INBOUND_ALL)}: the streams are not provisioned "
+                "(or DXT_PREFIX differs); run `dxtalent provision` as NATS user admin, or start "
+                "the system with `dxtalent up`"
             ) from None
         except (nats.errors.Error, TimeoutError, OSError):
             pass  # no answer now: the retry decides
@@ -431,8 +469,9 @@ async def list_dead_letters(
             info = await js.stream_info(stream)
         except NotFoundError:
             raise UserError(
-                f"NATS at {nats_url} has no stream {stream}: no service has run on it yet "
-                "(or DXT_PREFIX differs); start the system with `dxtalent up`"
+                f"NATS at {nats_url} has no stream {stream}: the streams are not provisioned "
+                "(or DXT_PREFIX differs); run `dxtalent provision` as NATS user admin, or start "
+                "the system with `dxtalent up`"
             ) from None
         if info.state.messages == 0:
             return out

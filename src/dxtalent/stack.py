@@ -82,7 +82,8 @@ def caught_up(base_url: str, token: str | None = None) -> bool:
 
 
 class ServiceExitedError(RuntimeError):
-    """A service process ended while the stack was starting; names the last thing it logged."""
+    """A service process (or the provisioning step) ended while the stack was starting; names
+    the last thing it logged."""
 
     def __init__(self, name: str, code: int, log_path: Path) -> None:
         self.name, self.code, self.log_path = name, code, log_path
@@ -112,6 +113,7 @@ class LocalStack:
     extra_env: Mapping[str, str] = field(default_factory=dict)
     services: dict[str, ServiceProcess] = field(default_factory=dict)
     _servers: list[EmbeddedNats | EmbeddedPostgres] = field(default_factory=list)
+    _provisioned: bool = False
 
     def start_servers(self) -> None:
         """Start embedded NATS/PostgreSQL for whichever URL is not configured."""
@@ -123,6 +125,27 @@ class LocalStack:
             pg = EmbeddedPostgres(self.data_dir / "postgres").start()
             self._servers.append(pg)
             self.database_url = pg.url
+
+    def provision(self) -> None:
+        """`dxtalent provision` with the services' environment (the operator's credential and
+        DXT_STREAM_REPLICAS): the streams exist before any service starts (the services may
+        not create them, decision 0180). `start_service` runs it once, before the first."""
+        logs = self.data_dir / "logs"
+        logs.mkdir(parents=True, exist_ok=True)
+        log_path = logs / "provision.log"
+        with log_path.open("ab") as out:
+            code = subprocess.run(
+                [sys.executable, "-m", "dxtalent", "provision"],
+                env=self.env_for(),
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                timeout=120,
+                check=False,
+            ).returncode
+        if code != 0:
+            raise ServiceExitedError("provision", code, log_path)
+        self._provisioned = True
 
     def env_for(self, port: int | None = None) -> dict[str, str]:
         """A service's environment: no DXT_ variable of this process's own (tests stay
@@ -138,7 +161,10 @@ class LocalStack:
         return env
 
     def start_service(self, name: str, port: int | None = None) -> ServiceProcess:
-        """Start (or restart) one service as `dxtalent serve NAME` in a child process."""
+        """Start (or restart) one service as `dxtalent serve NAME` in a child process; the
+        streams are provisioned before the first."""
+        if not self._provisioned:
+            self.provision()
         port = port or free_port()
         logs = self.data_dir / "logs"
         logs.mkdir(parents=True, exist_ok=True)

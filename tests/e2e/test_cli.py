@@ -298,8 +298,8 @@ def test_progress_with_a_date_the_service_refuses_names_the_parameter(
 def test_publish_to_a_nats_without_the_streams_says_to_start_the_system(
     server_urls: ServerUrls, tmp_path: Path
 ) -> None:
-    """A NATS server on which no service has run (no DX_INBOUND under the prefix): publish
-    exits 1 saying so instead of a JetStream traceback."""
+    """A NATS server without the streams (no DX_INBOUND under the prefix): publish exits 1
+    saying so instead of a JetStream traceback."""
     prefix = unique_token()
     env = {k: v for k, v in os.environ.items() if not k.startswith("DXT_")} | {
         "DXT_NATS_URL": server_urls.nats_url,
@@ -311,9 +311,9 @@ def test_publish_to_a_nats_without_the_streams_says_to_start_the_system(
     result = _cli("publish", str(csv_file), env=env)
     assert result.returncode == 1
     assert result.stderr.strip().splitlines() == [
-        f"error: NATS at {server_urls.nats_url} has no stream for {prefix}.dx.inbound.>: no "
-        "service has run on it yet (or DXT_PREFIX differs); start the system with `dxtalent up` "
-        "first"
+        f"error: NATS at {server_urls.nats_url} has no stream for {prefix}.dx.inbound.>: the "
+        "streams are not provisioned (or DXT_PREFIX differs); run `dxtalent provision` as NATS "
+        "user admin, or start the system with `dxtalent up`"
     ]
 
 
@@ -440,8 +440,9 @@ def test_the_cli_uses_the_nats_user_password_and_tls_ca_of_the_settings(
     published = _cli("publish", str(_facts_csv(tmp_path)), env=env)
     assert published.returncode == 1
     assert published.stderr.strip().splitlines() == [
-        f"error: NATS at {secured_nats.url} has no stream for dx.inbound.>: no service has run "
-        "on it yet (or DXT_PREFIX differs); start the system with `dxtalent up` first"
+        f"error: NATS at {secured_nats.url} has no stream for dx.inbound.>: the streams are not "
+        "provisioned (or DXT_PREFIX differs); run `dxtalent provision` as NATS user admin, or "
+        "start the system with `dxtalent up`"
     ]
     listed = _cli("dlq", "list", env=env)
     assert listed.returncode == 1

@@ -40,6 +40,7 @@ from dxtalent_infra.applier import BatchApplier, BatchOutcome
 from dxtalent_infra.delivery import Delivery, Handler, RejectMessage, delivery_from_msg
 from dxtalent_infra.edge import Parser
 from dxtalent_infra.inbox import PostgresInbox
+from dxtalent_infra.nats import broker_inbox_prefix
 from dxtalent_infra.settle import Settling, settle
 from dxtalent_infra.topology import Topology
 
@@ -180,6 +181,7 @@ class JetStreamConsumer:
             else api.ConsumerConfig(filter_subjects=self._filters),
             pull_sub=PullSub(self._opts.batch_size, timeout=self._opts.fetch_timeout, batch=True),
             ack_policy=AckPolicy.MANUAL,
+            inbox_prefix=broker_inbox_prefix(self._broker),  # batches arrive on our own inbox
             decoder=_undecoded,
             title=f"{self._durable}:{self._stream_name}",
             description=(

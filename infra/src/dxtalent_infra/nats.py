@@ -94,12 +94,14 @@ def broker_options(
     *,
     name: str,
     security: Any = None,
+    inbox_prefix: str = "_INBOX",
     reconnect_wait_s: float = 1.0,
     graceful_timeout_s: float = 30.0,
 ) -> dict[str, Any]:
     """Options of a FastStream NATS broker (`NatsBroker` or FastAPI's `NatsRouter`): it
     reconnects forever, waits up to `graceful_timeout_s` for the batch in flight when
-    stopping, and logs its line per message at DEBUG only (that access log cost ~40% of the rate);
+    stopping, takes its reply subjects under `inbox_prefix` (`Settings.inbox_prefix`; the pull
+    subscribers follow it, see `broker_inbox_prefix`), and logs its line per message at DEBUG only (that access log cost ~40% of the rate);
     connection changes go to structlog as with `connect_nats`."""
     log_ = log.bind(nats_name=name)
 
@@ -115,6 +117,7 @@ def broker_options(
     return {
         "name": name,
         "security": security,
+        "inbox_prefix": inbox_prefix,
         "allow_reconnect": True,
         "max_reconnect_attempts": -1,
         "reconnect_time_wait": reconnect_wait_s,
@@ -134,6 +137,17 @@ def nats_broker(url: str, *, name: str, reconnect_wait_s: float = 1.0) -> NatsBr
     return NatsBroker(
         nats_servers(url), **broker_options(name=name, reconnect_wait_s=reconnect_wait_s)
     )
+
+
+def broker_inbox_prefix(broker: NatsBroker) -> bytes:
+    """The inbox prefix (with its trailing dot) of the broker's connection, for its JetStream
+    pull subscribers: FastStream gives each one `_INBOX.` unless told otherwise, which a user
+    allowed only its own prefix may not subscribe to. Read from the broker's connection
+    options, so `broker_options` stays the one place the prefix is set."""
+    options: dict[str, Any] = getattr(broker, "_connection_kwargs", {})
+    prefix = options.get("inbox_prefix", "_INBOX")
+    raw = prefix.encode() if isinstance(prefix, str) else bytes(prefix)
+    return raw + b"."
 
 
 def broker_security(

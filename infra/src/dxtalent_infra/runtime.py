@@ -8,8 +8,9 @@ and FastStream's AsyncAPI page for the broker is mounted at `/docs/asyncapi` (it
 A service describes itself with a `ServiceSpec`: its consumers (`ConsumerSpec`: stream,
 subjects, durable, parser, handler), read-model migrations, HTTP routers, whether it publishes
 from an outbox. `run_service` builds everything from `Settings` (nothing connects at import):
-streams and durable consumers are created by our topology code before the broker starts its
-subscribers, which only bind to them. It serves `/healthz`, `/readyz` (can serve),
+the streams must exist (`dxtalent provision` creates them with the admin credential; a service
+creates them itself only with `DXT_PROVISION_STREAMS=true`), durable consumers are created by
+our topology code before the broker starts its subscribers, which only bind to them. It serves `/healthz`, `/readyz` (can serve),
 `/v1/status` (lag) and `/metrics` next to the service's own routes (their bearer token and
 error bodies: `http_api`), and on SIGTERM/SIGINT stops taking new batches, finishes the one in
 flight, lets the relay publish what is committed, and closes its connections, within
@@ -55,7 +56,7 @@ from dxtalent_infra.nats import broker_options, broker_security, connect_broker
 from dxtalent_infra.outbox import OutboxRelay
 from dxtalent_infra.settings import Settings
 from dxtalent_infra.status import readiness, service_status, status_router
-from dxtalent_infra.streams import ensure_streams
+from dxtalent_infra.streams import await_streams, ensure_streams
 from dxtalent_infra.topology import Topology
 
 log = structlog.get_logger(__name__)
@@ -122,7 +123,9 @@ def service_broker(name: str, settings: Settings) -> NatsBroker:
     )
     return NatsBroker(
         settings.nats_server_list or ["nats://127.0.0.1:4222"],
-        **broker_options(name=f"dxtalent-{name}", security=security),
+        **broker_options(
+            name=f"dxtalent-{name}", security=security, inbox_prefix=settings.inbox_prefix(name)
+        ),
     )
 
 
@@ -223,7 +226,8 @@ async def _connect_postgres(url: str, name: str, size: int = 8) -> asyncpg.Pool:
 
 
 async def build_context(spec: ServiceSpec, settings: Settings) -> ServiceContext:
-    """Connect, create streams, apply migrations: the service is then ready to run."""
+    """Connect, find (or, with `provision_streams`, create) the streams, apply migrations: the
+    service is then ready to run."""
     if settings.nats_url is None or settings.database_url is None:
         raise ValueError(f"{spec.name}: DXT_NATS_URL and DXT_DATABASE_URL must be set to serve")
     catalog = load_catalog(settings.catalog)  # a bad catalog fails now, not after connecting
@@ -234,7 +238,8 @@ async def build_context(spec: ServiceSpec, settings: Settings) -> ServiceContext
     await connect_broker(broker)
     nc: NatsClient = broker.connection
     js = nc.jetstream()
-    await ensure_streams(
+    prepare = ensure_streams if settings.provision_streams else await_streams
+    await prepare(
         js,
         topology,
         replicas=settings.stream_replicas,

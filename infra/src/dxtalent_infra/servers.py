@@ -16,6 +16,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -101,10 +102,18 @@ def postgres_bin_dir() -> Path:
 
 @dataclass
 class EmbeddedNats:
-    """nats-server with JetStream on file storage under `data_dir`."""
+    """nats-server with JetStream on file storage under `data_dir`.
+
+    `config` is the text of a configuration file (e.g. `jetstream { sync_interval: always }`,
+    or an `include` of `deploy/nats/accounts.conf` copied next to it), written to
+    `data_dir/nats.conf`; address and port stay those given here, and so does the store
+    directory unless the config sets its own `store_dir`. `env` is
+    added to the server's environment (the passwords an accounts file reads)."""
 
     data_dir: Path
     port: int = field(default_factory=free_port)
+    config: str | None = None
+    env: Mapping[str, str] | None = None
     _proc: subprocess.Popen[bytes] | None = None
 
     @property
@@ -115,8 +124,17 @@ class EmbeddedNats:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         log_file = self.data_dir / "nats-server.log"
         args = [str(nats_server_binary()), "-a", "127.0.0.1", "-p", str(self.port), "-js"]
-        args += ["-sd", str(self.data_dir / "jetstream"), "-l", str(log_file)]
-        self._proc = subprocess.Popen(args, stdin=subprocess.DEVNULL, start_new_session=True)
+        if self.config is None or "store_dir" not in self.config:
+            args += ["-sd", str(self.data_dir / "jetstream")]
+        args += ["-l", str(log_file)]
+        if self.config is not None:
+            conf = self.data_dir / "nats.conf"
+            conf.write_text(self.config)
+            args += ["-c", str(conf)]
+        env = {**os.environ, **self.env} if self.env is not None else None
+        self._proc = subprocess.Popen(
+            args, stdin=subprocess.DEVNULL, start_new_session=True, env=env
+        )
         _wait_for_port(self.port, "embedded nats-server", log_file)
         log.info("nats.started", url=self.url, pid=self._proc.pid, data_dir=str(self.data_dir))
         return self

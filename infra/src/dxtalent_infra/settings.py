@@ -71,6 +71,13 @@ class Settings(BaseSettings):
         description="token of the HTTP intake (POST /v1/facts, /xapi); unset = intake closed",
     )
     stream_replicas: int = Field(default=1, ge=1, le=5)
+    provision_streams: bool = Field(
+        default=False,
+        description=(
+            "services create/update the streams at start (a server without permissions); "
+            "otherwise `dxtalent provision` does, with the admin credential"
+        ),
+    )
     duplicate_window_s: float = Field(default=600.0, gt=0)
     inbox_retention_s: float = Field(
         default=7 * 86_400.0,
@@ -89,6 +96,11 @@ class Settings(BaseSettings):
     nats_password: SecretStr | None = None
     nats_creds: Path | None = None
     nats_tls_ca: Path | None = None
+    nats_inbox_prefix: str | None = Field(
+        default=None,
+        pattern=r"^[A-Za-z0-9_-]+$",
+        description="reply subjects' prefix; unset = _INBOX_<DXT_NATS_USER or service name>",
+    )
 
     # portable credentials (Open Badges 3.0): issued only when both are set
     credential_key_file: Path | None = Field(
@@ -119,6 +131,16 @@ class Settings(BaseSettings):
     def nats_server_list(self) -> list[str] | None:
         """`nats_url` as the list of servers nats-py and FastStream connect to."""
         return None if self.nats_url is None else nats_servers(self.nats_url)
+
+    def inbox_prefix(self, owner: str | None = None) -> str:
+        """The prefix of this process's reply subjects (API replies, fetched batches, publish
+        acks): DXT_NATS_INBOX_PREFIX, else `_INBOX_<DXT_NATS_USER>`, else `_INBOX_<owner>` (a
+        service's name), else nats-py's `_INBOX`. Each NATS user may subscribe to its own prefix
+        only (deploy/nats/accounts.conf), so no one else reads its replies."""
+        if self.nats_inbox_prefix is not None:
+            return self.nats_inbox_prefix
+        who = self.nats_user or owner
+        return f"_INBOX_{who}" if who else "_INBOX"
 
     @field_validator("log_level", mode="before")
     @classmethod

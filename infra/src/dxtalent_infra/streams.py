@@ -1,4 +1,6 @@
-"""The three JetStream streams of the contract, created or updated idempotently at start-up.
+"""The three JetStream streams of the contract: created or updated idempotently by the
+provisioning step (`dxtalent provision`, with the admin credential), and checked by the services
+at start-up (`await_streams`), which have no right to change them (decision 0180).
 
 `DX_INBOUND` (`dx.inbound.>`), `DX_EVENTS` (`dx.events.>`) and `DX_DEADLETTER`
 (`dx.deadletter.>`), named through the `Topology`: file storage, limits retention, a
@@ -17,6 +19,8 @@ servers, a stream left at R1 by an earlier start — is a `ReplicasError` saying
 """
 
 from __future__ import annotations
+
+import asyncio
 
 import structlog
 from nats.js import api
@@ -150,3 +154,51 @@ async def ensure_streams(
         )
         for spec in ALL_STREAMS
     ]
+
+
+class StreamsMissingError(RuntimeError):
+    """The streams a service needs are not there: nobody provisioned them."""
+
+
+async def await_streams(
+    js: JetStreamContext,
+    topology: Topology,
+    *,
+    replicas: int = 1,
+    duplicate_window_s: float = 600.0,
+    wait_s: float = 60.0,
+) -> list[api.StreamInfo]:
+    """A service's start without stream-admin rights: wait up to `wait_s` for the three
+    streams to exist (a provisioning job may run beside the services), reading their info only.
+    A stream whose configuration differs from the settings is logged, not changed: that is
+    `dxtalent provision`'s work."""
+    deadline = asyncio.get_running_loop().time() + wait_s
+    infos: list[api.StreamInfo] = []
+    for spec in ALL_STREAMS:
+        wanted = stream_config(
+            spec, topology, replicas=replicas, duplicate_window_s=duplicate_window_s
+        )
+        assert wanted.name is not None
+        while True:
+            try:
+                info = await js.stream_info(wanted.name)
+                break
+            except NotFoundError:
+                if asyncio.get_running_loop().time() >= deadline:
+                    raise StreamsMissingError(
+                        f"stream {wanted.name} does not exist: run `dxtalent provision` with "
+                        "the admin NATS credential (or set DXT_PROVISION_STREAMS=true on a "
+                        "server without permissions)"
+                    ) from None
+                log.warning("stream.missing", stream=wanted.name, hint="dxtalent provision")
+                await asyncio.sleep(1.0)
+        if _differs(info.config, wanted):
+            log.warning(
+                "stream.config_differs",
+                stream=wanted.name,
+                replicas=info.config.num_replicas,
+                wanted_replicas=replicas,
+                hint="dxtalent provision updates it",
+            )
+        infos.append(info)
+    return infos

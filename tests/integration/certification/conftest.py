@@ -83,6 +83,7 @@ async def running(settings: Settings, database_url: str) -> AsyncIterator[Runnin
 def service_settings(nats_url: str, database_url: str, topology: Topology) -> Settings:
     """Settings of a test's service: its own prefix, a free port, DXT_API_TOKEN set."""
     return Settings(
+        provision_streams=True,  # no permissions on this server: it makes its streams
         nats_url=nats_url,
         database_url=database_url,
         prefix=topology.prefix,

@@ -36,6 +36,7 @@ def certification_service(server_urls: ServerUrls) -> Iterator[ThreadedService]:
     """The certification service with DXT_API_TOKEN set; E000123 (the documented example id)
     holds level 1, so the example request is answered 200 with a full body."""
     settings = Settings(
+        provision_streams=True,  # no permissions on this server: it makes its streams
         nats_url=server_urls.nats_url,
         database_url=server_urls.database_url,
         prefix=unique_token(),

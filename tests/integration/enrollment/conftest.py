@@ -73,6 +73,7 @@ async def intake(nats_url: str, database_url: str, topology: Topology) -> AsyncI
     """The enrollment service on a free port with both tokens set, until the test ends."""
     port = free_port()
     settings = Settings(
+        provision_streams=True,  # no permissions on this server: it makes its streams
         nats_url=nats_url,
         database_url=database_url,
         prefix=topology.prefix,

@@ -41,6 +41,7 @@ TOKEN = "schemathesis-ingest-token"
 def enrollment_service(server_urls: ServerUrls) -> Iterator[ThreadedService]:
     """The enrollment service with DXT_INGEST_TOKEN set."""
     settings = Settings(
+        provision_streams=True,  # no permissions on this server: it makes its streams
         nats_url=server_urls.nats_url,
         database_url=server_urls.database_url,
         prefix=unique_token(),

@@ -52,6 +52,7 @@ async def test_a_stop_mid_batch_leaves_the_outbox_empty_and_every_event_on_the_s
     stop as soon as its first batch has committed, then it stops with fewer than all applied,
     an empty outbox, and every event it committed on DX_EVENTS."""
     settings = Settings(
+        provision_streams=True,  # no permissions on this server: it makes its streams
         nats_url=nats_url,
         database_url=database_url,
         prefix=topology.prefix,

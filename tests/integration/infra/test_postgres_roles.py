@@ -419,6 +419,7 @@ async def test_the_services_run_end_to_end_as_their_restricted_roles(
                     http_port=ports[role],
                     api_token=SecretStr(API_TOKEN),
                     relay_poll_interval_s=0.2,
+                    provision_streams=True,  # the harness has no `dxtalent provision` step
                 ),
                 stop,
             )

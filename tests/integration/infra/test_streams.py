@@ -1,5 +1,5 @@
 """ensure_streams against a real JetStream: the contract's three streams, created once and
-updated in place when the configuration changes."""
+updated in place when the configuration changes; await_streams, a service's read-only check."""
 
 from __future__ import annotations
 
@@ -10,7 +10,12 @@ from nats.aio.client import Client
 from nats.js.api import RetentionPolicy, StorageType
 
 from dxtalent_infra.nats import connect_nats
-from dxtalent_infra.streams import ReplicasError, ensure_streams
+from dxtalent_infra.streams import (
+    ReplicasError,
+    StreamsMissingError,
+    await_streams,
+    ensure_streams,
+)
 from dxtalent_infra.topology import Topology
 from tests.support.cluster import NatsCluster
 from tests.support.polling import eventually
@@ -100,3 +105,17 @@ async def test_on_a_cluster_r1_streams_become_r3_and_r5_is_refused(
             await ensure_streams(js, topology, replicas=5)
     finally:
         await conn.close()
+
+
+async def test_a_service_waits_for_provisioned_streams_and_never_changes_them(
+    nc: Client, topology: Topology
+) -> None:
+    """Without DXT_PROVISION_STREAMS a service only reads: missing streams end its wait with
+    a message naming `dxtalent provision`; provisioned ones are returned as they are, even
+    when their replica count or window differs from its settings."""
+    js = nc.jetstream()
+    with pytest.raises(StreamsMissingError, match="dxtalent provision"):
+        await await_streams(js, topology, wait_s=0.3)
+    await ensure_streams(js, topology, duplicate_window_s=1200.0)
+    found = await await_streams(js, topology, duplicate_window_s=600.0)
+    assert [i.config.duplicate_window for i in found] == [1200.0] * 3

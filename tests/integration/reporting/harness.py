@@ -103,6 +103,7 @@ async def run_reporting(
 ) -> AsyncIterator[Reporting]:
     """The reporting service, running and ready; stopped and its schema dropped afterwards."""
     settings = Settings(
+        provision_streams=True,  # no permissions on this server: it makes its streams
         nats_url=nats_url,
         database_url=database_url,
         prefix=topology.prefix,

@@ -39,6 +39,7 @@ _ISO_DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
 def reporting_service(server_urls: ServerUrls) -> Iterator[ThreadedService]:
     """The reporting service with DXT_API_TOKEN set, fed a few employees, for this module."""
     settings = Settings(
+        provision_streams=True,  # no permissions on this server: it makes its streams
         nats_url=server_urls.nats_url,
         database_url=server_urls.database_url,
         prefix=unique_token(),

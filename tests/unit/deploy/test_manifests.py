@@ -244,10 +244,41 @@ def test_nats_is_a_three_node_jetstream_cluster_on_persistent_volumes() -> None:
     conf = _parse_nats_conf(config_map["data"]["nats.conf"])
     assert conf["jetstream"]["store_dir"] == "/data/jetstream"
     assert "max_memory_store" in conf["jetstream"]  # file storage is the default; memory capped
-    routes = conf["cluster"]["routes"]
-    assert routes == [f"nats://nats-{n}.nats-headless:6222" for n in range(3)]
+    # the route URLs carry the route user's password: built from the Secret in the pod's env
+    assert conf["cluster"]["routes"] == [f"$NATS_ROUTE_{n}" for n in range(3)]
+    env = {e["name"]: e for e in container["env"]}
+    for n in range(3):
+        url = f"nats://route:$(NATS_ROUTE_PASSWORD)@nats-{n}.nats-headless:6222"
+        assert env[f"NATS_ROUTE_{n}"]["value"] == url
     settings = {c["metadata"]["name"]: c for c in _of_kind("ConfigMap")}["dxtalent-config"]
     assert settings["data"]["DXT_STREAM_REPLICAS"] == "3"
+
+
+def test_nats_production_settings_follow_the_jepsen_analysis() -> None:
+    """Decision 0181: fsync before acknowledging, TLS for clients and routes, routes that
+    authenticate, nats-server >= 2.12.3."""
+    (config_map,) = [c for c in _of_kind("ConfigMap") if c["metadata"]["name"] == "nats-config"]
+    conf = _parse_nats_conf(config_map["data"]["nats.conf"])
+    assert conf["jetstream"]["sync_interval"] == "always"
+    assert {"cert_file", "key_file", "ca_file"} <= set(conf["tls"])
+    assert conf["cluster"]["tls"]["verify"] == "true"  # the reader keeps values as text
+    assert conf["cluster"]["authorization"] == {
+        "user": "route",
+        "password": "$NATS_ROUTE_PASSWORD",
+        "timeout": "5",
+    }
+    (sts,) = _of_kind("StatefulSet")
+    (container,) = _containers(sts)
+    version = container["image"].split(":")[1].split("-")[0]
+    assert tuple(int(p) for p in version.split(".")) >= (2, 12, 3), container["image"]
+    compose = _compose(ROOT / "docker-compose.yml")["services"]["nats"]["image"]
+    version = compose.split(":")[1].split("-")[0]
+    assert tuple(int(p) for p in version.split(".")) >= (2, 12, 3), compose
+    for name in ("nats.conf", "nats.host.conf"):
+        assert (
+            _parse_nats_conf((DEPLOY / "nats" / name).read_text())["jetstream"]["sync_interval"]
+            == "always"
+        ), name
 
 
 def test_the_cluster_uses_the_same_accounts_as_compose() -> None:
@@ -274,15 +305,21 @@ def test_referenced_secrets_and_config_maps_are_defined() -> None:
 
 def test_compose_services_are_health_checked_and_start_in_order() -> None:
     services = _compose(ROOT / "docker-compose.yml")["services"]
-    assert set(services) == {"nats", "postgres", *SERVICES}
+    assert set(services) == {"nats", "postgres", "provision", *SERVICES}
     for name, service in services.items():
-        assert service["healthcheck"]["test"], name
+        if name != "provision":  # a one-shot job: it exits
+            assert service["healthcheck"]["test"], name
+    provision = services["provision"]
+    assert provision["command"] == ["provision"]
+    assert provision["environment"]["DXT_NATS_USER"] == "admin"
+    assert provision["depends_on"] == {"nats": {"condition": "service_healthy"}}
     for name in SERVICES:
         service = services[name]
         assert service["command"] == ["serve", name]
         assert service["depends_on"] == {
             "nats": {"condition": "service_healthy"},
             "postgres": {"condition": "service_healthy"},
+            "provision": {"condition": "service_completed_successfully"},
         }
         assert service["read_only"] is True
         env = service["environment"]
@@ -402,7 +439,7 @@ def test_nats_config_reader() -> None:
 
 def test_every_nats_user_has_a_password_from_the_environment() -> None:
     users = _nats_users()
-    assert set(users) == {*SERVICES, "hr", "ops"}
+    assert set(users) == {*SERVICES, "hr", "ops", "admin"}
     for name, user in users.items():
         assert user["password"] == f"$NATS_{name.upper()}_PASSWORD", name
 
@@ -429,6 +466,16 @@ def test_every_nats_user_has_a_password_from_the_environment() -> None:
         ("hr", "dx.inbound.completion", True),
         ("hr", "dx.events.enrollment.course-completed", False),
         ("hr", "$JS.API.STREAM.INFO.DX_INBOUND", False),
+        ("enrollment", "$JS.API.STREAM.CREATE.DX_INBOUND", False),  # `dxtalent provision`
+        ("reporting", "$JS.API.STREAM.UPDATE.DX_DEADLETTER", False),
+        ("ops", "$JS.API.STREAM.INFO.DX_DEADLETTER", True),
+        ("ops", "$JS.API.STREAM.MSG.DELETE.DX_DEADLETTER", True),  # after a re-drive
+        ("ops", "$JS.API.STREAM.DELETE.DX_DEADLETTER", False),
+        ("ops", "$JS.API.STREAM.PURGE.DX_DEADLETTER", False),
+        ("ops", "$JS.API.STREAM.UPDATE.DX_DEADLETTER", False),
+        ("ops", "$JS.API.CONSUMER.MSG.NEXT.DX_EVENTS.certification", False),
+        ("admin", "$JS.API.STREAM.CREATE.DX_EVENTS", True),
+        ("admin", "dx.events.enrollment.course-completed", False),
     ],
 )
 def test_nats_publish_permissions(user: str, subject: str, allowed: bool) -> None:
@@ -436,7 +483,9 @@ def test_nats_publish_permissions(user: str, subject: str, allowed: bool) -> Non
 
 
 def test_services_publish_events_only_under_their_own_name() -> None:
+    """ops may re-drive dead letters of events (their original subject); nobody else
+    publishes another's events. Each user subscribes to its own inbox prefix only."""
     for name, user in _nats_users().items():
         events = {s for s in _allowed(user, "publish") if s.startswith("dx.events.")}
-        assert events <= {f"dx.events.{name}.>"}, name
-        assert _allowed(user, "subscribe") == {"_INBOX.>"}, name
+        assert events <= ({"dx.events.>"} if name == "ops" else {f"dx.events.{name}.>"}), name
+        assert _allowed(user, "subscribe") == {f"_INBOX_{name}.>"}, name
