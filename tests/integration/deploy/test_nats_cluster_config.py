@@ -36,7 +36,7 @@ from dxtalent_infra.servers import EmbeddedNats, free_port
 from tests.support.polling import eventually
 
 ROOT = Path(__file__).resolve().parents[3]
-USERS = ("enrollment", "certification", "reporting", "hr", "ops", "admin")
+USERS = ("enrollment", "certification", "reporting", "hr", "ops", "admin", "backup")
 ROUTE_PASSWORD = uuid.uuid4().hex  # URL-safe, as the Secret's must be
 ADMIN_PASSWORD = uuid.uuid4().hex
 

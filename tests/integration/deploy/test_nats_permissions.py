@@ -52,7 +52,7 @@ from tests.support.polling import eventually
 
 ROOT = Path(__file__).resolve().parents[3]
 ACCOUNTS = ROOT / "deploy" / "nats" / "accounts.conf"
-USERS = ("enrollment", "certification", "reporting", "hr", "ops", "admin")
+USERS = ("enrollment", "certification", "reporting", "hr", "ops", "admin", "backup")
 SERVICES = ("enrollment", "certification", "reporting")
 ANSWER_WITHIN_S = 15.0  # a bound for a broken server, not a speed requirement
 PASSWORDS = {user: f"{user}-{uuid.uuid4().hex}" for user in USERS}
@@ -284,6 +284,17 @@ def _stream_admin() -> list[Case]:
     cases = []
     for user in USERS:
         cases.append(Case(user, "stream.info", "$JS.API.STREAM.INFO.DX_EVENTS", user != "hr"))
+        if user in ("backup", "hr", "enrollment", "ops"):  # the nightly backup's snapshot
+            snapshot = {"deliver_subject": f"_INBOX_{user}.snapshot", "chunk_size": 1024}
+            cases.append(
+                Case(
+                    user,
+                    "stream.snapshot",
+                    "$JS.API.STREAM.SNAPSHOT.DX_DEADLETTER",
+                    user == "backup",
+                    snapshot,
+                )
+            )
         if user == "admin":  # on a stream of its own: the others' rows stay true afterwards
             cases += [
                 Case(user, "stream.create", "$JS.API.STREAM.CREATE.DX_SCRATCH", True, scratch),

@@ -350,7 +350,8 @@ def test_jetstream_backups_snapshot_every_stream_nightly() -> None:
     (container,) = pod["containers"]
     env = {e["name"]: e for e in container["env"]}
     assert env["STREAMS"]["value"].split() == [s.name for s in ALL_STREAMS]
-    assert 'nats stream backup "$stream"' in container["args"][0]
+    # as user backup, over TLS, replies on its own inbox prefix (deploy/nats/accounts.conf)
+    assert 'nats --inbox-prefix _INBOX_backup stream backup "$stream"' in container["args"][0]
     mounts = {m["name"]: m["mountPath"] for m in container["volumeMounts"]}
     (volume,) = [v for v in pod["volumes"] if v["name"] == "backups"]
     claim = volume["persistentVolumeClaim"]["claimName"]

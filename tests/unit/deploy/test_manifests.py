@@ -439,7 +439,7 @@ def test_nats_config_reader() -> None:
 
 def test_every_nats_user_has_a_password_from_the_environment() -> None:
     users = _nats_users()
-    assert set(users) == {*SERVICES, "hr", "ops", "admin"}
+    assert set(users) == {*SERVICES, "hr", "ops", "admin", "backup"}
     for name, user in users.items():
         assert user["password"] == f"$NATS_{name.upper()}_PASSWORD", name
 

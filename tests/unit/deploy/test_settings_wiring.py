@@ -61,7 +61,14 @@ def test_kubernetes_gives_every_setting_to_every_deployment() -> None:
         mounts = {m["mountPath"]: m for m in container["volumeMounts"]}
         assert mounts[FILES]["readOnly"] is True
         (files,) = [v for v in pod["volumes"] if v["name"] == mounts[FILES]["name"]]
-        assert all(s[kind]["optional"] for s in files["projected"]["sources"] for kind in s)
+        # optional, so the pod starts without them, but the NATS CA: NATS requires TLS
+        optional = {
+            s[kind]["name"]: s[kind].get("optional", False)
+            for s in files["projected"]["sources"]
+            for kind in s
+        }
+        assert optional.pop("nats-tls") is False
+        assert all(optional.values()), optional
 
 
 def test_an_empty_variable_is_an_unset_setting(monkeypatch: pytest.MonkeyPatch) -> None:
