@@ -400,9 +400,12 @@ async def test_stop_finishes_the_batches_in_flight(env: Env) -> None:
     rows, _ = await env.rows()
     assert 0 < rows < 100  # the first batch, however full the fill window made it (0110)
     info = await env.js.consumer_info(env.topology.stream(INBOUND.name), env.durable)
-    assert info.ack_floor.stream_seq == rows
-    assert info.delivered.stream_seq == rows
-    assert info.num_ack_pending == 0
+    assert info.ack_floor.stream_seq == rows  # every committed message is acknowledged
+    # A fetch under way when stop came may have been delivered and is dropped unapplied: it
+    # stays unacknowledged and comes back after ack_wait. At most one fetch's worth.
+    unapplied = info.delivered.stream_seq - rows
+    assert 0 <= unapplied <= 20
+    assert info.num_ack_pending == unapplied
 
 
 async def test_prepare_is_idempotent_and_updates_the_consumer(env: Env) -> None:
