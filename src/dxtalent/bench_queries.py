@@ -18,7 +18,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from rich.console import Console
-from rich.table import Table
 
 from dxtalent.bench_dashboard import city_stack, p99
 from dxtalent.stack import LocalStack
@@ -119,21 +118,25 @@ def run_queries_bench(
     for staff in sizes:
         with city_stack(console, staff) as stack:
             results, memory = bench_size(console, stack, clients, seconds, runs)
-        table = Table(
-            title=f"{staff:,} staff: {clients} clients × {seconds:g} s, {runs} runs "
-            "(min / median / max)"
+        console.print(
+            f"{staff:,} staff: {clients} clients × {seconds:g} s, {runs} runs"
+            " (each figure min / median / max)",
+            highlight=False,
         )
-        for column in ("query", "requests/s", "p50 ms", "p99 ms"):
-            table.add_column(column, justify="left" if column == "query" else "right", no_wrap=True)
+        console.print(
+            f"{'query':32} {'requests/s':>22} {'p50 ms':>22} {'p99 ms':>22}", soft_wrap=True
+        )
         for label, found in results.items():
-            table.add_row(
-                label,
-                _spread([r.per_second for r in found], ".1f"),
-                _spread([r.p50 for r in found], ".1f"),
-                _spread([r.p99 for r in found], ".1f"),
+            console.print(
+                f"{label:32} {_spread([r.per_second for r in found], '.1f'):>22}"
+                f" {_spread([r.p50 for r in found], '.1f'):>22}"
+                f" {_spread([r.p99 for r in found], '.1f'):>22}",
+                highlight=False,
+                soft_wrap=True,
             )
-        console.print(table, width=120)
         console.print(
             "memory after the load (RSS): "
-            + ", ".join(f"{name} {mb:.0f} MB" for name, mb in sorted(memory.items()))
+            + ", ".join(f"{name} {mb:.0f} MB" for name, mb in sorted(memory.items())),
+            highlight=False,
+            soft_wrap=True,
         )
