@@ -33,8 +33,9 @@ from dxtalent_contracts.events import (
     LevelRevokedEvent,
 )
 from dxtalent_infra.migrations import Migration, quote_ident
-from dxtalent_reporting import activity
+from dxtalent_reporting import activity, placements
 from dxtalent_reporting.activity import ActivityEvent, ActivityWriter
+from dxtalent_reporting.placements import PlacementWriter, returning
 
 ProjectedEvent = (
     EmployeeUpdatedEvent
@@ -99,6 +100,7 @@ MIGRATIONS: tuple[Migration, ...] = (
         """,
     ),
     activity.MIGRATION,
+    placements.MIGRATION,
 )
 
 
@@ -108,6 +110,7 @@ class ReadModelWriter:
     def __init__(self, schema: str) -> None:
         q = quote_ident(schema)
         self._activity = ActivityWriter(schema)
+        self._placements = counts = PlacementWriter(schema)
         self._record = (
             f"INSERT INTO {q}.employee_records AS r"
             " (employee_id, effective_date, fact_id, department_code, department_name,"
@@ -115,19 +118,22 @@ class ReadModelWriter:
             " ON CONFLICT (employee_id, effective_date) DO UPDATE"
             " SET fact_id = EXCLUDED.fact_id, department_code = EXCLUDED.department_code,"
             " department_name = EXCLUDED.department_name, categories = EXCLUDED.categories,"
-            " duty_skills = EXCLUDED.duty_skills WHERE EXCLUDED.fact_id > r.fact_id"
+            " duty_skills = EXCLUDED.duty_skills WHERE EXCLUDED.fact_id > r.fact_id "
+            + returning("r", "r.effective_date", "r.department_code", "NULL")
         )
         self._departure = (
             f"INSERT INTO {q}.departures AS d (employee_id, left_on, fact_id)"
             " VALUES ($1, $2, $3) ON CONFLICT (employee_id) DO UPDATE"
             " SET left_on = EXCLUDED.left_on, fact_id = EXCLUDED.fact_id"
-            " WHERE (EXCLUDED.left_on, EXCLUDED.fact_id) < (d.left_on, d.fact_id)"
+            " WHERE (EXCLUDED.left_on, EXCLUDED.fact_id) < (d.left_on, d.fact_id) "
+            + returning("d", "d.left_on", "NULL", "NULL")
         )
         self._nomination = (
             f"INSERT INTO {q}.nominations AS n"
             " (employee_id, fiscal_year, department_code, fact_id) VALUES ($1, $2, $3, $4)"
             " ON CONFLICT (employee_id, fiscal_year, department_code) DO UPDATE"
-            " SET fact_id = EXCLUDED.fact_id WHERE EXCLUDED.fact_id < n.fact_id"
+            " SET fact_id = EXCLUDED.fact_id WHERE EXCLUDED.fact_id < n.fact_id "
+            + returning("n", "NULL", "n.department_code", "n.fiscal_year")
         )
         self._certified = (
             f"INSERT INTO {q}.levels AS l (employee_id, level, certified_on, fiscal_year,"
@@ -138,14 +144,26 @@ class ReadModelWriter:
             " fiscal_year = EXCLUDED.fiscal_year, department_code = EXCLUDED.department_code,"
             " revoked = false, event_id = EXCLUDED.event_id,"
             " stream_sequence = EXCLUDED.stream_sequence"
-            " WHERE EXCLUDED.stream_sequence > l.stream_sequence"
+            " WHERE EXCLUDED.stream_sequence > l.stream_sequence "
+            + returning("l", "l.certified_on", "l.department_code", "l.level")
         )
         self._revoked = (
             f"INSERT INTO {q}.levels AS l (employee_id, level, revoked, event_id, stream_sequence)"
             " VALUES ($1, $2, true, $3, $4) ON CONFLICT (employee_id, level)"
             " DO UPDATE SET revoked = true, event_id = EXCLUDED.event_id,"
             " stream_sequence = EXCLUDED.stream_sequence"
-            " WHERE EXCLUDED.stream_sequence > l.stream_sequence"
+            " WHERE EXCLUDED.stream_sequence > l.stream_sequence "
+            + returning("l", "NULL", "NULL", "l.level", gone="true")
+        )
+        self._record, self._departure, self._nomination, self._certified, self._revoked = (
+            counts.statement(w)
+            for w in (
+                self._record,
+                self._departure,
+                self._nomination,
+                self._certified,
+                self._revoked,
+            )
         )
 
     async def apply(self, conn: asyncpg.Connection, event: ProjectedEvent, sequence: int) -> None:
@@ -154,7 +172,8 @@ class ReadModelWriter:
             await self._activity.count_intake(conn, event.id, event.type, event.time)
         match event:
             case EmployeeUpdatedEvent(data=d):
-                await conn.execute(
+                await self._placements.write(
+                    conn,
                     self._record,
                     d.employee_id,
                     d.effective_date,
@@ -165,13 +184,21 @@ class ReadModelWriter:
                     d.duty_skills,
                 )
             case EmployeeLeftRecordedEvent(data=d):
-                await conn.execute(self._departure, d.employee_id, d.left_on, event.id)
+                await self._placements.write(
+                    conn, self._departure, d.employee_id, d.left_on, event.id
+                )
             case LeaderNominatedRecordedEvent(data=d):
-                await conn.execute(
-                    self._nomination, d.employee_id, d.fiscal_year, d.department_code, event.id
+                await self._placements.write(
+                    conn,
+                    self._nomination,
+                    d.employee_id,
+                    d.fiscal_year,
+                    d.department_code,
+                    event.id,
                 )
             case LevelCertifiedEvent(data=d):
-                await conn.execute(
+                await self._placements.write(
+                    conn,
                     self._certified,
                     d.employee_id,
                     d.level,
@@ -183,6 +210,8 @@ class ReadModelWriter:
                     d.via_equivalence,
                 )
             case LevelRevokedEvent(data=d):
-                await conn.execute(self._revoked, d.employee_id, d.level, event.id, sequence)
+                await self._placements.write(
+                    conn, self._revoked, d.employee_id, d.level, event.id, sequence
+                )
             case _:
                 await self._activity.apply(conn, event, sequence)

@@ -16,7 +16,7 @@ from dxtalent_reporting.dashboard.pages_progress import departments_page, plan_m
 from dxtalent_reporting.dashboard.people import CategoryQuery, PeopleReader
 from dxtalent_reporting.dashboard.reads import DashboardReader
 from dxtalent_reporting.dashboard.view import PageView
-from dxtalent_reporting.domain.progress import target_progress
+from dxtalent_reporting.domain.progress import progress_from_tally
 from dxtalent_reporting.http import ReportPeriod, departments_report, progress_report
 from dxtalent_reporting.queries import ReportReader
 
@@ -43,8 +43,10 @@ class PageBuilder:
 
     async def progress(self, conn: asyncpg.Connection, p: ReportPeriod) -> PageView:
         catalog = self.ctx.catalog
-        data = await self.reports.read_standings(conn)
-        report = progress_report(target_progress(catalog, p.fiscal_year, data.standings, p.as_of))
+        data = await self.reports.read_standings(conn, p.fiscal_year, p.as_of)
+        report = progress_report(
+            progress_from_tally(catalog, p.fiscal_year, p.as_of, None, data.city())
+        )
         first, last = plan_months(catalog)
         monthly = await self.reads.monthly_reached(conn, first, last, catalog.top_level)
         trainees = await self.reads.trainees_reached(conn, p.as_of)
