@@ -13,7 +13,8 @@ Tables (in the service's own schema):
   that wrote it, so a retried (nak'ed) older message cannot undo a newer one.
 
 Every write is one idempotent statement in the consumer's transaction: the same event twice
-changes nothing.
+changes nothing. The writes of these four tables also keep the placement counts the progress
+reports read (`placements`, decision 0205).
 
 Meaning of `as_of`: the state on that date *as known now*. Records are effective-dated and
 levels carry `certified_on`, so any past date can be answered from the current tables; a
