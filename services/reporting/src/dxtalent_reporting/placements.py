@@ -1,17 +1,21 @@
-"""The placement counts of the progress reports, kept beside the per-employee read model.
+"""The counts of the progress reports and of the 区分別 page, kept beside the per-employee read
+model.
 
-Tables (in the service's own schema; see `domain.placements` for what they mean):
+Tables (in the service's own schema; see `domain.placements` and `domain.memberships` for what
+they mean):
 - `placement_days(day, department, level, employed, n)`: on `day`, `n` more employees enter
-  that placement (negative: leave it).
-- `placement_years(fiscal_year, department, level, employed, n)`: the same changes summed per
-  fiscal year of their day.
+  that placement (negative: leave it); `placement_years` the same summed per fiscal year.
+- `membership_days(day, categories, skills, n)`: on `day`, `n` more employees are members with
+  those categories (space-separated codes of the record in force) and skills held;
+  `membership_years` the same summed per fiscal year.
 
-A fact about an employee (record, departure, nomination, level certified or revoked) is written
-by `PlacementWriter.write` in the consumer's transaction, in one statement that also reads the
-employee's rows as they were before it (one snapshot) and returns the row the fact wrote, if
-any. The employee's `Standing` before and after gives the count changes (pure:
-`domain.placements.placement_changes`), applied by one more statement. A fact the idempotent
-write does not take (a duplicate, an older record) returns no row and changes no count.
+A fact about an employee (record, departure, nomination, level certified or revoked, skill
+acquired or revoked) is written by `PlacementWriter.write` in the consumer's transaction, in one
+statement that also reads the employee's rows as they were before it (one snapshot) and returns
+the row the fact wrote, if any. The employee before and after give the count changes (pure:
+`placement_changes`, `membership_changes`), applied by one more statement. A fact the
+idempotent write does not take (a duplicate, an older record) returns no row and changes no
+count.
 
 The count rows are shared by many employees, and a change is only right against the rows
 before it: replicas of the service take turns (one transaction-level advisory lock per read
@@ -28,19 +32,21 @@ from typing import Any
 import asyncpg
 
 from dxtalent_infra.migrations import Migration, quote_ident
+from dxtalent_reporting.domain.memberships import Member, membership_changes
 from dxtalent_reporting.domain.placements import placement_changes, yearly
 from dxtalent_reporting.domain.progress import Standing
 from dxtalent_reporting.domain.standings import assemble_standings
 
 MIGRATION = Migration(
     3,
-    "placement counts of the progress reports, per day and per fiscal year",
+    "placement and membership counts of the reports, per day and per fiscal year",
     """
     DO $$ BEGIN
       IF EXISTS (SELECT 1 FROM {schema}.employee_records)
          OR EXISTS (SELECT 1 FROM {schema}.departures)
          OR EXISTS (SELECT 1 FROM {schema}.nominations)
-         OR EXISTS (SELECT 1 FROM {schema}.levels) THEN
+         OR EXISTS (SELECT 1 FROM {schema}.levels)
+         OR EXISTS (SELECT 1 FROM {schema}.skills) THEN
         RAISE EXCEPTION 'the reporting read model predates its placement counts: rebuild it '
           '(drop its schema and its durable consumer, then start the service)';
       END IF;
@@ -61,18 +67,37 @@ MIGRATION = Migration(
         n int NOT NULL,
         PRIMARY KEY (fiscal_year, department, level, employed)
     );
+    CREATE TABLE {schema}.membership_days (
+        day date NOT NULL,
+        categories text NOT NULL,
+        skills text NOT NULL,
+        n int NOT NULL,
+        PRIMARY KEY (day, categories, skills)
+    );
+    CREATE TABLE {schema}.membership_years (
+        fiscal_year int NOT NULL,
+        categories text NOT NULL,
+        skills text NOT NULL,
+        n int NOT NULL,
+        PRIMARY KEY (fiscal_year, categories, skills)
+    );
     CREATE INDEX employee_records_named ON {schema}.employee_records
         (department_code, effective_date, fact_id) WHERE department_name IS NOT NULL;
     """,
 )
 
-Row = tuple[str, Any, Any, Any]  # kind, day, department, number (see `PlacementWriter`)
+Row = tuple[str, Any, Any, Any, Any]  # kind, day, code, number, names (see `PlacementWriter`)
 
 
-def returning(kind: str, day: str, code: str, number: str, gone: str = "false") -> str:
+def returning(
+    kind: str, day: str, code: str, number: str, names: str = "NULL", gone: str = "false"
+) -> str:
     """The `RETURNING` list of a write: the row it wrote as the employee's rows are read
-    (kind, day, department, number), and `gone` for a tombstone."""
-    return f"RETURNING '{kind}'::text, {day}::date, {code}::text, {number}::int, {gone}::boolean"
+    (kind, day, code, number, names), and `gone` for a tombstone."""
+    return (
+        f"RETURNING '{kind}'::text, {day}::date, {code}::text, {number}::int, {names}::text[],"
+        f" {gone}::boolean"
+    )
 
 
 class PlacementWriter:
@@ -81,26 +106,44 @@ class PlacementWriter:
     def __init__(self, schema: str) -> None:
         q = quote_ident(schema)
         self._lock_key = zlib.crc32(f"dxtalent-placements:{schema}".encode()) - 2**31
-        # one row per fact the report reads: (kind, day, department, number)
+        # one row per fact the counts read: (kind, day, code, number, names)
         self._rows = (
-            f"SELECT false, 'r'::text, effective_date, department_code, NULL::int, false"
-            f" FROM {q}.employee_records WHERE employee_id = $1"
-            f" UNION ALL SELECT false, 'd', left_on, NULL, NULL, false"
+            f"SELECT false, 'r'::text, effective_date, department_code, NULL::int, categories,"
+            f" false FROM {q}.employee_records WHERE employee_id = $1"
+            f" UNION ALL SELECT false, 'd', left_on, NULL, NULL, NULL, false"
             f" FROM {q}.departures WHERE employee_id = $1"
-            f" UNION ALL SELECT false, 'n', NULL, department_code, fiscal_year, false"
+            f" UNION ALL SELECT false, 'n', NULL, department_code, fiscal_year, NULL, false"
             f" FROM {q}.nominations WHERE employee_id = $1"
-            f" UNION ALL SELECT false, 'l', certified_on, department_code, level, false"
+            f" UNION ALL SELECT false, 'l', certified_on, department_code, level, NULL, false"
             f" FROM {q}.levels WHERE employee_id = $1 AND NOT revoked"
+            f" UNION ALL SELECT false, 's', acquired_on, skill, NULL, NULL, false"
+            f" FROM {q}.skills WHERE employee_id = $1 AND NOT revoked"
         )
-        self._apply = f"""
-            WITH days AS (
-              INSERT INTO {q}.placement_days AS p (day, department, level, employed, n)
-              SELECT * FROM unnest($1::date[], $2::text[], $3::int[], $4::bool[], $5::int[])
-              ON CONFLICT (day, department, level, employed) DO UPDATE SET n = p.n + EXCLUDED.n)
-            INSERT INTO {q}.placement_years AS y (fiscal_year, department, level, employed, n)
-            SELECT * FROM unnest($6::int[], $7::text[], $8::int[], $9::bool[], $10::int[])
-            ON CONFLICT (fiscal_year, department, level, employed) DO UPDATE
-            SET n = y.n + EXCLUDED.n"""
+        upsert = (
+            "INSERT INTO {q}.{table} AS c ({columns}, n) SELECT * FROM unnest({arrays})"
+            " ON CONFLICT ({columns}) DO UPDATE SET n = c.n + EXCLUDED.n"
+        )
+        tables = (
+            ("placement_days", "day, department, level, employed", "date text int bool"),
+            ("placement_years", "fiscal_year, department, level, employed", "int text int bool"),
+            ("membership_days", "day, categories, skills", "date text text"),
+            ("membership_years", "fiscal_year, categories, skills", "int text text"),
+        )
+        statements, position = [], 1
+        for table, columns, types in tables:
+            arrays = []
+            for kind in [*types.split(), "int"]:
+                arrays.append(f"${position}::{kind}[]")
+                position += 1
+            statements.append(
+                upsert.format(q=q, table=table, columns=columns, arrays=", ".join(arrays))
+            )
+        self._apply = (
+            "WITH "
+            + ", ".join(f"t{i} AS ({sql})" for i, sql in enumerate(statements[:-1]))
+            + " "
+            + statements[-1]
+        )
 
     def statement(self, write: str) -> str:
         """`write` (an upsert of the employee `$1` ending in `returning(...)`) together with
@@ -115,23 +158,32 @@ class PlacementWriter:
         if not written:
             return
         employee = str(args[0])
-        before = [(r[1], r[2], r[3], r[4]) for r in rows if not r[0]]
+        before: list[Row] = [(r[1], r[2], r[3], r[4], r[5]) for r in rows if not r[0]]
         new = written[0]
-        after = [row for row in before if _key(row) != _key((new[1], new[2], new[3], new[4]))]
-        if not new[5]:
-            after.append((new[1], new[2], new[3], new[4]))
-        changes = placement_changes(_standing(employee, before), _standing(employee, after))
-        if not changes:
+        wrote: Row = (new[1], new[2], new[3], new[4], new[5])
+        after = [row for row in before if _key(row) != _key(wrote)]
+        if not new[6]:
+            after.append(wrote)
+        placed = placement_changes(_standing(employee, before), _standing(employee, after))
+        member = membership_changes(_member(employee, before), _member(employee, after))
+        if not placed and not member:
             return
-        years = yearly(changes)
+        flat = {
+            (day, " ".join(names), " ".join(skills)): n
+            for (day, names, skills), n in member.items()
+        }
         await conn.execute(
-            self._apply, *_columns(list(changes.items())), *_columns(list(years.items()))
+            self._apply,
+            *_columns(list(placed.items()), 4),
+            *_columns(list(yearly(placed).items()), 4),
+            *_columns(list(flat.items()), 3),
+            *_columns(list(yearly(flat).items()), 3),
         )
 
 
 def _key(row: Row) -> tuple[object, ...]:
     """The primary key of a read-model row within one employee's rows."""
-    kind, day, code, number = row
+    kind, day, code, number, _ = row
     match kind:
         case "r":
             return (kind, day)
@@ -139,6 +191,8 @@ def _key(row: Row) -> tuple[object, ...]:
             return (kind,)
         case "n":
             return (kind, number, code)
+        case "s":
+            return (kind, code)
         case _:
             return (kind, number)
 
@@ -154,9 +208,18 @@ def _standing(employee: str, rows: Sequence[Row]) -> Standing | None:
     return found[0] if found else None
 
 
-def _columns(items: list[tuple[tuple[object, ...], int]]) -> list[list[object]]:
+def _member(employee: str, rows: Sequence[Row]) -> Member:
+    """The employee as the category counts read them."""
+    return Member(
+        employee_id=employee,
+        records=tuple(sorted((r[1], tuple(r[4] or ())) for r in rows if r[0] == "r")),
+        left_on=next((r[1] for r in rows if r[0] == "d"), None),
+        skills={r[2]: r[1] for r in rows if r[0] == "s" and r[1] is not None},
+    )
+
+
+def _columns(items: list[tuple[tuple[object, ...], int]], width: int) -> list[list[object]]:
     """Rows of (key, n) as the column arrays of an `unnest`."""
-    width = len(items[0][0]) if items else 4
     columns: list[list[object]] = [[] for _ in range(width + 1)]
     for key, n in items:
         for i, value in enumerate(key):

@@ -110,8 +110,8 @@ class ReadModelWriter:
 
     def __init__(self, schema: str) -> None:
         q = quote_ident(schema)
-        self._activity = ActivityWriter(schema)
         self._placements = counts = PlacementWriter(schema)
+        self._activity = ActivityWriter(schema, counts)
         self._record = (
             f"INSERT INTO {q}.employee_records AS r"
             " (employee_id, effective_date, fact_id, department_code, department_name,"
@@ -120,7 +120,7 @@ class ReadModelWriter:
             " SET fact_id = EXCLUDED.fact_id, department_code = EXCLUDED.department_code,"
             " department_name = EXCLUDED.department_name, categories = EXCLUDED.categories,"
             " duty_skills = EXCLUDED.duty_skills WHERE EXCLUDED.fact_id > r.fact_id "
-            + returning("r", "r.effective_date", "r.department_code", "NULL")
+            + returning("r", "r.effective_date", "r.department_code", "NULL", "r.categories")
         )
         self._departure = (
             f"INSERT INTO {q}.departures AS d (employee_id, left_on, fact_id)"

@@ -13,9 +13,10 @@ from dxtalent_reporting.dashboard import pages_records as record_pages
 from dxtalent_reporting.dashboard.deadletters import newest_dead_letters
 from dxtalent_reporting.dashboard.pages_employee import employee_page
 from dxtalent_reporting.dashboard.pages_progress import departments_page, plan_months, progress_page
-from dxtalent_reporting.dashboard.people import CategoryQuery, PeopleReader
+from dxtalent_reporting.dashboard.people import PeopleReader
 from dxtalent_reporting.dashboard.reads import DashboardReader
 from dxtalent_reporting.dashboard.view import PageView
+from dxtalent_reporting.domain.memberships import CategoryQuery
 from dxtalent_reporting.domain.progress import progress_from_tally
 from dxtalent_reporting.http import ReportPeriod, departments_report, progress_report
 from dxtalent_reporting.queries import ReportReader

@@ -72,9 +72,7 @@ def membership_changes_of(member: Member | None) -> Counter[MembershipChange]:
     return out
 
 
-def membership_changes(
-    before: Member | None, after: Member | None
-) -> dict[MembershipChange, int]:
+def membership_changes(before: Member | None, after: Member | None) -> dict[MembershipChange, int]:
     """What replacing `before` by `after` does to the counts; only non-zero changes."""
     delta = membership_changes_of(after)
     delta.subtract(membership_changes_of(before))

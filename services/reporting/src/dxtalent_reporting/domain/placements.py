@@ -26,6 +26,7 @@ from __future__ import annotations
 import datetime as dt
 from collections import Counter
 from collections.abc import Iterable, Mapping
+from typing import Any
 
 from dxtalent_contracts.fiscal import fiscal_year_of
 from dxtalent_reporting.domain.progress import Standing
@@ -35,7 +36,6 @@ BEGINNING = dt.date.min
 
 Placement = tuple[str, int, bool]  # department, highest level held (0: none), employed
 Change = tuple[dt.date, str, int, bool]  # day, department, level, employed
-YearChange = tuple[int, str, int, bool]  # fiscal year, department, level, employed
 Tally = Mapping[tuple[int, bool], int]  # (highest level, employed) -> employees
 
 
@@ -78,11 +78,11 @@ def placement_changes(before: Standing | None, after: Standing | None) -> dict[C
     return {key: n for key, n in sorted(delta.items()) if n}
 
 
-def yearly(changes: Mapping[Change, int]) -> dict[YearChange, int]:
-    """`changes` summed per fiscal year of their day; only non-zero sums."""
-    out: Counter[YearChange] = Counter()
-    for (day, department, level, employed), n in changes.items():
-        out[(fiscal_year_of(day), department, level, employed)] += n
+def yearly(changes: Mapping[tuple[Any, ...], int]) -> dict[tuple[Any, ...], int]:
+    """`changes` (keyed by day first) summed per fiscal year of their day; only non-zero sums."""
+    out: Counter[tuple[Any, ...]] = Counter()
+    for key, n in changes.items():
+        out[(fiscal_year_of(key[0]), *key[1:])] += n
     return {key: n for key, n in sorted(out.items()) if n}
 
 
