@@ -5,9 +5,8 @@ A report reads the placement counts of the read model (`domain.placements`, kept
 employment, how many employees the report date places there. It adds the yearly sums of the
 fiscal years before the report's and the daily changes of its own year up to `as_of`, so its
 cost grows with the departments and days, not with the city's headcount. A departments report
-also reads the departments that nominated a leader in the year and the departments' names; all
-in one read-only repeatable-read transaction (the tables seen at one instant while the consumer
-writes).
+also reads the departments that nominated a leader in the year and the departments' names; each
+report is one statement, so it sees the tables at one instant while the consumer writes.
 """
 
 from __future__ import annotations
@@ -74,21 +73,20 @@ def by_department(
 
 
 class ReportReader:
-    """The reads of one report from the read model of `schema`."""
+    """The reads of one report from the read model of `schema`: one statement each, so one
+    snapshot and one round trip, inside the caller's transaction or none."""
 
     def __init__(self, schema: str) -> None:
         q = quote_ident(schema)
-        self._counts = f"""
-            SELECT department, level, employed, sum(n)::int FROM (
+        counts = f"""
+            SELECT department, level, employed, sum(n)::int AS n FROM (
               SELECT department, level, employed, n FROM {q}.placement_years
               WHERE fiscal_year < $1
               UNION ALL
               SELECT department, level, employed, n FROM {q}.placement_days
               WHERE day BETWEEN $2 AND $3) changes
             GROUP BY department, level, employed HAVING sum(n) <> 0"""
-        self._nominated = (
-            f"SELECT DISTINCT department_code FROM {q}.nominations WHERE fiscal_year = $1"
-        )
+        self._counts = counts
         # of each department: the name on its record in force on the report date with the
         # latest date (then fact id), else on its latest record; two index look-ups each
         latest = (
@@ -96,23 +94,26 @@ class ReportReader:
             " WHERE r.department_code = d.code AND r.department_name IS NOT NULL{}"
             " ORDER BY r.effective_date DESC, r.fact_id DESC LIMIT 1"
         )
-        self._names = (
-            f"SELECT d.code, coalesce(({latest.format(' AND r.effective_date <= $2')}),"
-            f" ({latest.format('')})) FROM unnest($1::text[]) AS d(code)"
-        )
+        self._departments = f"""
+            WITH counts AS ({counts}),
+            nominated AS (
+              SELECT DISTINCT department_code FROM {q}.nominations WHERE fiscal_year = $1),
+            codes AS (
+              SELECT department AS code FROM counts
+              UNION SELECT department_code FROM nominated)
+            SELECT 'count' AS kind, department, level, employed, n, NULL AS name FROM counts
+            UNION ALL
+            SELECT 'nominated', department_code, NULL, NULL, NULL, NULL FROM nominated
+            UNION ALL
+            SELECT 'name', d.code, NULL, NULL, NULL,
+              coalesce(({latest.format(" AND r.effective_date <= $3")}), ({latest.format("")}))
+            FROM codes d"""
 
     async def standings(
         self, conn: asyncpg.Connection, fiscal_year: int, as_of: dt.date
     ) -> ReportData:
         """The tallies of `fiscal_year` on `as_of` (for the city-wide or one department's
         report)."""
-        async with conn.transaction(isolation="repeatable_read", readonly=True):
-            return await self.read_standings(conn, fiscal_year, as_of)
-
-    async def read_standings(
-        self, conn: asyncpg.Connection, fiscal_year: int, as_of: dt.date
-    ) -> ReportData:
-        """`standings` inside the caller's transaction."""
         rows = await conn.fetch(self._counts, fiscal_year, fiscal_year_start(fiscal_year), as_of)
         return ReportData(tallies=MappingProxyType(tallies((r[0], r[1], r[2], r[3]) for r in rows)))
 
@@ -120,21 +121,25 @@ class ReportReader:
         self, conn: asyncpg.Connection, fiscal_year: int, as_of: dt.date
     ) -> ReportData:
         """Tallies plus the departments that nominated a leader and the department names."""
-        async with conn.transaction(isolation="repeatable_read", readonly=True):
-            return await self.read_departments(conn, fiscal_year, as_of)
-
-    async def read_departments(
-        self, conn: asyncpg.Connection, fiscal_year: int, as_of: dt.date
-    ) -> ReportData:
-        """`departments` inside the caller's transaction."""
-        placed = await self.read_standings(conn, fiscal_year, as_of)
-        nominated = frozenset(
-            r["department_code"] for r in await conn.fetch(self._nominated, fiscal_year)
+        rows = await conn.fetch(
+            self._departments, fiscal_year, fiscal_year_start(fiscal_year), as_of
         )
-        codes = sorted(placed.tallies.keys() | nominated)
-        names = await conn.fetch(self._names, codes, as_of)
         return ReportData(
-            tallies=placed.tallies,
-            nominated_departments=nominated,
-            department_names=MappingProxyType({r[0]: r[1] for r in names if r[1] is not None}),
+            tallies=MappingProxyType(
+                tallies(
+                    (r["department"], r["level"], r["employed"], r["n"])
+                    for r in rows
+                    if r["kind"] == "count"
+                )
+            ),
+            nominated_departments=frozenset(
+                r["department"] for r in rows if r["kind"] == "nominated"
+            ),
+            department_names=MappingProxyType(
+                {
+                    r["department"]: r["name"]
+                    for r in rows
+                    if r["kind"] == "name" and r["name"] is not None
+                }
+            ),
         )

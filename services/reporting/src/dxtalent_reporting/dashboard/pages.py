@@ -44,7 +44,7 @@ class PageBuilder:
 
     async def progress(self, conn: asyncpg.Connection, p: ReportPeriod) -> PageView:
         catalog = self.ctx.catalog
-        data = await self.reports.read_standings(conn, p.fiscal_year, p.as_of)
+        data = await self.reports.standings(conn, p.fiscal_year, p.as_of)
         report = progress_report(
             progress_from_tally(catalog, p.fiscal_year, p.as_of, None, data.city())
         )
@@ -54,7 +54,7 @@ class PageBuilder:
         return progress_page(report, trainees, monthly, catalog)
 
     async def departments(self, conn: asyncpg.Connection, p: ReportPeriod) -> PageView:
-        data = await self.reports.read_departments(conn, p.fiscal_year, p.as_of)
+        data = await self.reports.departments(conn, p.fiscal_year, p.as_of)
         report = departments_report(self.ctx, p.fiscal_year, p.as_of, data)
         nominees = await self.reads.nominees(conn, p.fiscal_year)
         return departments_page(report, nominees, self.ctx.catalog.top_level)
