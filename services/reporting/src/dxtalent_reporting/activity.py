@@ -38,7 +38,7 @@ from dxtalent_contracts.events import (
 )
 from dxtalent_contracts.fiscal import japan_date
 from dxtalent_infra.migrations import Migration, quote_ident
-from dxtalent_reporting.placements import PlacementWriter, returning
+from dxtalent_reporting.placements import PendingCounts, PlacementWriter, returning
 
 ActivityEvent = (
     CourseEnrolledRecordedEvent
@@ -179,8 +179,14 @@ class ActivityWriter:
         moment = time or dt.datetime.now(dt.UTC)
         await conn.execute(self._intake, event_id, japan_date(moment), subject)
 
-    async def apply(self, conn: asyncpg.Connection, event: ActivityEvent, sequence: int) -> None:
-        """Apply `event`, read at stream `sequence`."""
+    async def apply(
+        self,
+        conn: asyncpg.Connection,
+        event: ActivityEvent,
+        sequence: int,
+        pending: PendingCounts | None = None,
+    ) -> None:
+        """Apply `event`, read at stream `sequence` (`pending`: see `PlacementWriter.write`)."""
         match event:
             case CourseEnrolledRecordedEvent(data=d):
                 await conn.execute(
@@ -209,10 +215,19 @@ class ActivityWriter:
                     d.acquired_on,
                     False,
                     sequence,
+                    pending=pending,
                 )
             case SkillRevokedEvent(data=d):
                 await self._counts.write(
-                    conn, self._skill, d.employee_id, d.skill, None, None, True, sequence
+                    conn,
+                    self._skill,
+                    d.employee_id,
+                    d.skill,
+                    None,
+                    None,
+                    True,
+                    sequence,
+                    pending=pending,
                 )
             case ImprovementCaseRecordedEvent(data=d):
                 await conn.execute(

@@ -25,15 +25,18 @@ never interleave their writes and never deadlock on the shared rows.
 
 from __future__ import annotations
 
+import datetime as dt
 import zlib
+from collections import Counter
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 import asyncpg
 
 from dxtalent_infra.migrations import Migration, quote_ident
 from dxtalent_reporting.domain.memberships import Member, membership_changes
-from dxtalent_reporting.domain.placements import placement_changes, yearly
+from dxtalent_reporting.domain.placements import Change, placement_changes, yearly
 from dxtalent_reporting.domain.progress import Standing
 from dxtalent_reporting.domain.standings import assemble_standings
 
@@ -150,9 +153,21 @@ class PlacementWriter:
         the employee's rows before it, in one statement and one snapshot."""
         return f"WITH w AS ({write}) SELECT true, * FROM w UNION ALL {self._rows}"
 
-    async def write(self, conn: asyncpg.Connection, statement: str, *args: object) -> None:
-        """Run a `statement(...)` for the employee `args[0]` and apply the count changes."""
+    async def lock(self, conn: asyncpg.Connection) -> None:
+        """Take this read model's turn (held to COMMIT); before any `write` of a transaction."""
         await conn.execute("SELECT pg_advisory_xact_lock($1)", self._lock_key)
+
+    async def write(
+        self,
+        conn: asyncpg.Connection,
+        statement: str,
+        *args: object,
+        pending: PendingCounts | None = None,
+    ) -> None:
+        """Run a `statement(...)` for the employee `args[0]` and apply its count changes; with
+        `pending` (the caller holds the `lock` and applies them later) add them to it."""
+        if pending is None:
+            await self.lock(conn)
         rows = await conn.fetch(statement, *args)
         written = [r for r in rows if r[0]]
         if not written:
@@ -164,21 +179,38 @@ class PlacementWriter:
         after = [row for row in before if _key(row) != _key(wrote)]
         if not new[6]:
             after.append(wrote)
-        placed = placement_changes(_standing(employee, before), _standing(employee, after))
-        member = membership_changes(_member(employee, before), _member(employee, after))
-        if not placed and not member:
+        changes = pending if pending is not None else PendingCounts()
+        changes.placed.update(
+            placement_changes(_standing(employee, before), _standing(employee, after))
+        )
+        for (day, names, skills), n in membership_changes(
+            _member(employee, before), _member(employee, after)
+        ).items():
+            changes.members[(day, " ".join(names), " ".join(skills))] += n
+        if pending is None:
+            await self.apply(conn, changes)
+
+    async def apply(self, conn: asyncpg.Connection, changes: PendingCounts) -> None:
+        """Add `changes` to the count tables (one statement; none when nothing changed)."""
+        placed = {k: n for k, n in changes.placed.items() if n}
+        members = {k: n for k, n in changes.members.items() if n}
+        if not placed and not members:
             return
-        flat = {
-            (day, " ".join(names), " ".join(skills)): n
-            for (day, names, skills), n in member.items()
-        }
         await conn.execute(
             self._apply,
-            *_columns(list(placed.items()), 4),
+            *_columns(sorted(placed.items()), 4),
             *_columns(list(yearly(placed).items()), 4),
-            *_columns(list(flat.items()), 3),
-            *_columns(list(yearly(flat).items()), 3),
+            *_columns(sorted(members.items()), 3),
+            *_columns(list(yearly(members).items()), 3),
         )
+
+
+@dataclass
+class PendingCounts:
+    """Count changes not yet applied: placements, and memberships with codes joined."""
+
+    placed: Counter[Change] = field(default_factory=Counter)
+    members: Counter[tuple[dt.date, str, str]] = field(default_factory=Counter)
 
 
 def _key(row: Row) -> tuple[object, ...]:

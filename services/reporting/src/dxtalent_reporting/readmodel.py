@@ -36,7 +36,7 @@ from dxtalent_contracts.events import (
 from dxtalent_infra.migrations import Migration, quote_ident
 from dxtalent_reporting import activity, placements
 from dxtalent_reporting.activity import ActivityEvent, ActivityWriter
-from dxtalent_reporting.placements import PlacementWriter, returning
+from dxtalent_reporting.placements import PendingCounts, PlacementWriter, returning
 
 ProjectedEvent = (
     EmployeeUpdatedEvent
@@ -110,7 +110,7 @@ class ReadModelWriter:
 
     def __init__(self, schema: str) -> None:
         q = quote_ident(schema)
-        self._placements = counts = PlacementWriter(schema)
+        self.counts = counts = PlacementWriter(schema)
         self._activity = ActivityWriter(schema, counts)
         self._record = (
             f"INSERT INTO {q}.employee_records AS r"
@@ -167,13 +167,20 @@ class ReadModelWriter:
             )
         )
 
-    async def apply(self, conn: asyncpg.Connection, event: ProjectedEvent, sequence: int) -> None:
-        """Apply `event`, read at stream `sequence`, in the caller's transaction."""
+    async def apply(
+        self,
+        conn: asyncpg.Connection,
+        event: ProjectedEvent,
+        sequence: int,
+        pending: PendingCounts | None = None,
+    ) -> None:
+        """Apply `event`, read at stream `sequence`, in the caller's transaction; with
+        `pending`, its count changes are added there (see `placements.PlacementWriter`)."""
         if event.nats_subject in activity.INTAKE_TYPES:
             await self._activity.count_intake(conn, event.id, event.type, event.time)
         match event:
             case EmployeeUpdatedEvent(data=d):
-                await self._placements.write(
+                await self.counts.write(
                     conn,
                     self._record,
                     d.employee_id,
@@ -183,22 +190,24 @@ class ReadModelWriter:
                     d.department_name,
                     d.categories,
                     d.duty_skills,
+                    pending=pending,
                 )
             case EmployeeLeftRecordedEvent(data=d):
-                await self._placements.write(
-                    conn, self._departure, d.employee_id, d.left_on, event.id
+                await self.counts.write(
+                    conn, self._departure, d.employee_id, d.left_on, event.id, pending=pending
                 )
             case LeaderNominatedRecordedEvent(data=d):
-                await self._placements.write(
+                await self.counts.write(
                     conn,
                     self._nomination,
                     d.employee_id,
                     d.fiscal_year,
                     d.department_code,
                     event.id,
+                    pending=pending,
                 )
             case LevelCertifiedEvent(data=d):
-                await self._placements.write(
+                await self.counts.write(
                     conn,
                     self._certified,
                     d.employee_id,
@@ -209,10 +218,11 @@ class ReadModelWriter:
                     event.id,
                     sequence,
                     d.via_equivalence,
+                    pending=pending,
                 )
             case LevelRevokedEvent(data=d):
-                await self._placements.write(
-                    conn, self._revoked, d.employee_id, d.level, event.id, sequence
+                await self.counts.write(
+                    conn, self._revoked, d.employee_id, d.level, event.id, sequence, pending=pending
                 )
             case _:
-                await self._activity.apply(conn, event, sequence)
+                await self._activity.apply(conn, event, sequence, pending)
