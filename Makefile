@@ -14,7 +14,7 @@ PACKAGES := src/dxtalent contracts/src/dxtalent_contracts infra/src/dxtalent_inf
 EXAMPLES := examples/subscriber
 PYTEST_ARGS ?=
 
-.PHONY: test lint typecheck pytest unit integration e2e demo schemas bench-infra bench-nats-sync bench-e2e clean chromium promtool screenshots bench-dashboard compose-smoke k8s-pin-images k8s-render
+.PHONY: test lint typecheck pytest unit integration e2e demo schemas bench-infra bench-nats-sync bench-e2e clean chromium promtool screenshots bench-dashboard bench-queries compose-smoke k8s-pin-images k8s-render
 
 $(UV):
 	$(PYTHON) -m venv .tools
@@ -100,6 +100,9 @@ promtool: ## Debian's promtool for the alert-rule tests (only the binary is used
 
 screenshots: $(VENV)/.synced chromium ## every dashboard page at 1366×768 with the demo city, into docs/screenshots/
 	$(BIN)/python -m dxtalent.screenshots $(SCREENSHOTS_URL)
+
+bench-queries: $(VENV)/.synced ## requests/s and p50/p99 of the report queries: demo city and 30,000 staff
+	$(BIN)/dxtalent bench queries
 
 bench-dashboard: $(VENV)/.synced ## time each dashboard page: demo city and a 30,000-staff city (median/p99)
 	$(BIN)/dxtalent bench dashboard

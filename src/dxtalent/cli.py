@@ -392,6 +392,23 @@ def bench_latency(
     run_latency_bench(console, samples=samples)
 
 
+@bench_app.command("queries")
+def bench_queries(
+    sizes: Annotated[
+        list[int] | None, typer.Option("--staff", help="city sizes to load (repeatable)")
+    ] = None,
+    clients: Annotated[int, typer.Option(min=1, help="concurrent connections")] = 4,
+    seconds: Annotated[float, typer.Option(min=0.1, help="length of one run")] = 5.0,
+    runs: Annotated[int, typer.Option(min=1, help="runs per query")] = 3,
+) -> None:
+    """Requests/s and p50/p99 of the report queries for the demo city and a 30,000-staff city."""
+    from dxtalent.bench_queries import run_queries_bench
+    from dxtalent.demo import DEMO_STAFF
+
+    configure_logging("warning", json=False)
+    run_queries_bench(console, sizes or [DEMO_STAFF, 30_000], clients, seconds, runs)
+
+
 @bench_app.command("dashboard")
 def bench_dashboard(
     sizes: Annotated[

@@ -85,6 +85,10 @@ EXPECTED: dict[str, dict[str, str]] = {
         "improvement_cases": "SIU..",
         "enrollments": "SI...",
         "intake": "SI...",
+        "placement_days": "SIU..",
+        "placement_years": "SIU..",
+        "membership_days": "SIU..",
+        "membership_years": "SIU..",
     },
 }
 

@@ -173,7 +173,11 @@ def day(text: str) -> dt.date:
 
 
 def employee(
-    employee_id: str, department: str, effective: str = "2023-04-01", name: str | None = None
+    employee_id: str,
+    department: str,
+    effective: str = "2023-04-01",
+    name: str | None = None,
+    categories: tuple[str, ...] = ("dx-leader",),
 ) -> EmployeeUpdatedEvent:
     """An HR record placing the employee in `department` from `effective`."""
     return EmployeeUpdatedEvent(
@@ -185,7 +189,7 @@ def employee(
             employee_id=employee_id,
             department_code=department,
             department_name=name,
-            categories=["dx-leader"],
+            categories=list(categories),
             effective_date=day(effective),
         ),
     )

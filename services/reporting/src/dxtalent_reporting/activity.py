@@ -7,7 +7,8 @@ another service. Tables (in the service's own schema):
 - `completions`: one row per completion fact id; a void marks it `voided` (a void read first
   leaves a voided row the completion then cannot revive).
 - `skills`: each skill an employee holds with its course and date; a revocation leaves a
-  tombstone, and an older message never overwrites a newer one (`stream_sequence`).
+  tombstone, and an older message never overwrites a newer one (`stream_sequence`). Its writes
+  also keep the membership counts of the 区分別 page (`placements`).
 - `improvement_cases`: the latest report of each case id.
 - `levels.via_equivalence` (the FY2024 trainees) and `employee_records.categories` /
   `duty_skills` are added to `readmodel`'s tables.
@@ -37,6 +38,7 @@ from dxtalent_contracts.events import (
 )
 from dxtalent_contracts.fiscal import japan_date
 from dxtalent_infra.migrations import Migration, Privilege, quote_ident
+from dxtalent_reporting.placements import PendingCounts, PlacementWriter, returning
 
 ActivityEvent = (
     CourseEnrolledRecordedEvent
@@ -137,8 +139,9 @@ PRIVILEGES: tuple[Privilege, ...] = (
 class ActivityWriter:
     """Applies one dashboard event (or counts one intake event) in the caller's transaction."""
 
-    def __init__(self, schema: str) -> None:
+    def __init__(self, schema: str, counts: PlacementWriter) -> None:
         q = quote_ident(schema)
+        self._counts = counts
         self._enrolled = (
             f"INSERT INTO {q}.enrollments (employee_id, course_id, fiscal_year, enrolled_on)"
             " VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING"
@@ -160,8 +163,10 @@ class ActivityWriter:
             " VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (employee_id, skill) DO UPDATE"
             " SET course_id = EXCLUDED.course_id, acquired_on = EXCLUDED.acquired_on,"
             " revoked = EXCLUDED.revoked, stream_sequence = EXCLUDED.stream_sequence"
-            " WHERE EXCLUDED.stream_sequence > s.stream_sequence"
+            " WHERE EXCLUDED.stream_sequence > s.stream_sequence "
+            + returning("s", "s.acquired_on", "s.skill", "NULL", gone="s.revoked")
         )
+        self._skill = counts.statement(self._skill)
         self._case = (
             f"INSERT INTO {q}.improvement_cases AS c (case_id, department_code, fiscal_year,"
             " title, leaders, skills, hours_saved, stream_sequence)"
@@ -184,8 +189,14 @@ class ActivityWriter:
         moment = time or dt.datetime.now(dt.UTC)
         await conn.execute(self._intake, event_id, japan_date(moment), subject)
 
-    async def apply(self, conn: asyncpg.Connection, event: ActivityEvent, sequence: int) -> None:
-        """Apply `event`, read at stream `sequence`."""
+    async def apply(
+        self,
+        conn: asyncpg.Connection,
+        event: ActivityEvent,
+        sequence: int,
+        pending: PendingCounts | None = None,
+    ) -> None:
+        """Apply `event`, read at stream `sequence` (`pending`: see `PlacementWriter.write`)."""
         match event:
             case CourseEnrolledRecordedEvent(data=d):
                 await conn.execute(
@@ -205,11 +216,29 @@ class ActivityWriter:
                     self._voided, d.voided_event_id, d.employee_id, d.course_id, d.reason
                 )
             case SkillAcquiredEvent(data=d):
-                await conn.execute(
-                    self._skill, d.employee_id, d.skill, d.course_id, d.acquired_on, False, sequence
+                await self._counts.write(
+                    conn,
+                    self._skill,
+                    d.employee_id,
+                    d.skill,
+                    d.course_id,
+                    d.acquired_on,
+                    False,
+                    sequence,
+                    pending=pending,
                 )
             case SkillRevokedEvent(data=d):
-                await conn.execute(self._skill, d.employee_id, d.skill, None, None, True, sequence)
+                await self._counts.write(
+                    conn,
+                    self._skill,
+                    d.employee_id,
+                    d.skill,
+                    None,
+                    None,
+                    True,
+                    sequence,
+                    pending=pending,
+                )
             case ImprovementCaseRecordedEvent(data=d):
                 await conn.execute(
                     self._case,

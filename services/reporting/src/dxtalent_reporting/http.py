@@ -31,7 +31,7 @@ from dxtalent_contracts.types import ID_PATTERN
 from dxtalent_infra.http_api import INVALID, ErrorBody, invalid_parameter, v1_router
 from dxtalent_infra.runtime import ServiceContext
 from dxtalent_reporting.csv_export import MEDIA_TYPE, csv_filename, progress_csv
-from dxtalent_reporting.domain.progress import UNKNOWN_DEPARTMENT, Progress, target_progress
+from dxtalent_reporting.domain.progress import UNKNOWN_DEPARTMENT, Progress, progress_from_tally
 from dxtalent_reporting.queries import ReportData, ReportReader, by_department, report_date
 
 log = structlog.get_logger(__name__)
@@ -180,11 +180,8 @@ def progress_report(progress: Progress) -> ProgressReport:
 def departments_report(
     ctx: ServiceContext, fiscal_year: int, as_of: dt.date, data: ReportData
 ) -> DepartmentsReport:
-    """Every department the report date places someone in, or that nominated a leader (the
-    standings are only the certified staff: `queries`)."""
-    reports = by_department(ctx.catalog, fiscal_year, data.standings, as_of)
-    for department in (data.nominated_departments | data.placed_departments) - reports.keys():
-        reports[department] = target_progress(ctx.catalog, fiscal_year, (), as_of, department)
+    """Every department the report date places someone in, or that nominated a leader."""
+    reports = by_department(ctx.catalog, fiscal_year, data, as_of)
     rows = [
         DepartmentProgressOut(
             department=code,
@@ -226,10 +223,12 @@ def routes(ctx: ServiceContext) -> APIRouter:
             raise HTTPException(503, "the database does not answer; try again") from exc
 
     async def city_or_department(period: ReportPeriod, department: str | None) -> Progress:
-        data = await read(reader.standings)
-        return target_progress(
-            ctx.catalog, period.fiscal_year, data.standings, period.as_of, department
-        )
+        async def query(conn: asyncpg.Connection) -> ReportData:
+            return await reader.standings(conn, period.fiscal_year, period.as_of)
+
+        data = await read(query)
+        tally = data.city() if department is None else data.tallies.get(department, {})
+        return progress_from_tally(ctx.catalog, period.fiscal_year, period.as_of, department, tally)
 
     @router.get(
         "/progress",

@@ -1,20 +1,19 @@
-"""Reading the read model for a report: a few queries, then the pure progress functions.
+"""Reading the read model for a report: one aggregate query, then the pure progress functions.
 
-A report reads, in one read-only repeatable-read transaction (the tables seen at one instant
-while the consumer writes), the standings of the employees who hold a level: only they change
-any count (reached, exactly and left all need a level). The departments where everyone else is
-placed on the report date come from one aggregate query (`placed_departments`), so a report's
-cost grows with the certified staff, not with the city's headcount.
-
-Standings are assembled by `domain.standings.assemble_standings` (see there for the department
-of an employee without an HR record).
+A report reads the placement counts of the read model (`domain.placements`, kept by
+`placements.PlacementWriter` in the consumer's transaction): per department, level and
+employment, how many employees the report date places there. It adds the yearly sums of the
+fiscal years before the report's and the daily changes of its own year up to `as_of`, so its
+cost grows with the departments and days, not with the city's headcount. A departments report
+also reads the departments that nominated a leader in the year and the departments' names; each
+report is one statement, so it sees the tables at one instant while the consumer writes.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-from collections import defaultdict
-from collections.abc import Iterable, Mapping
+from collections import Counter
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 
@@ -23,23 +22,27 @@ import asyncpg
 from dxtalent_contracts.catalog import Catalog
 from dxtalent_contracts.fiscal import fiscal_year_end, fiscal_year_start, reiwa_label
 from dxtalent_infra.migrations import quote_ident
-from dxtalent_reporting.domain.progress import (
-    UNKNOWN_DEPARTMENT,
-    Progress,
-    Standing,
-    target_progress,
-)
-from dxtalent_reporting.domain.standings import assemble_standings
+from dxtalent_reporting.domain.placements import Tally, tallies
+from dxtalent_reporting.domain.progress import Progress, progress_from_tally
 
 
 @dataclass(frozen=True)
 class ReportData:
-    """Everything a report of one fiscal year needs, read at one instant."""
+    """Everything a report of one fiscal year on one date needs, read at one instant.
 
-    standings: tuple[Standing, ...]
+    `tallies` maps each department someone is placed in on the date to its employees per
+    (highest level, employed)."""
+
+    tallies: Mapping[str, Tally]
     nominated_departments: frozenset[str] = frozenset()
-    placed_departments: frozenset[str] = frozenset()
     department_names: Mapping[str, str] = field(default_factory=dict)
+
+    def city(self) -> Tally:
+        """The city-wide tally: every department's summed."""
+        out: Counter[tuple[int, bool]] = Counter()
+        for tally in self.tallies.values():
+            out.update(tally)
+        return out
 
 
 def report_date(fiscal_year: int, as_of: dt.date | None, today: dt.date) -> dt.date:
@@ -60,111 +63,83 @@ def report_date(fiscal_year: int, as_of: dt.date | None, today: dt.date) -> dt.d
 
 
 def by_department(
-    catalog: Catalog, fiscal_year: int, standings: Iterable[Standing], as_of: dt.date
+    catalog: Catalog, fiscal_year: int, data: ReportData, as_of: dt.date
 ) -> dict[str, Progress]:
-    """`progress_by_department`, grouping first so each employee is placed once (O(n))."""
-    groups: dict[str, list[Standing]] = defaultdict(list)
-    for standing in standings:
-        groups[standing.department_on(as_of)].append(standing)
-    return {d: target_progress(catalog, fiscal_year, groups[d], as_of, d) for d in sorted(groups)}
+    """One report per department someone is placed in on `as_of` or that nominated a leader."""
+    return {
+        d: progress_from_tally(catalog, fiscal_year, as_of, d, data.tallies.get(d, {}))
+        for d in sorted(data.tallies.keys() | data.nominated_departments)
+    }
 
 
 class ReportReader:
-    """The reads of one report from the read model of `schema`."""
+    """The reads of one report from the read model of `schema`: one statement each, so one
+    snapshot and one round trip, inside the caller's transaction or none."""
 
     def __init__(self, schema: str) -> None:
         q = quote_ident(schema)
-        certified = f"employee_id IN (SELECT employee_id FROM {q}.levels WHERE NOT revoked)"
-        self._records = (
-            f"SELECT employee_id, effective_date, department_code FROM {q}.employee_records"
-            f" WHERE {certified}"
+        counts = f"""
+            SELECT department, level, employed, sum(n)::int AS n FROM (
+              SELECT department, level, employed, n FROM {q}.placement_years
+              WHERE fiscal_year < $1
+              UNION ALL
+              SELECT department, level, employed, n FROM {q}.placement_days
+              WHERE day BETWEEN $2 AND $3) changes
+            GROUP BY department, level, employed HAVING sum(n) <> 0"""
+        self._counts = counts
+        # of each department: the name on its record in force on the report date with the
+        # latest date (then fact id), else on its latest record; two index look-ups each
+        latest = (
+            f"SELECT r.department_name FROM {q}.employee_records r"
+            " WHERE r.department_code = d.code AND r.department_name IS NOT NULL{}"
+            " ORDER BY r.effective_date DESC, r.fact_id DESC LIMIT 1"
         )
-        self._departures = f"SELECT employee_id, left_on FROM {q}.departures WHERE {certified}"
-        self._levels = (
-            f"SELECT employee_id, level, certified_on, department_code FROM {q}.levels"
-            " WHERE NOT revoked"
-        )
-        self._nominations = (
-            f"SELECT employee_id, fiscal_year, department_code FROM {q}.nominations"
-            f" WHERE {certified}"
-        )
-        self._placed = _placed_departments(q, certified)
-        self._nominated = (
-            f"SELECT DISTINCT department_code FROM {q}.nominations WHERE fiscal_year = $1"
-        )
-        # the name on the record in force on the report date, else the latest one known
-        self._names = (
-            f"SELECT DISTINCT ON (department_code) department_code, department_name"
-            f" FROM {q}.employee_records WHERE department_name IS NOT NULL"
-            " ORDER BY department_code, (effective_date <= $1) DESC, effective_date DESC,"
-            " fact_id DESC"
-        )
+        self._departments = f"""
+            WITH counts AS ({counts}),
+            nominated AS (
+              SELECT DISTINCT department_code FROM {q}.nominations WHERE fiscal_year = $1),
+            codes AS (
+              SELECT department AS code FROM counts
+              UNION SELECT department_code FROM nominated)
+            SELECT 'count' AS kind, department, level, employed, n, NULL AS name FROM counts
+            UNION ALL
+            SELECT 'nominated', department_code, NULL, NULL, NULL, NULL FROM nominated
+            UNION ALL
+            SELECT 'name', d.code, NULL, NULL, NULL,
+              coalesce(({latest.format(" AND r.effective_date <= $3")}), ({latest.format("")}))
+            FROM codes d"""
 
-    async def standings(self, conn: asyncpg.Connection) -> ReportData:
-        """Every employee's standing (for the city-wide or one department's report)."""
-        async with conn.transaction(isolation="repeatable_read", readonly=True):
-            return await self.read_standings(conn)
-
-    async def read_standings(self, conn: asyncpg.Connection) -> ReportData:
-        """`standings` inside the caller's transaction."""
-        return ReportData(standings=tuple(await self._standings(conn)))
+    async def standings(
+        self, conn: asyncpg.Connection, fiscal_year: int, as_of: dt.date
+    ) -> ReportData:
+        """The tallies of `fiscal_year` on `as_of` (for the city-wide or one department's
+        report)."""
+        rows = await conn.fetch(self._counts, fiscal_year, fiscal_year_start(fiscal_year), as_of)
+        return ReportData(tallies=MappingProxyType(tallies((r[0], r[1], r[2], r[3]) for r in rows)))
 
     async def departments(
         self, conn: asyncpg.Connection, fiscal_year: int, as_of: dt.date
     ) -> ReportData:
-        """Standings plus the departments that nominated a leader and the department names."""
-        async with conn.transaction(isolation="repeatable_read", readonly=True):
-            return await self.read_departments(conn, fiscal_year, as_of)
-
-    async def read_departments(
-        self, conn: asyncpg.Connection, fiscal_year: int, as_of: dt.date
-    ) -> ReportData:
-        """`departments` inside the caller's transaction."""
-        standings = await self._standings(conn)
-        nominated = await conn.fetch(self._nominated, fiscal_year)
-        names = await conn.fetch(self._names, as_of)
-        placed = await conn.fetch(self._placed, as_of)
+        """Tallies plus the departments that nominated a leader and the department names."""
+        rows = await conn.fetch(
+            self._departments, fiscal_year, fiscal_year_start(fiscal_year), as_of
+        )
         return ReportData(
-            standings=tuple(standings),
-            nominated_departments=frozenset(r["department_code"] for r in nominated),
-            placed_departments=frozenset(r[0] for r in placed),
+            tallies=MappingProxyType(
+                tallies(
+                    (r["department"], r["level"], r["employed"], r["n"])
+                    for r in rows
+                    if r["kind"] == "count"
+                )
+            ),
+            nominated_departments=frozenset(
+                r["department"] for r in rows if r["kind"] == "nominated"
+            ),
             department_names=MappingProxyType(
-                {r["department_code"]: r["department_name"] for r in names}
+                {
+                    r["department"]: r["name"]
+                    for r in rows
+                    if r["kind"] == "name" and r["name"] is not None
+                }
             ),
         )
-
-    async def _standings(self, conn: asyncpg.Connection) -> list[Standing]:
-        records = await conn.fetch(self._records)
-        departures = await conn.fetch(self._departures)
-        levels = await conn.fetch(self._levels)
-        nominations = await conn.fetch(self._nominations)
-        return assemble_standings(
-            ((r[0], r[1], r[2]) for r in records),
-            ((r[0], r[1]) for r in departures),
-            ((r[0], r[1], r[2], r[3]) for r in levels),
-            ((r[0], r[1], r[2]) for r in nominations),
-        )
-
-
-def _placed_departments(q: str, certified: str) -> str:
-    """The departments `Standing.department_on($1)` places the employees without a level in:
-    the record in force (else the earliest), else the nomination in force (else the earliest),
-    else `unknown` for someone known only by a departure."""
-    return f"""
-        WITH placements AS (
-          SELECT employee_id, effective_date AS since, department_code, 1 AS source
-          FROM {q}.employee_records WHERE NOT {certified}
-          UNION ALL
-          SELECT n.employee_id, make_date(n.fiscal_year, 4, 1), n.department_code, 2
-          FROM {q}.nominations n WHERE NOT {certified} AND NOT EXISTS (
-            SELECT 1 FROM {q}.employee_records r WHERE r.employee_id = n.employee_id)),
-        placed AS (
-          SELECT DISTINCT ON (employee_id) department_code FROM placements
-          ORDER BY employee_id, (since <= $1) DESC,
-            CASE WHEN since <= $1 THEN since END DESC NULLS LAST,
-            CASE WHEN since <= $1 THEN department_code END DESC NULLS LAST,
-            since, department_code)
-        SELECT DISTINCT department_code FROM placed
-        UNION
-        SELECT '{UNKNOWN_DEPARTMENT}' FROM {q}.departures d WHERE NOT {certified.replace("employee_id", "d.employee_id", 1)}
-          AND NOT EXISTS (SELECT 1 FROM placements p WHERE p.employee_id = d.employee_id)"""

@@ -13,7 +13,8 @@ Tables (in the service's own schema):
   that wrote it, so a retried (nak'ed) older message cannot undo a newer one.
 
 Every write is one idempotent statement in the consumer's transaction: the same event twice
-changes nothing.
+changes nothing. The writes of these four tables also keep the placement counts the progress
+reports read (`placements`, decision 0205).
 
 Meaning of `as_of`: the state on that date *as known now*. Records are effective-dated and
 levels carry `certified_on`, so any past date can be answered from the current tables; a
@@ -33,8 +34,9 @@ from dxtalent_contracts.events import (
     LevelRevokedEvent,
 )
 from dxtalent_infra.migrations import Migration, Privilege, quote_ident
-from dxtalent_reporting import activity
+from dxtalent_reporting import activity, placements
 from dxtalent_reporting.activity import ActivityEvent, ActivityWriter
+from dxtalent_reporting.placements import PendingCounts, PlacementWriter, returning
 
 ProjectedEvent = (
     EmployeeUpdatedEvent
@@ -99,6 +101,7 @@ MIGRATIONS: tuple[Migration, ...] = (
         """,
     ),
     activity.MIGRATION,
+    placements.MIGRATION,
 )
 
 #: The service role's rights on these tables and on those of `activity` (one component):
@@ -109,6 +112,7 @@ PRIVILEGES: tuple[Privilege, ...] = (
         for table in ("employee_records", "departures", "nominations", "levels")
     ),
     *activity.PRIVILEGES,
+    *placements.PRIVILEGES,
 )
 
 
@@ -117,7 +121,8 @@ class ReadModelWriter:
 
     def __init__(self, schema: str) -> None:
         q = quote_ident(schema)
-        self._activity = ActivityWriter(schema)
+        self.counts = counts = PlacementWriter(schema)
+        self._activity = ActivityWriter(schema, counts)
         self._record = (
             f"INSERT INTO {q}.employee_records AS r"
             " (employee_id, effective_date, fact_id, department_code, department_name,"
@@ -125,19 +130,22 @@ class ReadModelWriter:
             " ON CONFLICT (employee_id, effective_date) DO UPDATE"
             " SET fact_id = EXCLUDED.fact_id, department_code = EXCLUDED.department_code,"
             " department_name = EXCLUDED.department_name, categories = EXCLUDED.categories,"
-            " duty_skills = EXCLUDED.duty_skills WHERE EXCLUDED.fact_id > r.fact_id"
+            " duty_skills = EXCLUDED.duty_skills WHERE EXCLUDED.fact_id > r.fact_id "
+            + returning("r", "r.effective_date", "r.department_code", "NULL", "r.categories")
         )
         self._departure = (
             f"INSERT INTO {q}.departures AS d (employee_id, left_on, fact_id)"
             " VALUES ($1, $2, $3) ON CONFLICT (employee_id) DO UPDATE"
             " SET left_on = EXCLUDED.left_on, fact_id = EXCLUDED.fact_id"
-            " WHERE (EXCLUDED.left_on, EXCLUDED.fact_id) < (d.left_on, d.fact_id)"
+            " WHERE (EXCLUDED.left_on, EXCLUDED.fact_id) < (d.left_on, d.fact_id) "
+            + returning("d", "d.left_on", "NULL", "NULL")
         )
         self._nomination = (
             f"INSERT INTO {q}.nominations AS n"
             " (employee_id, fiscal_year, department_code, fact_id) VALUES ($1, $2, $3, $4)"
             " ON CONFLICT (employee_id, fiscal_year, department_code) DO UPDATE"
-            " SET fact_id = EXCLUDED.fact_id WHERE EXCLUDED.fact_id < n.fact_id"
+            " SET fact_id = EXCLUDED.fact_id WHERE EXCLUDED.fact_id < n.fact_id "
+            + returning("n", "NULL", "n.department_code", "n.fiscal_year")
         )
         self._certified = (
             f"INSERT INTO {q}.levels AS l (employee_id, level, certified_on, fiscal_year,"
@@ -148,23 +156,43 @@ class ReadModelWriter:
             " fiscal_year = EXCLUDED.fiscal_year, department_code = EXCLUDED.department_code,"
             " revoked = false, event_id = EXCLUDED.event_id,"
             " stream_sequence = EXCLUDED.stream_sequence"
-            " WHERE EXCLUDED.stream_sequence > l.stream_sequence"
+            " WHERE EXCLUDED.stream_sequence > l.stream_sequence "
+            + returning("l", "l.certified_on", "l.department_code", "l.level")
         )
         self._revoked = (
             f"INSERT INTO {q}.levels AS l (employee_id, level, revoked, event_id, stream_sequence)"
             " VALUES ($1, $2, true, $3, $4) ON CONFLICT (employee_id, level)"
             " DO UPDATE SET revoked = true, event_id = EXCLUDED.event_id,"
             " stream_sequence = EXCLUDED.stream_sequence"
-            " WHERE EXCLUDED.stream_sequence > l.stream_sequence"
+            " WHERE EXCLUDED.stream_sequence > l.stream_sequence "
+            + returning("l", "NULL", "NULL", "l.level", gone="true")
+        )
+        self._record, self._departure, self._nomination, self._certified, self._revoked = (
+            counts.statement(w)
+            for w in (
+                self._record,
+                self._departure,
+                self._nomination,
+                self._certified,
+                self._revoked,
+            )
         )
 
-    async def apply(self, conn: asyncpg.Connection, event: ProjectedEvent, sequence: int) -> None:
-        """Apply `event`, read at stream `sequence`, in the caller's transaction."""
+    async def apply(
+        self,
+        conn: asyncpg.Connection,
+        event: ProjectedEvent,
+        sequence: int,
+        pending: PendingCounts | None = None,
+    ) -> None:
+        """Apply `event`, read at stream `sequence`, in the caller's transaction; with
+        `pending`, its count changes are added there (see `placements.PlacementWriter`)."""
         if event.nats_subject in activity.INTAKE_TYPES:
             await self._activity.count_intake(conn, event.id, event.type, event.time)
         match event:
             case EmployeeUpdatedEvent(data=d):
-                await conn.execute(
+                await self.counts.write(
+                    conn,
                     self._record,
                     d.employee_id,
                     d.effective_date,
@@ -173,15 +201,25 @@ class ReadModelWriter:
                     d.department_name,
                     d.categories,
                     d.duty_skills,
+                    pending=pending,
                 )
             case EmployeeLeftRecordedEvent(data=d):
-                await conn.execute(self._departure, d.employee_id, d.left_on, event.id)
+                await self.counts.write(
+                    conn, self._departure, d.employee_id, d.left_on, event.id, pending=pending
+                )
             case LeaderNominatedRecordedEvent(data=d):
-                await conn.execute(
-                    self._nomination, d.employee_id, d.fiscal_year, d.department_code, event.id
+                await self.counts.write(
+                    conn,
+                    self._nomination,
+                    d.employee_id,
+                    d.fiscal_year,
+                    d.department_code,
+                    event.id,
+                    pending=pending,
                 )
             case LevelCertifiedEvent(data=d):
-                await conn.execute(
+                await self.counts.write(
+                    conn,
                     self._certified,
                     d.employee_id,
                     d.level,
@@ -191,8 +229,11 @@ class ReadModelWriter:
                     event.id,
                     sequence,
                     d.via_equivalence,
+                    pending=pending,
                 )
             case LevelRevokedEvent(data=d):
-                await conn.execute(self._revoked, d.employee_id, d.level, event.id, sequence)
+                await self.counts.write(
+                    conn, self._revoked, d.employee_id, d.level, event.id, sequence, pending=pending
+                )
             case _:
-                await self._activity.apply(conn, event, sequence)
+                await self._activity.apply(conn, event, sequence, pending)

@@ -3,11 +3,14 @@
 Consumes all of `DX_EVENTS` with one durable consumer on `dx.events.>` (nats-server 2.9
 takes one filter subject per consumer) and skips, by subject and before parsing, every event
 the read model does not use (`edge.domain_events`). Events it does use are applied with one idempotent statement
-each inside the consumer's batch transaction (`readmodel`); a malformed one is dead-lettered
+each inside the consumer's batch transaction (`readmodel`), a savepoint segment at a time, with
+the count changes of the segment applied once (`placements`); a malformed one is dead-lettered
 on `dx.deadletter.reporting`. Queries are served over HTTP (`http`).
 """
 
 from __future__ import annotations
+
+from collections.abc import Sequence
 
 import asyncpg
 import structlog
@@ -17,6 +20,7 @@ from dxtalent_infra.delivery import Delivery, Handler
 from dxtalent_infra.edge import domain_events
 from dxtalent_infra.runtime import ConsumerSpec, ServiceContext, ServiceSpec
 from dxtalent_reporting.http import routes
+from dxtalent_reporting.placements import PendingCounts
 from dxtalent_reporting.readmodel import (
     MIGRATIONS,
     PRIVILEGES,
@@ -28,19 +32,38 @@ from dxtalent_reporting.readmodel import (
 log = structlog.get_logger(__name__)
 
 
-def projection_handler(ctx: ServiceContext) -> Handler:
-    """Build the handler that projects one domain event into the reporting read model."""
-    writer = ReadModelWriter(ctx.schema)
+class ProjectionHandler:
+    """Projects domain events into the reporting read model: one message (the consumer's
+    fallback) or a whole savepoint segment, whose count changes are summed and applied once,
+    under one turn of the read model's lock (`placements`)."""
 
-    async def handle(conn: asyncpg.Connection, delivery: Delivery) -> None:
+    def __init__(self, ctx: ServiceContext) -> None:
+        self._writer = ReadModelWriter(ctx.schema)
+
+    async def __call__(self, conn: asyncpg.Connection, delivery: Delivery) -> None:
         # the edge parsed only the subjects the read model projects; others arrive as None
         projected: ProjectedEvent | None = delivery.event
         if projected is None:
             return
-        await writer.apply(conn, projected, delivery.stream_sequence)
+        await self._writer.apply(conn, projected, delivery.stream_sequence)
         log.debug("reporting.applied", event_id=projected.id, type=projected.type)
 
-    return handle
+    async def handle_many(self, conn: asyncpg.Connection, deliveries: Sequence[Delivery]) -> None:
+        """A segment in stream order; a message that fails raises, and the consumer goes one
+        message at a time."""
+        projected = [(d.event, d.stream_sequence) for d in deliveries if d.event is not None]
+        if not projected:
+            return
+        pending = PendingCounts()
+        await self._writer.counts.lock(conn)
+        for event, sequence in projected:
+            await self._writer.apply(conn, event, sequence, pending)
+        await self._writer.counts.apply(conn, pending)
+
+
+def projection_handler(ctx: ServiceContext) -> Handler:
+    """Build the handler that projects domain events into the reporting read model."""
+    return ProjectionHandler(ctx)
 
 
 SPEC = ServiceSpec(

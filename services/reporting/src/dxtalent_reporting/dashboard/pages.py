@@ -13,10 +13,11 @@ from dxtalent_reporting.dashboard import pages_records as record_pages
 from dxtalent_reporting.dashboard.deadletters import newest_dead_letters
 from dxtalent_reporting.dashboard.pages_employee import employee_page
 from dxtalent_reporting.dashboard.pages_progress import departments_page, plan_months, progress_page
-from dxtalent_reporting.dashboard.people import CategoryQuery, PeopleReader
+from dxtalent_reporting.dashboard.people import PeopleReader
 from dxtalent_reporting.dashboard.reads import DashboardReader
 from dxtalent_reporting.dashboard.view import PageView
-from dxtalent_reporting.domain.progress import target_progress
+from dxtalent_reporting.domain.memberships import CategoryQuery
+from dxtalent_reporting.domain.progress import progress_from_tally
 from dxtalent_reporting.http import ReportPeriod, departments_report, progress_report
 from dxtalent_reporting.queries import ReportReader
 
@@ -43,15 +44,17 @@ class PageBuilder:
 
     async def progress(self, conn: asyncpg.Connection, p: ReportPeriod) -> PageView:
         catalog = self.ctx.catalog
-        data = await self.reports.read_standings(conn)
-        report = progress_report(target_progress(catalog, p.fiscal_year, data.standings, p.as_of))
+        data = await self.reports.standings(conn, p.fiscal_year, p.as_of)
+        report = progress_report(
+            progress_from_tally(catalog, p.fiscal_year, p.as_of, None, data.city())
+        )
         first, last = plan_months(catalog)
         monthly = await self.reads.monthly_reached(conn, first, last, catalog.top_level)
         trainees = await self.reads.trainees_reached(conn, p.as_of)
         return progress_page(report, trainees, monthly, catalog)
 
     async def departments(self, conn: asyncpg.Connection, p: ReportPeriod) -> PageView:
-        data = await self.reports.read_departments(conn, p.fiscal_year, p.as_of)
+        data = await self.reports.departments(conn, p.fiscal_year, p.as_of)
         report = departments_report(self.ctx, p.fiscal_year, p.as_of, data)
         nominees = await self.reads.nominees(conn, p.fiscal_year)
         return departments_page(report, nominees, self.ctx.catalog.top_level)

@@ -16,6 +16,7 @@ Decisions where the rules (docs/rules.md) are silent:
 from __future__ import annotations
 
 import datetime as dt
+from collections import Counter
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from decimal import ROUND_HALF_UP, Decimal
@@ -103,11 +104,25 @@ def target_progress(
     With `department`, only the employees the report date places there count.
     """
     day = as_of or fiscal_year_end(fiscal_year)
-    chosen = [s for s in standings if department is None or s.department_on(day) == department]
-    employed = [s.highest_level_on(day) for s in chosen if s.employed_on(day)]
-    departed = [s.highest_level_on(day) for s in chosen if not s.employed_on(day)]
+    tally: Counter[tuple[int, bool]] = Counter(
+        (s.highest_level_on(day), s.employed_on(day))
+        for s in standings
+        if department is None or s.department_on(day) == department
+    )
+    return progress_from_tally(catalog, fiscal_year, day, department, tally)
+
+
+def progress_from_tally(
+    catalog: Catalog,
+    fiscal_year: int,
+    day: dt.date,
+    department: str | None,
+    tally: Mapping[tuple[int, bool], int],
+) -> Progress:
+    """Progress of `fiscal_year` on `day` from how many employees hold each highest level
+    (0: none), employed or not on `day`: all a report counts (see `domain.placements`)."""
     levels = tuple(
-        _level_progress(n, catalog.target(fiscal_year, n), employed, departed)
+        _level_progress(n, catalog.target(fiscal_year, n), tally)
         for n in range(1, catalog.top_level + 1)
     )
     return Progress(
@@ -116,22 +131,22 @@ def target_progress(
         as_of=day,
         department=department,
         levels=levels,
-        left=sum(1 for h in departed if h >= 1),
+        left=sum(k for (h, employed), k in tally.items() if not employed and h >= 1),
     )
 
 
 def _level_progress(
-    level: int, target: int | None, employed: list[int], departed: list[int]
+    level: int, target: int | None, tally: Mapping[tuple[int, bool], int]
 ) -> LevelProgress:
     """Counts for one level from the highest levels held by employed and departed staff."""
-    reached = sum(1 for h in employed if h >= level)
+    reached = sum(k for (h, employed), k in tally.items() if employed and h >= level)
     return LevelProgress(
         level=level,
         target=target,
         reached=reached,
-        exactly=sum(1 for h in employed if h == level),
+        exactly=sum(k for (h, employed), k in tally.items() if employed and h == level),
         percent=percent(reached, target),
-        left=sum(1 for h in departed if h >= level),
+        left=sum(k for (h, employed), k in tally.items() if not employed and h >= level),
     )
 
 
