@@ -14,7 +14,7 @@ PACKAGES := src/dxtalent contracts/src/dxtalent_contracts infra/src/dxtalent_inf
 EXAMPLES := examples/subscriber
 PYTEST_ARGS ?=
 
-.PHONY: test lint typecheck pytest unit integration e2e demo schemas bench-infra bench-e2e clean chromium screenshots bench-dashboard
+.PHONY: test lint typecheck pytest unit integration e2e demo schemas bench-infra bench-e2e bench-throughput clean chromium screenshots bench-dashboard
 
 $(UV):
 	$(PYTHON) -m venv .tools
@@ -60,6 +60,9 @@ bench-infra: $(VENV)/.synced ## event store / relay / consumer rates (prints fig
 
 bench-e2e: $(VENV)/.synced ## CourseCompleted -> LevelCertified latency (prints figures)
 	$(BIN)/dxtalent bench latency
+
+bench-throughput: $(VENV)/.synced ## 30,000-staff city end to end vs. a bare stage, 3 runs (prints figures)
+	$(BIN)/dxtalent bench throughput --runs 3 $(BENCH_ARGS)
 
 clean:
 	rm -rf .venv .tools .pytest_cache .mypy_cache .ruff_cache

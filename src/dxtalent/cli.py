@@ -354,6 +354,20 @@ def bench_latency(
     run_latency_bench(console, samples=samples)
 
 
+@bench_app.command("throughput")
+def bench_throughput(
+    staff: Annotated[
+        int, typer.Option(min=10, help="city size (facts: about 2.1 per staff)")
+    ] = 30_000,
+    runs: Annotated[int, typer.Option(min=1, help="runs, each on fresh servers")] = 1,
+) -> None:
+    """Facts/s end to end for a generated city, and a bare stage on the same servers."""
+    from dxtalent.bench_throughput import run_throughput_bench
+
+    configure_logging("warning", json=False)
+    run_throughput_bench(console, staff=staff, runs=runs)
+
+
 @bench_app.command("dashboard")
 def bench_dashboard(
     sizes: Annotated[
