@@ -346,12 +346,16 @@ def demo(
 @bench_app.command("latency")
 def bench_latency(
     samples: Annotated[int, typer.Option(min=1, help="how many certifications to time")] = 200,
+    rate: Annotated[
+        int | None, typer.Option(min=1, help="facts/s of sustained load (default: one at a time)")
+    ] = None,
+    duration: Annotated[float, typer.Option(min=1, help="seconds of load with --rate")] = 20.0,
 ) -> None:
     """End-to-end latency from an inbound CourseCompleted to the LevelCertified it causes."""
     from dxtalent.latency import run_latency_bench
 
     configure_logging("warning", json=False)
-    run_latency_bench(console, samples=samples)
+    run_latency_bench(console, samples=samples, rate=rate, duration=duration)
 
 
 @bench_app.command("throughput")
