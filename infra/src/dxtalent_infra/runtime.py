@@ -46,7 +46,12 @@ from dxtalent_infra.eventstore import PostgresEventStore
 from dxtalent_infra.http_api import validation_failed
 from dxtalent_infra.metrics import render_metrics
 from dxtalent_infra.migrations import Migration, migrate
-from dxtalent_infra.nats import broker_options, broker_security, connect_broker
+from dxtalent_infra.nats import (
+    broker_options,
+    broker_security,
+    connect_broker,
+    require_server_version,
+)
 from dxtalent_infra.outbox import OutboxRelay
 from dxtalent_infra.settings import Settings
 from dxtalent_infra.status import readiness, service_status, status_router
@@ -186,6 +191,7 @@ async def build_context(spec: ServiceSpec, settings: Settings) -> ServiceContext
     broker = service_broker(spec.name, settings)
     await connect_broker(broker)
     nc: NatsClient = broker.connection
+    require_server_version(nc)
     js = nc.jetstream()
     await ensure_streams(
         js,
