@@ -86,3 +86,16 @@ async def test_other_pull_subscriptions_keep_nats_py_behaviour() -> None:
     other = _Queue(ready=3, consumer="someone-else")
     assert len(await other.fetch(500, timeout=0.1)) == 3
     assert other.calls == [(500, 0.1)]
+
+
+async def test_a_top_up_takes_what_is_there_without_the_batch_behaviour() -> None:
+    """`top_up` asks the unwrapped fetch for up to `room` messages within FILL_S, and an
+    empty stream gives [] rather than a timeout; the wrapped fetch's state is untouched."""
+    fetch_timeout.install(_Queue)
+    queue = _Queue(ready=7)
+    assert await fetch_timeout.top_up(queue, 5) == [0, 1, 2, 3, 4]
+    assert queue.calls == [(5, fetch_timeout.FILL_S)]
+    assert await fetch_timeout.top_up(queue, 5) == [0, 1]
+    assert await fetch_timeout.top_up(queue, 5) == []
+    assert await fetch_timeout.top_up(queue, 0) == []
+    assert not getattr(queue, "_dxtalent_last_fetch_short", False)
