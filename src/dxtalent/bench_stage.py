@@ -43,12 +43,11 @@ async def bare_stage_rate(nats_url: str, database_url: str, messages: Sequence[b
             f" CREATE TABLE {schema}.checkpoint (name text PRIMARY KEY, seq bigint NOT NULL)"
         )
         for start in range(0, len(messages), 1000):
-            await asyncio.gather(
-                *(
-                    js.publish(f"{token}.in", raw, headers={"Nats-Msg-Id": f"{token}-{i}"})
-                    for i, raw in enumerate(messages[start : start + 1000], start)
-                )
-            )
+            acks = [
+                await js.publish_async(f"{token}.in", raw, headers={"Nats-Msg-Id": f"{token}-{i}"})
+                for i, raw in enumerate(messages[start : start + 1000], start)
+            ]
+            await asyncio.wait_for(asyncio.gather(*acks), 300)  # minutes on a busy machine
         sub = await js.pull_subscribe(
             f"{token}.in",
             durable="bare",

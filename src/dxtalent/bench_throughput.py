@@ -99,7 +99,7 @@ async def _publish_all(nats_url: str, messages: Sequence[bytes]) -> None:
         await nc.close()
 
 
-def one_run(messages: Sequence[bytes]) -> RunFigures:
+def one_run(console: Console, messages: Sequence[bytes]) -> RunFigures:
     """One end-to-end run and one bare-stage run on the same fresh servers."""
     data_dir = Path(tempfile.mkdtemp(prefix="dxtalent-bench-tp-"))
     try:
@@ -113,6 +113,7 @@ def one_run(messages: Sequence[bytes]) -> RunFigures:
             uvloop.run(_publish_all(str(stack.nats_url), messages))
             done = _caught_up_at(stack, rss, timeout=1800)
             end_to_end = len(messages) / (done - started)
+            console.print(f"  end to end: {end_to_end:,.0f} facts/s; now the bare stage")
             bare = uvloop.run(
                 bare_stage_rate(str(stack.nats_url), str(stack.database_url), messages)
             )
@@ -136,7 +137,7 @@ def run_throughput_bench(console: Console, *, staff: int, runs: int, seed: int =
     )
     figures: list[RunFigures] = []
     for i in range(runs):
-        fig = one_run(messages)
+        fig = one_run(console, messages)
         figures.append(fig)
         memory = ", ".join(f"{name} {fig.rss_mb.get(name, 0):.0f}" for name in SERVICES)
         console.print(
