@@ -21,15 +21,17 @@ Two fixes between nats-py 2.16 and FastStream 0.7.8:
 3. **A batch in waiting tops itself up** (`top_up`, called by the consumer). The consumer
    fetches the next batch while one is applied, so under load that fetch takes what little
    had arrived by then and waits for the apply; meanwhile more arrives. Once the previous
-   batch is done, the waiting one takes what came in the meantime (at most `FILL_S` more
-   waiting, and only when it did wait for a batch in flight: an idle consumer never does).
-   Measured in `dxtalent bench latency --rate` (decision 0202).
+   batch is done, the waiting one takes what came in the meantime, with one `no_wait` pull
+   request that the server answers at once (no lingering request is left behind, whose late
+   messages would sit unapplied in the client), and only when it did wait for a batch in
+   flight: an idle consumer never does. Decision 0202.
 """
 
 from __future__ import annotations
 
 import contextlib
 import functools
+import json
 from typing import Any
 
 import nats.errors
@@ -37,7 +39,6 @@ from nats.js.client import JetStreamContext
 
 _MARK = "_dxtalent_timeout_as_nats_error"
 _SHORT = "_dxtalent_last_fetch_short"
-_ORIGINAL = "_dxtalent_original_fetch"
 
 #: How long a batch that has its first message waits for more to arrive (seconds).
 FILL_S = 0.005
@@ -86,19 +87,26 @@ def install(cls: Any = JetStreamContext.PullSubscription) -> None:
         return got
 
     setattr(fetch, _MARK, True)
-    setattr(cls, _ORIGINAL, fetch_once)
     cls.fetch = fetch
 
 
-async def top_up(subscription: Any, room: int) -> list[Any]:
-    """Up to `room` more messages for a pull subscription whose class `install` wrapped,
-    waiting at most `FILL_S`; [] when none came. It leaves the batch behaviour of 2. as it
-    was (the next fetch of FastStream's loop is not affected)."""
+async def top_up(subscription: Any, room: int, *, wait_s: float = 1.0) -> list[Any]:
+    """Up to `room` messages already waiting for nats-py pull subscription `subscription`,
+    from one `no_wait` pull request (the server sends what it has, then a 404/408 status
+    when that is less than asked); [] when none. `wait_s` bounds each read in case the
+    connection is lost. The batch behaviour of 2. is untouched."""
     if room < 1:
         return []
-    fetch_once = getattr(type(subscription), _ORIGINAL)
-    try:
-        got: list[Any] = await fetch_once(subscription, room, FILL_S)
-    except nats.errors.TimeoutError:
-        return []
+    request = json.dumps({"batch": room, "no_wait": True}).encode()
+    await subscription._nc.publish(subscription._nms, request, subscription._deliver)
+    got: list[Any] = []
+    with contextlib.suppress(TimeoutError, nats.errors.TimeoutError):
+        while len(got) < room:
+            msg = await subscription._sub.next_msg(timeout=wait_s)
+            status = msg.headers.get("Status") if msg.headers else None
+            if status is None:
+                got.append(msg)
+            elif status in ("404", "408"):  # nothing (more) there: the request is over
+                break
+            # anything else (a heartbeat, a late status of an older request): read on
     return got
