@@ -14,7 +14,7 @@ PACKAGES := src/dxtalent contracts/src/dxtalent_contracts infra/src/dxtalent_inf
 EXAMPLES := examples/subscriber
 PYTEST_ARGS ?=
 
-.PHONY: test lint typecheck pytest unit integration e2e demo schemas bench-infra bench-nats-sync bench-e2e clean chromium promtool screenshots bench-dashboard bench-queries compose-smoke k8s-pin-images k8s-render
+.PHONY: test lint typecheck pytest unit integration e2e demo schemas bench-infra bench-nats-sync bench-e2e bench-throughput clean chromium promtool screenshots bench-dashboard bench-queries compose-smoke k8s-pin-images k8s-render
 
 $(UV):
 	$(PYTHON) -m venv .tools
@@ -79,6 +79,9 @@ k8s-render: ## the Kubernetes manifests as `kubectl apply -k deploy/k8s` would a
 
 k8s-pin-images: $(VENV)/.synced ## after pushing: pin every image of deploy/k8s by digest (IMAGES="name=ref ...")
 	$(BIN)/python deploy/k8s/pin_images.py $(IMAGES)
+
+bench-throughput: $(VENV)/.synced ## 30,000-staff city end to end vs. a bare stage, 3 runs (prints figures)
+	$(BIN)/dxtalent bench throughput --runs 3 $(BENCH_ARGS)
 
 clean:
 	rm -rf .venv .tools .pytest_cache .mypy_cache .ruff_cache

@@ -384,12 +384,30 @@ def demo(
 @bench_app.command("latency")
 def bench_latency(
     samples: Annotated[int, typer.Option(min=1, help="how many certifications to time")] = 200,
+    rate: Annotated[
+        int | None, typer.Option(min=1, help="facts/s of sustained load (default: one at a time)")
+    ] = None,
+    duration: Annotated[float, typer.Option(min=1, help="seconds of load with --rate")] = 20.0,
 ) -> None:
     """End-to-end latency from an inbound CourseCompleted to the LevelCertified it causes."""
     from dxtalent.latency import run_latency_bench
 
     configure_logging("warning", json=False)
-    run_latency_bench(console, samples=samples)
+    run_latency_bench(console, samples=samples, rate=rate, duration=duration)
+
+
+@bench_app.command("throughput")
+def bench_throughput(
+    staff: Annotated[
+        int, typer.Option(min=10, help="city size (facts: about 2.1 per staff)")
+    ] = 30_000,
+    runs: Annotated[int, typer.Option(min=1, help="runs, each on fresh servers")] = 1,
+) -> None:
+    """Facts/s end to end for a generated city, and a bare stage on the same servers."""
+    from dxtalent.bench_throughput import run_throughput_bench
+
+    configure_logging("warning", json=False)
+    run_throughput_bench(console, staff=staff, runs=runs)
 
 
 @bench_app.command("queries")

@@ -1,7 +1,8 @@
 """pytest fixtures for real servers, and where they come from.
 
 Order of preference (docs/architecture.md, "Tests and their servers"): `DXT_TEST_NATS_URL` /
-`DXT_TEST_DATABASE_URL` when set; else containers through testcontainers when a Docker-API
+`DXT_TEST_DATABASE_URL` when set (a NATS server older than 2.10, which the services refuse,
+is replaced by an embedded one, and the summary says so); else containers through testcontainers when a Docker-API
 engine answers (`tests.support.containers`: host networking, loopback ports, images from
 `DXT_TEST_*_IMAGE`); else the embedded servers from PyPI wheels. A container that cannot start
 means embedded servers, with a `ContainerFallbackWarning` naming why; the terminal summary says
@@ -12,9 +13,12 @@ Fault-injection tests take `own_nats` / `own_postgres`: servers of their own to 
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import shutil
+import socket
 import tempfile
+import urllib.parse
 import uuid
 import warnings
 from collections.abc import AsyncIterator, Iterator
@@ -25,6 +29,7 @@ import asyncpg
 import nats
 import pytest
 
+from dxtalent_infra.nats import MIN_SERVER_VERSION
 from dxtalent_infra.servers import EmbeddedNats, EmbeddedPostgres
 from dxtalent_infra.topology import ALL_STREAMS, Topology
 from tests.support import containers
@@ -79,12 +84,39 @@ def _embedded(started: list[Embedded], what: str, server: Embedded) -> str:
     return server.url
 
 
+def nats_server_version(url: str) -> tuple[int, ...] | None:
+    """The version in the INFO line a NATS server sends on connect; None when unreadable."""
+    parts = urllib.parse.urlsplit(url)
+    try:
+        with socket.create_connection((parts.hostname, parts.port or 4222), timeout=3) as sock:
+            line = sock.makefile("rb").readline()
+    except OSError:
+        return None
+    if not line.startswith(b"INFO "):
+        return None
+    version = str(json.loads(line[5:]).get("version", ""))
+    numbers = [int(n) for n in version.split("-", 1)[0].split(".") if n.isdigit()]
+    return tuple(numbers) or None
+
+
+def _usable_nats(url: str | None) -> str | None:
+    """`url` unless it names a NATS server the services would refuse (older than 2.10)."""
+    if url is None:
+        return None
+    version = nats_server_version(url)
+    if version is not None and version[:2] < MIN_SERVER_VERSION:
+        shown = ".".join(map(str, version))
+        SOURCES.append(f"NATS at {url} is {shown}, older than the services accept: not used")
+        return None
+    return url
+
+
 @pytest.fixture(scope="session")
 def server_urls() -> Iterator[ServerUrls]:
     """URLs of one NATS and one PostgreSQL server shared by the session (isolated per test)."""
-    nats_url = os.environ.get("DXT_TEST_NATS_URL")
     database_url = os.environ.get("DXT_TEST_DATABASE_URL")
     SOURCES.extend(f"{var}={os.environ[var]}" for var in _URL_VARS if os.environ.get(var))
+    nats_url = _usable_nats(os.environ.get("DXT_TEST_NATS_URL"))
     started: list[Embedded] = []
     stack = contextlib.ExitStack()
     scratch = Path(tempfile.mkdtemp(prefix="dxt-test-servers-"))

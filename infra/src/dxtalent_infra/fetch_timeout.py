@@ -18,12 +18,20 @@ Two fixes between nats-py 2.16 and FastStream 0.7.8:
    and after a fetch that came back short, the subscription's next fetch ends at once, which
    makes FastStream's loop hand over the batch it has. Under load batches fill; a trickle
    waits a few milliseconds at most.
+3. **A batch in waiting tops itself up** (`top_up`, called by the consumer). The consumer
+   fetches the next batch while one is applied, so under load that fetch takes what little
+   had arrived by then and waits for the apply; meanwhile more arrives. Once the previous
+   batch is done, the waiting one takes what came in the meantime, with one `no_wait` pull
+   request that the server answers at once (no lingering request is left behind, whose late
+   messages would sit unapplied in the client), and only when it did wait for a batch in
+   flight: an idle consumer never does. Decision 0202.
 """
 
 from __future__ import annotations
 
 import contextlib
 import functools
+import json
 from typing import Any
 
 import nats.errors
@@ -80,3 +88,25 @@ def install(cls: Any = JetStreamContext.PullSubscription) -> None:
 
     setattr(fetch, _MARK, True)
     cls.fetch = fetch
+
+
+async def top_up(subscription: Any, room: int, *, wait_s: float = 1.0) -> list[Any]:
+    """Up to `room` messages already waiting for nats-py pull subscription `subscription`,
+    from one `no_wait` pull request (the server sends what it has, then a 404/408 status
+    when that is less than asked); [] when none. `wait_s` bounds each read in case the
+    connection is lost. The batch behaviour of 2. is untouched."""
+    if room < 1:
+        return []
+    request = json.dumps({"batch": room, "no_wait": True}).encode()
+    await subscription._nc.publish(subscription._nms, request, subscription._deliver)
+    got: list[Any] = []
+    with contextlib.suppress(TimeoutError, nats.errors.TimeoutError):
+        while len(got) < room:
+            msg = await subscription._sub.next_msg(timeout=wait_s)
+            status = msg.headers.get("Status") if msg.headers else None
+            if status is None:
+                got.append(msg)
+            elif status in ("404", "408"):  # nothing (more) there: the request is over
+                break
+            # anything else (a heartbeat, a late status of an older request): read on
+    return got

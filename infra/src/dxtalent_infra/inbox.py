@@ -67,6 +67,14 @@ class PostgresInbox:
             " SELECT $1, k, s FROM unnest($2::text[], $3::bigint[]) AS t(k, s)"
             " ON CONFLICT DO NOTHING RETURNING message_key"
         )
+        # the claim and the checkpoint in one round trip (a data-modifying WITH runs once)
+        self._claim_and_advance = (
+            f"WITH advance AS (INSERT INTO {q}.consumer_checkpoint AS c"
+            " (durable, stream, last_sequence) VALUES ($1, $4, $5) ON CONFLICT (durable) DO UPDATE"
+            " SET last_sequence = GREATEST(c.last_sequence, EXCLUDED.last_sequence),"
+            " updated_at = now())"
+            f" {self._claim}"
+        )
         self._release = f"DELETE FROM {q}.inbox WHERE message_key = $1 AND durable = $2"
         self._advance = (
             f"INSERT INTO {q}.consumer_checkpoint AS c (durable, stream, last_sequence)"
@@ -81,10 +89,20 @@ class PostgresInbox:
         await migrate(conn, self.schema, COMPONENT, MIGRATIONS)
 
     async def claim(
-        self, conn: asyncpg.Connection, keys: Sequence[str], sequences: Sequence[int]
+        self,
+        conn: asyncpg.Connection,
+        keys: Sequence[str],
+        sequences: Sequence[int],
+        *,
+        advance_to: int | None = None,
     ) -> set[str]:
-        """Record `keys` as applied, in the caller's transaction; returns those that were new."""
-        rows = await conn.fetch(self._claim, self.durable, list(keys), list(sequences))
+        """Record `keys` as applied, in the caller's transaction; returns those that were new.
+        With `advance_to`, the same statement does what `advance` does."""
+        args = (self.durable, list(keys), list(sequences))
+        if advance_to is None:
+            rows = await conn.fetch(self._claim, *args)
+        else:
+            rows = await conn.fetch(self._claim_and_advance, *args, self.stream, advance_to)
         return {r["message_key"] for r in rows}
 
     async def release(self, conn: asyncpg.Connection, keys: Sequence[str]) -> None:

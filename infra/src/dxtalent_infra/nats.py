@@ -20,6 +20,25 @@ from dxtalent_infra.settings import nats_servers
 
 log = structlog.get_logger(__name__)
 
+#: The oldest nats-server the services accept: consumers with several filter subjects need
+#: 2.10 (2.9 silently ignores the list and delivers the whole stream). Decision 0201.
+MIN_SERVER_VERSION = (2, 10)
+
+
+class UnsupportedServerError(RuntimeError):
+    """The NATS server is older than `MIN_SERVER_VERSION`; upgrading it is the only fix."""
+
+
+def require_server_version(nc: Client, minimum: tuple[int, int] = MIN_SERVER_VERSION) -> None:
+    """Refuse a server older than `minimum` with an error saying what to run instead."""
+    version = nc.connected_server_version
+    if (version.major, version.minor) < minimum:
+        raise UnsupportedServerError(
+            f"nats-server {str(version).strip('<>')} at {nc.connected_url.netloc if nc.connected_url else '?'}"
+            f" is too old: dxtalent needs nats-server {minimum[0]}.{minimum[1]} or later "
+            "(consumers with several filter subjects); production should run 2.12.3 or later"
+        )
+
 
 async def connect_nats(
     url: str,

@@ -129,7 +129,7 @@ class OutboxRelay:
             f" FROM {s}.outbox AS o JOIN {s}.events AS e ON e.position = o.position"
             " ORDER BY o.position LIMIT $1"
         )
-        self._delete_sql = f"DELETE FROM {s}.outbox WHERE position = ANY($1::bigint[])"
+        self._delete_table = f"{s}.outbox"
         self._count_sql = f"SELECT count(*) FROM {s}.outbox"
         self._wake = asyncio.Event()
         self._stop = asyncio.Event()
@@ -231,13 +231,16 @@ class OutboxRelay:
             await self._pool.release(proxy)
 
     async def _relay_batch(self) -> int:
-        """One batch: lock, read in position order, publish, await acks, delete, commit."""
+        """One batch: lock, read in position order, publish, await acks, delete, commit.
+        Three round trips: BEGIN with the lock, the read, the DELETE with COMMIT (both pairs
+        sent as one simple query; the key and the positions are integers, inlined)."""
         async with self._pool.acquire() as proxy:
             conn = cast(asyncpg.Connection, proxy)
-            async with conn.transaction():
-                await conn.execute("SELECT pg_advisory_xact_lock($1)", self._lock_key)
+            await conn.execute(f"BEGIN; SELECT pg_advisory_xact_lock({int(self._lock_key)})")
+            try:
                 rows = await conn.fetch(self._select_sql, self._batch_size)
                 if not rows:
+                    await conn.execute("COMMIT")
                     return 0
                 event_ids = [r["event_id"] for r in rows]
                 try:
@@ -254,7 +257,15 @@ class OutboxRelay:
                     raise
                 if self._on_published is not None:
                     await self._on_published(event_ids)
-                await conn.execute(self._delete_sql, [r["position"] for r in rows])
+                positions = ",".join(str(int(r["position"])) for r in rows)
+                await conn.execute(
+                    f"DELETE FROM {self._delete_table} WHERE position = ANY('{{{positions}}}'"
+                    "::bigint[]); COMMIT"
+                )
+            except BaseException:
+                with contextlib.suppress(Exception):
+                    await conn.execute("ROLLBACK")
+                raise
         RELAY_PUBLISHED.labels(service=self.schema).inc(len(rows))
         log.debug(
             "outbox.published",

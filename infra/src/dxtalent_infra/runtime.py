@@ -52,7 +52,12 @@ from dxtalent_infra.http_api import validation_failed
 from dxtalent_infra.inbox_retention import InboxPruner
 from dxtalent_infra.metrics import render_metrics
 from dxtalent_infra.migrations import Migration, Privilege, grant_privileges, migrate
-from dxtalent_infra.nats import broker_options, broker_security, connect_broker
+from dxtalent_infra.nats import (
+    broker_options,
+    broker_security,
+    connect_broker,
+    require_server_version,
+)
 from dxtalent_infra.outbox import OutboxRelay
 from dxtalent_infra.settings import Settings
 from dxtalent_infra.status import readiness, service_status, status_router
@@ -237,6 +242,7 @@ async def build_context(spec: ServiceSpec, settings: Settings) -> ServiceContext
     broker = service_broker(spec.name, settings)
     await connect_broker(broker)
     nc: NatsClient = broker.connection
+    require_server_version(nc)
     js = nc.jetstream()
     prepare = ensure_streams if settings.provision_streams else await_streams
     await prepare(

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import nats.errors
 import pytest
 from nats.js.client import JetStreamContext
@@ -86,3 +88,48 @@ async def test_other_pull_subscriptions_keep_nats_py_behaviour() -> None:
     other = _Queue(ready=3, consumer="someone-else")
     assert len(await other.fetch(500, timeout=0.1)) == 3
     assert other.calls == [(500, 0.1)]
+
+
+class _Msg:
+    def __init__(self, status: str | None = None) -> None:
+        self.headers = {"Status": status} if status else None
+
+
+class _PullSubscription:
+    """nats-py's pull subscription as `top_up` uses it: the server answers a no_wait request
+    with the messages it has, then 404 when they were fewer than asked."""
+
+    def __init__(self, ready: int) -> None:
+        self._nms, self._deliver = "$JS.API.CONSUMER.MSG.NEXT.S.d", "_INBOX.x"
+        self.ready = ready
+        self.requests: list[dict[str, object]] = []
+        self.queue: list[_Msg] = []
+        self._nc = self
+        self._sub = self
+
+    async def publish(self, subject: str, payload: bytes, reply: str) -> None:
+        request = json.loads(payload)
+        self.requests.append(request)
+        taken = min(int(request["batch"]), self.ready)
+        self.ready -= taken
+        self.queue += [_Msg() for _ in range(taken)]
+        if taken < int(request["batch"]):
+            self.queue.append(_Msg("404"))
+
+    async def next_msg(self, timeout: float) -> _Msg:  # noqa: ASYNC109
+        if not self.queue:
+            raise TimeoutError
+        return self.queue.pop(0)
+
+
+async def test_a_top_up_takes_what_is_there_with_one_no_wait_request() -> None:
+    """`top_up` asks once, without waiting on the server, for up to `room` messages, and
+    leaves nothing of its request behind: a full answer ends the read, so does the 404."""
+    sub = _PullSubscription(ready=7)
+    assert len(await fetch_timeout.top_up(sub, 5)) == 5
+    assert sub.requests == [{"batch": 5, "no_wait": True}]
+    assert len(await fetch_timeout.top_up(sub, 5)) == 2
+    assert sub.queue == []  # the 404 was read
+    assert await fetch_timeout.top_up(sub, 5) == []
+    assert await fetch_timeout.top_up(sub, 0) == []
+    assert len(sub.requests) == 3

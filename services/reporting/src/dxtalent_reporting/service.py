@@ -1,8 +1,9 @@
 """The reporting service: read models of target progress, by level, department and date.
 
-Consumes all of `DX_EVENTS` with one durable consumer on `dx.events.>` (nats-server 2.9
-takes one filter subject per consumer) and skips, by subject and before parsing, every event
-the read model does not use (`edge.domain_events`). Events it does use are applied with one idempotent statement
+Consumes `DX_EVENTS` with one durable consumer filtered on exactly the subjects the read model
+uses (`readmodel.SUBJECTS`, several filter subjects: nats-server 2.10+, decision 0201), so
+the server never delivers the others; the edge parser still skips, by subject and before
+parsing, anything else (`edge.domain_events`). Events it does use are applied with one idempotent statement
 each inside the consumer's batch transaction (`readmodel`), a savepoint segment at a time, with
 the count changes of the segment applied once (`placements`); a malformed one is dead-lettered
 on `dx.deadletter.reporting`. Queries are served over HTTP (`http`).
@@ -74,7 +75,7 @@ SPEC = ServiceSpec(
         ConsumerSpec(
             stream="DX_EVENTS",
             durable="reporting",
-            filter_subjects=(subjects.EVENTS_ALL,),
+            filter_subjects=tuple(sorted(SUBJECTS)),
             deadletter_subject=subjects.DEADLETTER_REPORTING,
             handler=projection_handler,
             parser=domain_events(only=SUBJECTS),

@@ -1,0 +1,155 @@
+"""`dxtalent bench throughput`: facts per second end to end, against a bare stage on the same
+servers in the same run.
+
+Each run starts the servers (embedded unless DXT_NATS_URL / DXT_DATABASE_URL) and the three
+services as `dxtalent demo` does, publishes the generated city's facts, and times from the
+first publish until every service reports `caught_up` (`GET /v1/status`, polled every 0.1 s,
+three checks in a row; the time is that of the first of them). The services' resident memory
+is sampled meanwhile. Then, on the same servers, the same number of facts goes through the
+bare single stage (`bench_stage`). Printed: both rates, their ratio and the largest resident
+memory of each service, per run, then min / median / max over the runs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import statistics
+import tempfile
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import nats
+import uvloop
+from rich.console import Console
+from rich.table import Table
+
+from dxtalent.bench_stage import bare_stage_rate
+from dxtalent.citygen import generate_city
+from dxtalent.demo import DEMO_SEED
+from dxtalent.nats_tools import subject_for
+from dxtalent.stack import SERVICES, LocalStack, running_stack
+from dxtalent_contracts.catalog import load_catalog
+from dxtalent_contracts.envelope import CONTENT_TYPE
+
+
+@dataclass
+class RunFigures:
+    """What one run measured."""
+
+    facts: int
+    end_to_end: float  # facts/s
+    bare: float  # facts/s
+    rss_mb: dict[str, float] = field(default_factory=dict)  # largest seen, per service
+
+    @property
+    def ratio(self) -> float:
+        return self.end_to_end / self.bare
+
+
+def rss_mb(pid: int) -> float:
+    """Resident memory of a process in MB (0 when it is gone)."""
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return 0.0
+
+
+def _caught_up_at(stack: LocalStack, rss: dict[str, float], timeout: float) -> float:
+    """Poll until every service is caught up three checks in a row; the first check's time.
+    Samples the services' memory into `rss` meanwhile."""
+    deadline = time.monotonic() + timeout
+    streak_start: float | None = None
+    streak = 0
+    while time.monotonic() < deadline:
+        now = time.monotonic()
+        for name, svc in stack.services.items():
+            rss[name] = max(rss.get(name, 0.0), rss_mb(svc.proc.pid))
+        if all(stack.ready().values()):
+            streak_start = now if streak == 0 else streak_start
+            streak += 1
+            if streak >= 3 and streak_start is not None:
+                return streak_start
+        else:
+            streak = 0
+        time.sleep(0.1)
+    raise TimeoutError(f"services not caught up within {timeout}s: {stack.ready()}")
+
+
+async def _publish_all(nats_url: str, messages: Sequence[bytes]) -> None:
+    """Publish the facts to their inbound subjects, pipelined, every ack awaited (minutes at
+    most: on a busy machine `publish_raw`'s per-message timeout of 5 s can pass)."""
+    nc = await nats.connect(nats_url, name="dxtalent-bench-publish")
+    js = nc.jetstream()
+    try:
+        for start in range(0, len(messages), 1000):
+            acks = []
+            for raw in messages[start : start + 1000]:
+                subject, event_id = subject_for(raw)
+                headers = {"Content-Type": CONTENT_TYPE, "Nats-Msg-Id": event_id or ""}
+                acks.append(await js.publish_async(subject, raw, headers=headers))
+            await asyncio.wait_for(asyncio.gather(*acks), 300)
+    finally:
+        await nc.close()
+
+
+def one_run(console: Console, messages: Sequence[bytes]) -> RunFigures:
+    """One end-to-end run and one bare-stage run on the same fresh servers."""
+    data_dir = Path(tempfile.mkdtemp(prefix="dxtalent-bench-tp-"))
+    try:
+        stack = LocalStack(
+            data_dir, os.environ.get("DXT_NATS_URL"), os.environ.get("DXT_DATABASE_URL")
+        )
+        with running_stack(stack):
+            stack.wait_ready(timeout=120, settle_checks=1)
+            rss: dict[str, float] = {}
+            started = time.monotonic()
+            uvloop.run(_publish_all(str(stack.nats_url), messages))
+            done = _caught_up_at(stack, rss, timeout=1800)
+            end_to_end = len(messages) / (done - started)
+            console.print(f"  end to end: {end_to_end:,.0f} facts/s; now the bare stage")
+            bare = uvloop.run(
+                bare_stage_rate(str(stack.nats_url), str(stack.database_url), messages)
+            )
+    finally:
+        shutil.rmtree(data_dir, ignore_errors=True)
+    return RunFigures(len(messages), end_to_end, bare, rss)
+
+
+def _spread(values: Sequence[float], fmt: str) -> str:
+    return " / ".join(format(v, fmt) for v in (min(values), statistics.median(values), max(values)))
+
+
+def run_throughput_bench(console: Console, *, staff: int, runs: int, seed: int = DEMO_SEED) -> None:
+    """Generate the city, run `runs` times, print each run and min / median / max."""
+    city = generate_city(load_catalog(), seed=seed, staff=staff)
+    messages = [e.to_json_bytes() for e in city.events]
+    console.print(
+        f"{staff} staff (seed {seed}): {len(messages)} facts; {runs} run(s), each on fresh "
+        "servers: the city end to end, then the bare stage (consume → one batched upsert + "
+        "checkpoint → publish → ack, uvloop) on the same servers"
+    )
+    figures: list[RunFigures] = []
+    for i in range(runs):
+        fig = one_run(console, messages)
+        figures.append(fig)
+        memory = ", ".join(f"{name} {fig.rss_mb.get(name, 0):.0f}" for name in SERVICES)
+        console.print(
+            f"run {i + 1}: end to end {fig.end_to_end:,.0f} facts/s, bare stage "
+            f"{fig.bare:,.0f} facts/s, ratio {fig.ratio:.2f}; largest RSS MB: {memory}"
+        )
+    table = Table(title=f"throughput, {len(messages)} facts, min / median / max of {runs}")
+    table.add_column("measure")
+    table.add_column("min / median / max", justify="right")
+    table.add_row("end to end (facts/s)", _spread([f.end_to_end for f in figures], ",.0f"))
+    table.add_row("bare stage (facts/s)", _spread([f.bare for f in figures], ",.0f"))
+    table.add_row("ratio", _spread([f.ratio for f in figures], ".2f"))
+    for name in SERVICES:
+        table.add_row(f"RSS {name} (MB)", _spread([f.rss_mb.get(name, 0) for f in figures], ".0f"))
+    console.print(table)
