@@ -327,6 +327,44 @@ def dlq_redrive(
     console.print(f"re-drove {n} dead letters")
 
 
+class Rebuildable(StrEnum):
+    certification = "certification"
+    reporting = "reporting"
+
+
+@app.command()
+def rebuild(
+    service: Rebuildable,
+    keep_retired: Annotated[
+        bool, typer.Option(help="keep the old tables in schema <schema>_retired after the swap")
+    ] = False,
+) -> None:
+    """Rebuild a projection from DX_EVENTS into a new schema while the service keeps serving,
+    then swap it in atomically (certification's employees, reporting's read models)."""
+    from dxtalent.rebuild_cli import rebuild_service, summary
+
+    settings = load_settings()
+    configure_logging("warning", json=False)
+    database_url = settings.database_url or _stack_info(settings).get("database_url")
+    if database_url is None:
+        raise UserError(
+            "no PostgreSQL server: set DXT_DATABASE_URL, or start the system with `dxtalent up`"
+        )
+    report = asyncio.run(
+        rebuild_service(
+            service.value,
+            settings,
+            load_catalog_for(settings),
+            nats_url=_nats_url(settings),
+            database_url=database_url,
+            auth=_nats_auth(settings),
+            keep_retired=keep_retired,
+            console=console,
+        )
+    )
+    console.print(summary(report))
+
+
 @app.command()
 def demo(
     staff: Annotated[int, typer.Option(min=1, help="how many staff the generated city has")] = 3000,

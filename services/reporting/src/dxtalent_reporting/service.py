@@ -24,7 +24,12 @@ log = structlog.get_logger(__name__)
 
 def projection_handler(ctx: ServiceContext) -> Handler:
     """Build the handler that projects one domain event into the reporting read model."""
-    writer = ReadModelWriter(ctx.schema)
+    return read_model_handler(ctx.schema)
+
+
+def read_model_handler(schema: str) -> Handler:
+    """The handler that projects one domain event into the read model of `schema`."""
+    writer = ReadModelWriter(schema)
 
     async def handle(conn: asyncpg.Connection, delivery: Delivery) -> None:
         # the edge parsed only the subjects the read model projects; others arrive as None
