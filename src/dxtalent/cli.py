@@ -350,13 +350,12 @@ def rebuild(
         raise UserError(
             "no PostgreSQL server: set DXT_DATABASE_URL, or start the system with `dxtalent up`"
         )
+    servers = {"nats_url": _nats_url(settings), "database_url": database_url}
     report = asyncio.run(
         rebuild_service(
             service.value,
-            settings,
+            settings.model_copy(update=servers),
             load_catalog_for(settings),
-            nats_url=_nats_url(settings),
-            database_url=database_url,
             auth=_nats_auth(settings),
             keep_retired=keep_retired,
             console=console,

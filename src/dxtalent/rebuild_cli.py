@@ -15,16 +15,16 @@ from rich.console import Console
 from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
-    Progress,
     TaskProgressColumn,
     TextColumn,
     TimeElapsedColumn,
 )
+from rich.progress import Progress as ProgressBar
 
 from dxtalent.errors import UserError
 from dxtalent.nats_tools import NatsAuth, connect
 from dxtalent_contracts.catalog import Catalog
-from dxtalent_infra.rebuild import Rebuild, RebuildError, RebuildReport, RebuildSpec
+from dxtalent_infra.rebuild import Progress, Rebuild, RebuildError, RebuildReport, RebuildSpec
 from dxtalent_infra.settings import Settings
 
 REBUILDABLE = ("certification", "reporting")
@@ -41,17 +41,20 @@ async def rebuild_service(
     settings: Settings,
     catalog: Catalog,
     *,
-    nats_url: str,
-    database_url: str,
     auth: NatsAuth | None = None,
     keep_retired: bool = False,
     console: Console | None = None,
+    batch_size: int = 1000,
+    progress: Progress | None = None,
 ) -> RebuildReport:
-    """Rebuild `service`'s projection on the given servers; a bar on `console` when given."""
-    nc = await connect(nats_url, f"dxtalent-rebuild-{service}", auth)
+    """Rebuild `service`'s projection on the servers of `settings` (both URLs set); a bar on
+    `console` when given, and `progress` told too."""
+    if settings.nats_url is None or settings.database_url is None:
+        raise UserError("rebuild needs DXT_NATS_URL and DXT_DATABASE_URL")
+    nc = await connect(settings.nats_url, f"dxtalent-rebuild-{service}", auth)
     try:
         pool = await asyncpg.create_pool(
-            database_url,
+            settings.database_url,
             min_size=1,
             max_size=3,
             server_settings={"application_name": f"dxtalent-rebuild-{service}"},
@@ -68,17 +71,25 @@ async def rebuild_service(
             TextColumn("{task.fields[rate]:>8.0f} events/s"),
             TimeElapsedColumn(),
         )
-        with Progress(*columns, console=console, disable=console is None) as bar:
+        with ProgressBar(*columns, console=console, disable=console is None) as bar:
             task = bar.add_task(f"rebuilding {service}", total=None, rate=0.0)
             loop = asyncio.get_running_loop()
             started = loop.time()
 
-            def progress(done: int, total: int) -> None:
+            def show(done: int, total: int) -> None:
                 rate = done / max(loop.time() - started, 1e-9)
                 bar.update(task, completed=done, total=total, rate=rate)
+                if progress is not None:
+                    progress(done, total)
 
             rebuild = Rebuild(
-                rebuild_spec(service), settings, catalog, pool, nc.jetstream(), progress=progress
+                rebuild_spec(service),
+                settings,
+                catalog,
+                pool,
+                nc.jetstream(),
+                progress=show,
+                batch_size=batch_size,
             )
             try:
                 return await rebuild.run(keep_retired=keep_retired)
