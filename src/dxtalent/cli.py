@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 from rich.console import Console
 
+from dxtalent.backup_cli import backup_app
 from dxtalent.credential_cli import credential_app
 from dxtalent.employee_cli import employee_app
 from dxtalent.errors import UserError, UserErrorGroup, load_catalog_for, load_settings, read_input
@@ -38,6 +39,7 @@ app.add_typer(dlq_app, name="dlq")
 app.add_typer(bench_app, name="bench")
 app.add_typer(credential_app, name="credential")
 app.add_typer(employee_app, name="employee")
+app.add_typer(backup_app, name="backup")
 console = Console()
 
 STACK_FILE = "stack.json"

@@ -35,6 +35,7 @@ from typing import Any, cast
 
 import asyncpg
 import structlog
+from nats.js.errors import NotFoundError
 
 from dxtalent_contracts.catalog import Catalog
 from dxtalent_infra import inbox as inbox_module
@@ -201,11 +202,14 @@ class Rebuild:
         await self._inbox.migrate(conn)
         await _copy_grants(conn, self.live, self.new)
         c = self._spec.consumer
+        stream = self._topology.stream(c.stream)
         try:
-            info = await self._js.consumer_info(self._topology.stream(c.stream), c.durable)
+            info = await self._js.consumer_info(stream, c.durable)
             self._floor = int(info.ack_floor.stream_seq or 0)
-        except Exception:  # no live durable yet (a restored system): nothing was settled
-            self._floor = 0
+        except NotFoundError:
+            # no live consumer (a restored system whose service has not run yet): it will
+            # read everything itself, so the rebuild takes what the stream holds now
+            self._floor = int((await self._js.stream_info(stream)).state.last_seq)
         log.info("rebuild.prepared", schema=self.new, live=self.live, settled_up_to=self._floor)
 
     async def _replay(self, start: int, conn: asyncpg.Connection | None = None) -> None:
