@@ -14,7 +14,7 @@ PACKAGES := src/dxtalent contracts/src/dxtalent_contracts infra/src/dxtalent_inf
 EXAMPLES := examples/subscriber
 PYTEST_ARGS ?=
 
-.PHONY: test lint typecheck pytest unit integration e2e demo schemas bench-infra bench-e2e clean chromium screenshots bench-dashboard
+.PHONY: test lint typecheck pytest unit integration e2e demo schemas bench-infra bench-e2e clean chromium screenshots bench-dashboard bench-rebuild
 
 $(UV):
 	$(PYTHON) -m venv .tools
@@ -76,3 +76,6 @@ screenshots: $(VENV)/.synced chromium ## every dashboard page at 1366×768 with 
 
 bench-dashboard: $(VENV)/.synced ## time each dashboard page: demo city and a 30,000-staff city (median/p99)
 	$(BIN)/dxtalent bench dashboard
+
+bench-rebuild: $(VENV)/.synced ## dxtalent rebuild rates (events/s): demo city and a 30,000-staff city
+	$(BIN)/dxtalent bench rebuild

@@ -7,11 +7,13 @@ a row (FY2025 on its last day; the intake page on today). Printed: median and p9
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 import statistics
 import tempfile
 import time
 import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
 
 from rich.console import Console
@@ -55,8 +57,10 @@ def time_pages(base: str, rounds: int, employee_id: str) -> dict[str, list[float
     return timings
 
 
-def bench_city(console: Console, staff: int, rounds: int) -> dict[str, list[float]]:
-    """Run the system with a generated city of `staff` and time its pages."""
+@contextlib.contextmanager
+def running_city(console: Console, staff: int) -> Iterator[LocalStack]:
+    """The system on embedded servers, fed a generated city of `staff`, every service caught
+    up; everything stopped and deleted afterwards (also used by `bench_rebuild`)."""
     catalog = load_catalog()
     city = generate_city(catalog, seed=DEMO_SEED, staff=staff)
     messages = [e.to_json_bytes() for e in city.events]
@@ -68,10 +72,16 @@ def bench_city(console: Console, staff: int, rounds: int) -> dict[str, list[floa
             _publish(console, stack, messages)
             with console.status("processing…"):
                 stack.wait_ready(timeout=3600, settle_checks=3)
-            base = stack.services["reporting"].base_url
-            return time_pages(base, rounds, employee_id="E000001")
+            yield stack
     finally:
         shutil.rmtree(data_dir, ignore_errors=True)
+
+
+def bench_city(console: Console, staff: int, rounds: int) -> dict[str, list[float]]:
+    """Run the system with a generated city of `staff` and time its pages."""
+    with running_city(console, staff) as stack:
+        base = stack.services["reporting"].base_url
+        return time_pages(base, rounds, employee_id="E000001")
 
 
 def run_dashboard_bench(console: Console, sizes: list[int], rounds: int) -> None:

@@ -408,6 +408,20 @@ def bench_dashboard(
     run_dashboard_bench(console, sizes or [DEMO_STAFF, 30_000], rounds)
 
 
+@bench_app.command("rebuild")
+def bench_rebuild(
+    sizes: Annotated[
+        list[int] | None, typer.Option("--staff", help="city sizes (repeatable)")
+    ] = None,
+) -> None:
+    """Rebuild rates (events/s) of both projections for the demo city and ten times its size."""
+    from dxtalent.bench_rebuild import run_rebuild_bench
+    from dxtalent.demo import DEMO_STAFF
+
+    configure_logging("warning", json=False)
+    run_rebuild_bench(console, sizes or [DEMO_STAFF, 10 * DEMO_STAFF])
+
+
 @app.command()
 def version() -> None:
     """Print the version."""
