@@ -157,6 +157,7 @@ class Rebuild:
         )
         self._counts = _Counts(progress=progress)
         self._floor = 0  # messages up to here were settled by the live consumer before we began
+        self._reread_from = 0  # the last sequence a catch-up went back to
 
     async def run(self, *, keep_retired: bool = False) -> RebuildReport:
         """Rebuild, swap, clean up; raises `RebuildError` (nothing swapped) when it cannot."""
@@ -276,8 +277,13 @@ class Rebuild:
         """The stream sequence to read on from: after the last one read, or earlier when the
         live consumer has since applied a message the replay left out for it."""
         start = self._counts.last + 1
+        if not self._spec.follow_live_inbox:
+            return start  # everything up to `last` was offered already
         missing = await self._missing(conn, first_only=True)
-        return min(start, missing) if missing else start
+        if not missing or missing <= self._reread_from:
+            return start  # read again once already: its handler fails (the swap will say so)
+        self._reread_from = missing
+        return min(start, missing)
 
     async def _missing(self, conn: asyncpg.Connection, *, first_only: bool = False) -> int:
         """Messages in the live inbox but not in the new one (the first one's sequence with
@@ -296,7 +302,7 @@ class Rebuild:
 
     async def _swap(self, conn: asyncpg.Connection, keep_retired: bool) -> None:
         """Catch up the last messages under the lock and swap, in one transaction."""
-        live, new, retired = (quote_ident(s) for s in (self.live, self.new, self.retired))
+        live, retired = quote_ident(self.live), quote_ident(self.retired)
         async with conn.transaction():
             await conn.execute("SET LOCAL lock_timeout = '30s'")
             if await _table_exists(conn, self.live, "inbox"):
@@ -306,33 +312,23 @@ class Rebuild:
             if missing:
                 raise RebuildError(
                     f"{missing} messages the live consumer applied could not be applied to "
-                    f"{self.new!r} (see the log's consumer.handler_gave_up); nothing was swapped"
+                    f"{self.new!r} (see the log's consumer.handler_gave_up), or the stream no "
+                    "longer holds them (a maximum age); nothing was swapped"
                 )
             if self._spec.before_swap is not None:
                 await self._spec.before_swap(conn, self._ctx)
-            await _refuse_functions_naming(conn, self.new)
             if self._spec.tables:
-                await self._swap_tables(conn)
+                await swap_tables(conn, self.live, self.new, self.retired, self._spec.tables)
+                await self._record_migrations(conn)
             else:
-                if await _schema_exists(conn, self.live):
-                    await conn.execute(f"ALTER SCHEMA {live} RENAME TO {retired}")
-                    await _fence(conn, self.retired)
-                await conn.execute(f"ALTER SCHEMA {new} RENAME TO {live}")
+                await swap_schemas(conn, self.live, self.new, self.retired)
         log.info("rebuild.swapped", live=self.live, at_sequence=self._counts.last)
         if not keep_retired:
             await conn.execute(f"DROP SCHEMA IF EXISTS {retired} CASCADE")
 
-    async def _swap_tables(self, conn: asyncpg.Connection) -> None:
-        live, new, retired = (quote_ident(s) for s in (self.live, self.new, self.retired))
-        await conn.execute(f"CREATE SCHEMA IF NOT EXISTS {live}")
-        await conn.execute(f"CREATE SCHEMA {retired}")
-        for table in self._spec.tables:
-            if await _table_exists(conn, self.live, table):
-                await conn.execute(f"ALTER TABLE {live}.{quote_ident(table)} SET SCHEMA {retired}")
-        await _fence(conn, self.retired)
-        for table in self._spec.tables:
-            await conn.execute(f"ALTER TABLE {new}.{quote_ident(table)} SET SCHEMA {live}")
-        # the live schema now holds those components' tables: record their migrations there
+    async def _record_migrations(self, conn: asyncpg.Connection) -> None:
+        """The live schema now holds the moved components' tables: record their migrations."""
+        live, new = quote_ident(self.live), quote_ident(self.new)
         await conn.execute(
             f"CREATE TABLE IF NOT EXISTS {live}.schema_migrations (LIKE {new}.schema_migrations"
             " INCLUDING ALL)"
@@ -342,6 +338,36 @@ class Rebuild:
             f"INSERT INTO {live}.schema_migrations SELECT * FROM {new}.schema_migrations"
             " WHERE component = ANY($1::text[]) ON CONFLICT DO NOTHING",
             components,
+        )
+
+
+async def swap_schemas(conn: asyncpg.Connection, live: str, new: str, retired: str) -> None:
+    """In the caller's transaction: `live` becomes `retired` (its tables refuse writes from
+    now on) and `new` becomes `live`."""
+    await _refuse_functions_naming(conn, new)
+    if await _schema_exists(conn, live):
+        await conn.execute(f"ALTER SCHEMA {quote_ident(live)} RENAME TO {quote_ident(retired)}")
+        await _fence(conn, retired)
+    await conn.execute(f"ALTER SCHEMA {quote_ident(new)} RENAME TO {quote_ident(live)}")
+
+
+async def swap_tables(
+    conn: asyncpg.Connection, live: str, new: str, retired: str, tables: Sequence[str]
+) -> None:
+    """In the caller's transaction: move `tables` of `live` to `retired` (refusing writes from
+    now on) and those of `new` into `live`."""
+    await conn.execute(f"CREATE SCHEMA IF NOT EXISTS {quote_ident(live)}")
+    await conn.execute(f"CREATE SCHEMA {quote_ident(retired)}")
+    for table in tables:
+        if await _table_exists(conn, live, table):
+            await conn.execute(
+                f"ALTER TABLE {quote_ident(live)}.{quote_ident(table)}"
+                f" SET SCHEMA {quote_ident(retired)}"
+            )
+    await _fence(conn, retired)
+    for table in tables:
+        await conn.execute(
+            f"ALTER TABLE {quote_ident(new)}.{quote_ident(table)} SET SCHEMA {quote_ident(live)}"
         )
 
 
