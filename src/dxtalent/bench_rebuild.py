@@ -39,11 +39,16 @@ def run_rebuild_bench(console: Console, sizes: list[int]) -> None:
     """Print one table of rebuild rates."""
     results = bench_sizes(console, sizes)
     table = Table(title="dxtalent rebuild: events read from DX_EVENTS, rebuilt and swapped")
-    for column in ("staff", "projection", "events", "seconds", "events/s"):
+    for column in ("staff", "projection", "events", "seconds", "events/s", "lock s"):
         table.add_column(column, justify="left" if column == "projection" else "right")
     for staff, reports in results.items():
         for r in reports:
             table.add_row(
-                f"{staff:,}", r.service, f"{r.read:,}", f"{r.seconds:.1f}", f"{r.rate:,.0f}"
+                f"{staff:,}",
+                r.service,
+                f"{r.read:,}",
+                f"{r.seconds:.1f}",
+                f"{r.rate:,.0f}",
+                f"{r.locked_seconds:.2f}",
             )
     console.print(table)

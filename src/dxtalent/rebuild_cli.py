@@ -105,7 +105,8 @@ def summary(report: RebuildReport) -> str:
     line = (
         f"{report.service}: rebuilt from {report.read:,} events in {report.seconds:.1f}s "
         f"({report.rate:,.0f} events/s; {report.applied:,} applied, {report.skipped:,} left "
-        f"out), swapped at stream sequence {report.swapped_at_sequence:,}"
+        f"out), swapped at stream sequence {report.swapped_at_sequence:,} "
+        f"(the live consumer waited {report.locked_seconds:.2f}s)"
     )
     if report.retired:
         line += f"; the old tables are kept in schema {report.retired!r}"

@@ -97,6 +97,7 @@ class RebuildReport:
     seconds: float = 0.0
     retired: str | None = None
     swapped_at_sequence: int = 0
+    locked_seconds: float = 0.0  # how long the live consumer waited on the swap's lock
 
     @property
     def rate(self) -> float:
@@ -158,6 +159,7 @@ class Rebuild:
         self._counts = _Counts(progress=progress)
         self._floor = 0  # messages up to here were settled by the live consumer before we began
         self._reread_from = 0  # the last sequence a catch-up went back to
+        self._locked_seconds = 0.0
 
     async def run(self, *, keep_retired: bool = False) -> RebuildReport:
         """Rebuild, swap, clean up; raises `RebuildError` (nothing swapped) when it cannot."""
@@ -183,6 +185,7 @@ class Rebuild:
         c = self._counts
         report.read, report.applied, report.skipped = c.read, c.applied, c.skipped
         report.swapped_at_sequence = c.last
+        report.locked_seconds = self._locked_seconds
         report.retired = self.retired if keep_retired else None
         report.seconds = time.perf_counter() - started
         log.info("rebuild.done", **vars(report), rate=report.rate)
@@ -307,6 +310,7 @@ class Rebuild:
             await conn.execute("SET LOCAL lock_timeout = '30s'")
             if await _table_exists(conn, self.live, "inbox"):
                 await conn.execute(f"LOCK TABLE {live}.inbox IN EXCLUSIVE MODE")
+            locked = time.perf_counter()
             await self._replay(await self._catch_up_from(conn), conn)
             missing = await self._missing(conn)
             if missing:
@@ -322,6 +326,7 @@ class Rebuild:
                 await self._record_migrations(conn)
             else:
                 await swap_schemas(conn, self.live, self.new, self.retired)
+        self._locked_seconds = time.perf_counter() - locked
         log.info("rebuild.swapped", live=self.live, at_sequence=self._counts.last)
         if not keep_retired:
             await conn.execute(f"DROP SCHEMA IF EXISTS {retired} CASCADE")
