@@ -7,6 +7,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import shutil
+import subprocess
+import sys
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,7 +18,7 @@ from urllib.parse import urlsplit, urlunsplit
 import asyncpg
 import nats
 
-from dxtalent.backup_cli import dump, restore
+from dxtalent.backup_cli import restore
 from dxtalent.citygen import generate_city
 from dxtalent.demo import DEMO_SEED
 from dxtalent.expected import expected_states
@@ -83,6 +85,17 @@ async def _delete_streams(nats_url: str, topology: Topology) -> None:
     await nc.close()
 
 
+def _cli(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "dxtalent", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+
+
 async def _events(database_url: str, topology: Topology) -> int:
     conn = await asyncpg.connect(database_url)
     try:
@@ -108,8 +121,9 @@ def test_restored_event_stores_rebuild_the_same_levels_and_progress(system: Loca
     data_dir = Path(tempfile.mkdtemp(prefix="dxt-restored-"))
     restored_topology = Topology(unique_token())
     try:
-        source = Settings(database_url=system.database_url, prefix=system.prefix)
-        assert "certification" in asyncio.run(dump(source, dump_dir))
+        dumped = _cli("backup", "dump", str(dump_dir), env=system.env_for())
+        assert dumped.returncode == 0, dumped.stderr
+        assert "certification" in dumped.stdout
         with empty_database(str(system.database_url)) as url:
             target = Settings(
                 nats_url=system.nats_url, database_url=url, prefix=restored_topology.prefix
@@ -132,8 +146,9 @@ def test_restored_event_stores_rebuild_the_same_levels_and_progress(system: Loca
                 assert report.applied > 0
                 restored.start_service("certification")  # republishes its own events
                 restored.wait_ready(timeout=120, settle_checks=3)
-                report = asyncio.run(rebuild_service("reporting", target, CATALOG))
-                assert report.applied > 0
+                rebuilt = _cli("rebuild", "reporting", env=restored.env_for())
+                assert rebuilt.returncode == 0, rebuilt.stderr
+                assert "reporting: rebuilt from" in rebuilt.stdout
                 restored.wait_ready(timeout=120, settle_checks=3)
                 again = answers(restored, employees)
                 assert_matches_core(restored, CATALOG, city.events)
