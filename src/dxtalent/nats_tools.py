@@ -115,6 +115,10 @@ def subject_for(raw: bytes) -> tuple[str, str | None]:
     return subject, event_id
 
 
+#: How long `publish_raw` waits for each JetStream ack.
+ACK_WAIT_S = 10.0
+
+
 async def publish_raw(
     nats_url: str,
     messages: Sequence[bytes],
@@ -141,7 +145,10 @@ async def publish_raw(
                     headers["Nats-Msg-Id"] = event_id
                 if subject == UNKNOWN_SUBJECT:
                     report.unrecognised += 1
-                futures.append(js.publish(topology.subject(subject), raw, headers=headers))
+                # nats-py waits 0.5 s for an ack by default: too short for a busy server
+                futures.append(
+                    js.publish(topology.subject(subject), raw, headers=headers, timeout=ACK_WAIT_S)
+                )
             for ack in await _acks(futures, nats_url, topology):
                 report.published += 1
                 if ack.duplicate:
