@@ -78,6 +78,8 @@ class RebuildSpec:
     handler: Callable[[RebuildContext], Handler]
     tables: tuple[str, ...] = ()
     follow_live_inbox: bool = False
+    #: Runs twice: before the swap's lock (the bulk of the work) and under it (what changed
+    #: since), so it must be idempotent and cheap when little changed.
     before_swap: Callable[[asyncpg.Connection, RebuildContext], Awaitable[None]] | None = None
 
     @property
@@ -178,6 +180,8 @@ class Rebuild:
                     await self._replay(await self._catch_up_from(guard))
                     if self._counts.read - before < SMALL_TAIL:
                         break
+                if self._spec.before_swap is not None:  # the bulk of it, before the lock
+                    await self._spec.before_swap(guard, self._ctx)
                 await self._swap(guard, keep_retired)
                 await guard.execute(f"DROP SCHEMA IF EXISTS {quote_ident(self.new)} CASCADE")
             finally:

@@ -30,9 +30,9 @@ from dxtalent_infra.migrations import Migration, quote_ident
 COMPONENT = "projection"
 
 #: Per employee and key, the last certification event of a store if it certifies: what the
-#: `sent` ledger holds (see `domain.corrections`). `{events}` and `{employees}` are tables;
-#: rows whose ledger already says so are left alone.
-LEDGER_FROM_EVENTS = """
+#: `sent` ledger holds (see `domain.corrections`), as CTEs ending in `ledgers(employee_id,
+#: sent)`. `{events}` is the store's events table.
+LEDGERS_FROM_EVENTS = """
     WITH keyed AS (
         SELECT data->>'employee_id' AS employee_id, event_id, event_type, data, position,
             CASE WHEN event_type LIKE '%.Level%' THEN 'level:' || (data->>'level')
@@ -51,9 +51,7 @@ LEDGER_FROM_EVENTS = """
         WHERE event_type IN ('dxtalent.certification.LevelCertified.v1',
             'dxtalent.certification.SkillAcquired.v1')
         GROUP BY employee_id
-    )
-    UPDATE {employees} AS e SET sent = l.sent
-    FROM ledgers AS l WHERE e.employee_id = l.employee_id AND e.sent IS DISTINCT FROM l.sent"""
+    )"""
 
 #: Rows written before the ledger existed get it from the certification event store of the same
 #: schema (when there is one).
@@ -66,10 +64,10 @@ BEGIN
         RETURN;
     END IF;
 """
-    + LEDGER_FROM_EVENTS.replace("{events}", "{schema}.events").replace(
-        "{employees}", "{schema}.employees"
-    )
-    + """;
+    + LEDGERS_FROM_EVENTS.replace("{events}", "{schema}.events")
+    + """
+    UPDATE {schema}.employees AS e SET sent = l.sent
+    FROM ledgers AS l WHERE e.employee_id = l.employee_id;
 END $$;
 """
 )

@@ -9,7 +9,8 @@ The rebuild applies only messages the live consumer has applied (`follow_live_in
 that reached the new table first would make the live consumer's own application of it a
 no-op, and the `LevelCertified` it causes would never be published. Just before the swap,
 under the lock, each row's sent ledger is taken from the event store: what was really
-published is what later corrections supersede.
+published is what later corrections supersede (most of it is done before the lock, and only
+what changed since under it).
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ import asyncpg
 from dxtalent_certification.codec import ledger_to_json
 from dxtalent_certification.domain.corrections import SentLedger
 from dxtalent_certification.handler import CertificationHandler
-from dxtalent_certification.projection import LEDGER_FROM_EVENTS
+from dxtalent_certification.projection import LEDGERS_FROM_EVENTS
 from dxtalent_certification.service import SPEC
 from dxtalent_infra.delivery import Handler
 from dxtalent_infra.migrations import quote_ident
@@ -31,17 +32,26 @@ def _handler(ctx: RebuildContext) -> Handler:
 
 
 async def sent_ledgers_from_store(conn: asyncpg.Connection, ctx: RebuildContext) -> None:
-    """Every new row's sent ledger as the live event store records it."""
+    """Every new row's sent ledger as the live event store records it (empty without events
+    that certify); writes only the rows that differ, so a second run writes what changed."""
     employees = f"{quote_ident(ctx.schema)}.employees"
     events = f"{quote_ident(ctx.live_schema)}.events"
     empty = ledger_to_json(SentLedger.empty())
-    await conn.execute(
-        f"UPDATE {employees} SET sent = $1::jsonb WHERE sent IS DISTINCT FROM $1::jsonb", empty
-    )
-    if await conn.fetchval("SELECT to_regclass($1) IS NOT NULL", events):
+    if not await conn.fetchval("SELECT to_regclass($1) IS NOT NULL", events):
         await conn.execute(
-            LEDGER_FROM_EVENTS.replace("{events}", events).replace("{employees}", employees)
+            f"UPDATE {employees} SET sent = $1::jsonb WHERE sent IS DISTINCT FROM $1::jsonb", empty
         )
+        return
+    await conn.execute(
+        LEDGERS_FROM_EVENTS.replace("{events}", events)
+        + f""", wanted AS (
+            SELECT e.employee_id, coalesce(l.sent, $1::jsonb) AS sent
+            FROM {employees} AS e LEFT JOIN ledgers AS l USING (employee_id)
+        )
+        UPDATE {employees} AS e SET sent = w.sent FROM wanted AS w
+        WHERE e.employee_id = w.employee_id AND e.sent IS DISTINCT FROM w.sent""",
+        empty,
+    )
 
 
 REBUILD = RebuildSpec(
