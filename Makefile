@@ -14,7 +14,7 @@ PACKAGES := src/dxtalent contracts/src/dxtalent_contracts infra/src/dxtalent_inf
 EXAMPLES := examples/subscriber
 PYTEST_ARGS ?=
 
-.PHONY: test lint typecheck pytest unit integration e2e demo schemas bench-infra bench-nats-sync bench-e2e bench-throughput clean chromium promtool screenshots bench-dashboard bench-queries compose-smoke k8s-pin-images k8s-render
+.PHONY: test lint typecheck pytest unit integration e2e demo schemas bench-infra bench-nats-sync bench-e2e bench-throughput clean chromium promtool screenshots bench-dashboard bench-queries bench-rebuild compose-smoke k8s-pin-images k8s-render
 
 $(UV):
 	$(PYTHON) -m venv .tools
@@ -109,3 +109,6 @@ bench-queries: $(VENV)/.synced ## requests/s and p50/p99 of the report queries: 
 
 bench-dashboard: $(VENV)/.synced ## time each dashboard page: demo city and a 30,000-staff city (median/p99)
 	$(BIN)/dxtalent bench dashboard
+
+bench-rebuild: $(VENV)/.synced ## dxtalent rebuild rates (events/s): demo city and a 30,000-staff city
+	$(BIN)/dxtalent bench rebuild

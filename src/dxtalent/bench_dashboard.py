@@ -59,7 +59,8 @@ def time_pages(base: str, rounds: int, employee_id: str) -> dict[str, list[float
 
 @contextmanager
 def city_stack(console: Console, staff: int) -> Iterator[LocalStack]:
-    """The whole system on embedded servers, fed a generated city of `staff` and caught up."""
+    """The system on embedded servers, fed a generated city of `staff`, every service caught
+    up; everything stopped and deleted afterwards (also used by `bench_queries`, `bench_rebuild`)."""
     catalog = load_catalog()
     city = generate_city(catalog, seed=DEMO_SEED, staff=staff)
     messages = [e.to_json_bytes() for e in city.events]

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 from rich.console import Console
 
+from dxtalent.backup_cli import backup_app
 from dxtalent.credential_cli import credential_app
 from dxtalent.employee_cli import employee_app
 from dxtalent.errors import UserError, UserErrorGroup, load_catalog_for, load_settings, read_input
@@ -38,6 +39,7 @@ app.add_typer(dlq_app, name="dlq")
 app.add_typer(bench_app, name="bench")
 app.add_typer(credential_app, name="credential")
 app.add_typer(employee_app, name="employee")
+app.add_typer(backup_app, name="backup")
 console = Console()
 
 STACK_FILE = "stack.json"
@@ -365,6 +367,43 @@ def dlq_redrive(
     console.print(f"re-drove {n} dead letters")
 
 
+class Rebuildable(StrEnum):
+    certification = "certification"
+    reporting = "reporting"
+
+
+@app.command()
+def rebuild(
+    service: Rebuildable,
+    keep_retired: Annotated[
+        bool, typer.Option(help="keep the old tables in schema <schema>_retired after the swap")
+    ] = False,
+) -> None:
+    """Rebuild a projection from DX_EVENTS into a new schema while the service keeps serving,
+    then swap it in atomically (certification's employees, reporting's read models)."""
+    from dxtalent.rebuild_cli import rebuild_service, summary
+
+    settings = load_settings()
+    configure_logging("warning", json=False)
+    database_url = settings.database_url or _stack_info(settings).get("database_url")
+    if database_url is None:
+        raise UserError(
+            "no PostgreSQL server: set DXT_DATABASE_URL, or start the system with `dxtalent up`"
+        )
+    servers = {"nats_url": _nats_url(settings), "database_url": database_url}
+    report = asyncio.run(
+        rebuild_service(
+            service.value,
+            settings.model_copy(update=servers),
+            load_catalog_for(settings),
+            auth=_nats_auth(settings),
+            keep_retired=keep_retired,
+            console=console,
+        )
+    )
+    console.print(summary(report))
+
+
 @app.command()
 def demo(
     staff: Annotated[int, typer.Option(min=1, help="how many staff the generated city has")] = 3000,
@@ -440,6 +479,20 @@ def bench_dashboard(
 
     configure_logging("warning", json=False)
     run_dashboard_bench(console, sizes or [DEMO_STAFF, 30_000], rounds)
+
+
+@bench_app.command("rebuild")
+def bench_rebuild(
+    sizes: Annotated[
+        list[int] | None, typer.Option("--staff", help="city sizes (repeatable)")
+    ] = None,
+) -> None:
+    """Rebuild rates (events/s) of both projections for the demo city and ten times its size."""
+    from dxtalent.bench_rebuild import run_rebuild_bench
+    from dxtalent.demo import DEMO_STAFF
+
+    configure_logging("warning", json=False)
+    run_rebuild_bench(console, sizes or [DEMO_STAFF, 10 * DEMO_STAFF])
 
 
 @app.command()

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import dataclasses
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
@@ -38,7 +37,7 @@ from nats.js import api
 from dxtalent_infra import fetch_timeout, metrics, tracing
 from dxtalent_infra.applier import BatchApplier, BatchOutcome
 from dxtalent_infra.delivery import Delivery, Handler, RejectMessage, delivery_from_msg
-from dxtalent_infra.edge import Parser
+from dxtalent_infra.edge import Parser, parse_all
 from dxtalent_infra.inbox import PostgresInbox
 from dxtalent_infra.nats import broker_inbox_prefix
 from dxtalent_infra.settle import Settling, settle
@@ -323,15 +322,7 @@ class JetStreamConsumer:
     def _deliveries(self, msgs: list[Any]) -> tuple[list[Delivery], dict[int, RejectMessage]]:
         stream = self._sub_spec.stream
         deliveries = [delivery_from_msg(m, self._topology, stream) for m in msgs]
-        parse = self._sub_spec.parser
-        rejected: dict[int, RejectMessage] = {}
-        if parse is not None:
-            for i, d in enumerate(deliveries):
-                try:
-                    deliveries[i] = dataclasses.replace(d, event=parse(d.subject, d.data))
-                except RejectMessage as exc:
-                    rejected[i] = exc
-        return deliveries, rejected
+        return parse_all(self._sub_spec.parser, deliveries)
 
     async def _process(self, msgs: list[Any]) -> None:
         started = time.perf_counter()

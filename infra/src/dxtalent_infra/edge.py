@@ -9,12 +9,13 @@ a message the consumer does not use (acknowledged, never handled), or raises
 
 from __future__ import annotations
 
-from collections.abc import Callable, Collection
+import dataclasses
+from collections.abc import Callable, Collection, Sequence
 from typing import Any
 
 from dxtalent_contracts.inbound import InboundEvent
 from dxtalent_contracts.registry import AnyEvent, Rejection, parse_event, parse_inbound
-from dxtalent_infra.delivery import RejectMessage
+from dxtalent_infra.delivery import Delivery, RejectMessage
 
 Parser = Callable[[str, bytes], Any]
 
@@ -48,3 +49,19 @@ def domain_events(only: Collection[str] | None = None, *, check_subject: bool = 
         return event
 
     return parse
+
+
+def parse_all(
+    parse: Parser | None, deliveries: Sequence[Delivery]
+) -> tuple[list[Delivery], dict[int, RejectMessage]]:
+    """Each delivery with its typed event, and the rejections by index (what the applier
+    takes); without a parser the deliveries stay bytes only."""
+    parsed = list(deliveries)
+    rejected: dict[int, RejectMessage] = {}
+    if parse is not None:
+        for i, d in enumerate(parsed):
+            try:
+                parsed[i] = dataclasses.replace(d, event=parse(d.subject, d.data))
+            except RejectMessage as exc:
+                rejected[i] = exc
+    return parsed, rejected

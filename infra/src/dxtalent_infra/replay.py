@@ -47,7 +47,7 @@ async def replay(
     )
 
 
-async def replay_batches(
+async def replay_batches(  # noqa: PLR0913 - keyword options of one read
     js: Any,
     topology: Topology,
     stream: str,
@@ -56,8 +56,13 @@ async def replay_batches(
     filter_subjects: Sequence[str] | None = None,
     batch_size: int = 1000,
     fetch_timeout: float = 2.0,
+    start_sequence: int = 1,
+    on_pending: Callable[[int], None] | None = None,
 ) -> int:
-    """Like `replay`, but hands over each fetched batch at once (for `unnest` / COPY writes)."""
+    """Like `replay`, but hands over each fetched batch at once (for `unnest` / COPY writes).
+
+    From stream sequence `start_sequence` on (a rebuild's catch-up); `on_pending` is told how
+    many messages the replay will read (a progress bar's total)."""
     stream_name = topology.stream(stream)
     end = (await js.stream_info(stream_name)).state.last_seq
     name = "replay-" + uuid.uuid4().hex[:16]
@@ -68,10 +73,15 @@ async def replay_batches(
         inactive_threshold=60.0,
         mem_storage=True,
     )
+    if start_sequence > 1:
+        config.deliver_policy = api.DeliverPolicy.BY_START_SEQUENCE
+        config.opt_start_seq = start_sequence
     set_filter_subjects(js, config, [topology.subject(s) for s in filter_subjects or ()])
     info = await js.add_consumer(stream_name, config=config)
     try:
-        if not info.num_pending:
+        if on_pending is not None:
+            on_pending(int(info.num_pending or 0))
+        if not info.num_pending or start_sequence > end:
             return 0
         sub = await js.pull_subscribe_bind(consumer=name, stream=stream_name)
         try:

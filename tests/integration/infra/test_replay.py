@@ -85,3 +85,23 @@ async def test_replay_of_an_empty_stream_returns_zero(js: Any, topology: Topolog
         raise AssertionError("no message expected")
 
     assert await replay(js, topology, EVENTS.name, never) == 0
+
+
+async def test_replay_batches_from_a_sequence_reads_the_rest(js: Any, topology: Topology) -> None:
+    """`start_sequence` starts a rebuild's catch-up where it left off; `on_pending` is told
+    how many messages are left to read."""
+    sent = await publish(js, topology, 30)
+    seen: list[int] = []
+    pending: list[int] = []
+
+    async def keep(batch: Sequence[Delivery]) -> None:
+        seen.extend(d.stream_sequence for d in batch)
+
+    count = await replay_batches(
+        js, topology, EVENTS.name, keep, batch_size=7, start_sequence=11, on_pending=pending.append
+    )
+    assert count == 20
+    assert seen == list(range(11, 31))
+    assert pending == [20]
+    assert len(sent) == 30
+    assert await replay_batches(js, topology, EVENTS.name, keep, start_sequence=31) == 0

@@ -41,6 +41,7 @@ from dxtalent_contracts.events import (
 )
 from dxtalent_contracts.registry import AnyEvent, type_name
 from dxtalent_infra.delivery import Delivery, Handler, RejectMessage
+from dxtalent_infra.eventstore import PostgresEventStore
 from dxtalent_infra.metrics import DUPLICATES
 from dxtalent_infra.records import NewEvent
 from dxtalent_infra.runtime import ServiceContext
@@ -107,11 +108,23 @@ class CertificationHandler:
 
     def __init__(self, ctx: ServiceContext) -> None:
         self._catalog = ctx.catalog
-        self._store = ctx.store
+        self._store: PostgresEventStore | None = ctx.store
         self._projection = PostgresEmployeeProjection(ctx.schema)
         self._duplicates = DUPLICATES.labels(service=ctx.name)
         # portable credentials (None when not configured): see `credentials`
         self._credentials = credential_issuer(ctx.settings, ctx.catalog, ctx.schema)
+
+    @classmethod
+    def replaying(cls, catalog: Catalog, schema: str) -> CertificationHandler:
+        """The handler of a rebuild (`rebuild`): the same rows in `schema`, and nothing
+        appended, published or issued (the live service did that when the facts came)."""
+        handler = cls.__new__(cls)
+        handler._catalog = catalog
+        handler._store = None
+        handler._projection = PostgresEmployeeProjection(schema)
+        handler._duplicates = DUPLICATES.labels(service="certification-rebuild")
+        handler._credentials = None
+        return handler
 
     async def __call__(self, conn: asyncpg.Connection, delivery: Delivery) -> None:
         """Handle one message inside the consumer's transaction on `conn`: a segment of one,
@@ -165,6 +178,8 @@ class CertificationHandler:
         changed = sorted(emp for emp, row in working.items() if row is not rows.get(emp))
         if changed:
             await self._projection.save_many(conn, [(working[emp], emp in rows) for emp in changed])
+        if self._store is None:  # a rebuild: the live service sent these changes already
+            return
         if emitted:
             batches = [(f"employee-{emp}", None, events) for emp, events in emitted.items()]
             await self._store.append_many(batches, conn=conn)

@@ -29,20 +29,15 @@ from dxtalent_infra.migrations import Migration, Privilege, quote_ident
 
 COMPONENT = "projection"
 
-#: Rows written before the ledger existed get it from the certification event store of the same
-#: schema (when there is one): per employee and key, the last event if it certifies.
-_LEDGER_FROM_STORE = """
-ALTER TABLE {schema}.employees ADD COLUMN sent jsonb NOT NULL DEFAULT '{"v":1,"sent":{}}';
-DO $$
-BEGIN
-    IF to_regclass('{schema}.events') IS NULL THEN
-        RETURN;
-    END IF;
+#: Per employee and key, the last certification event of a store if it certifies: what the
+#: `sent` ledger holds (see `domain.corrections`), as CTEs ending in `ledgers(employee_id,
+#: sent)`. `{events}` is the store's events table.
+LEDGERS_FROM_EVENTS = """
     WITH keyed AS (
         SELECT data->>'employee_id' AS employee_id, event_id, event_type, data, position,
             CASE WHEN event_type LIKE '%.Level%' THEN 'level:' || (data->>'level')
                 ELSE 'skill:' || (data->>'skill') END AS key
-        FROM {schema}.events
+        FROM {events}
         WHERE event_type IN ('dxtalent.certification.LevelCertified.v1',
             'dxtalent.certification.LevelRevoked.v1', 'dxtalent.certification.SkillAcquired.v1',
             'dxtalent.certification.SkillRevoked.v1')
@@ -50,17 +45,32 @@ BEGIN
         SELECT DISTINCT ON (employee_id, key) * FROM keyed
         ORDER BY employee_id, key, position DESC
     ), ledgers AS (
-        SELECT employee_id, jsonb_object_agg(
-            key, jsonb_build_object('id', event_id, 'data', data - 'supersedes')) AS sent
+        SELECT employee_id, jsonb_build_object('v', 1, 'sent', jsonb_object_agg(
+            key, jsonb_build_object('id', event_id, 'data', data - 'supersedes'))) AS sent
         FROM last
         WHERE event_type IN ('dxtalent.certification.LevelCertified.v1',
             'dxtalent.certification.SkillAcquired.v1')
         GROUP BY employee_id
-    )
-    UPDATE {schema}.employees AS e SET sent = jsonb_build_object('v', 1, 'sent', l.sent)
+    )"""
+
+#: Rows written before the ledger existed get it from the certification event store of the same
+#: schema (when there is one).
+_LEDGER_FROM_STORE = (
+    """
+ALTER TABLE {schema}.employees ADD COLUMN sent jsonb NOT NULL DEFAULT '{"v":1,"sent":{}}';
+DO $$
+BEGIN
+    IF to_regclass('{schema}.events') IS NULL THEN
+        RETURN;
+    END IF;
+"""
+    + LEDGERS_FROM_EVENTS.replace("{events}", "{schema}.events")
+    + """
+    UPDATE {schema}.employees AS e SET sent = l.sent
     FROM ledgers AS l WHERE e.employee_id = l.employee_id;
 END $$;
 """
+)
 
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(

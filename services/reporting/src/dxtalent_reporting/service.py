@@ -38,8 +38,8 @@ class ProjectionHandler:
     fallback) or a whole savepoint segment, whose count changes are summed and applied once,
     under one turn of the read model's lock (`placements`)."""
 
-    def __init__(self, ctx: ServiceContext) -> None:
-        self._writer = ReadModelWriter(ctx.schema)
+    def __init__(self, schema: str) -> None:
+        self._writer = ReadModelWriter(schema)
 
     async def __call__(self, conn: asyncpg.Connection, delivery: Delivery) -> None:
         # the edge parsed only the subjects the read model projects; others arrive as None
@@ -64,7 +64,13 @@ class ProjectionHandler:
 
 def projection_handler(ctx: ServiceContext) -> Handler:
     """Build the handler that projects domain events into the reporting read model."""
-    return ProjectionHandler(ctx)
+    return read_model_handler(ctx.schema)
+
+
+def read_model_handler(schema: str) -> Handler:
+    """The handler that projects domain events into the read model of `schema` (the live
+    one, or a rebuild's new schema: `rebuild`)."""
+    return ProjectionHandler(schema)
 
 
 SPEC = ServiceSpec(
