@@ -174,9 +174,21 @@ def test_a_cluster_losing_the_publishers_node_and_stream_leaders_gives_what_the_
 
 
 async def _r3_streams(url: str, topology: Topology) -> None:
+    """R3 streams; a new cluster's JetStream may answer its first API calls late (a busy
+    machine, peers still joining), so a request that times out is asked again (creating an
+    existing stream with the same configuration is a no-op)."""
     nc = await connect_nats(url, name="test-cluster-streams")
-    await ensure_streams(nc.jetstream(), topology, replicas=3)
-    await nc.close()
+    try:
+        deadline = asyncio.get_running_loop().time() + 60
+        while True:
+            try:
+                await ensure_streams(nc.jetstream(timeout=10), topology, replicas=3)
+                return
+            except TimeoutError:
+                if asyncio.get_running_loop().time() > deadline:
+                    raise
+    finally:
+        await nc.close()
 
 
 def test_the_publish_command_takes_a_cluster_with_a_node_down(
