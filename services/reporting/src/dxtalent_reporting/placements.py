@@ -1,7 +1,7 @@
 """The counts of the progress reports and of the 区分別 page, kept beside the per-employee read
 model.
 
-Tables (in the service's own schema; see `domain.placements` and `domain.memberships` for what
+Tables (in the service's own schema; see `domain.placements` and `dxtalent_contracts.memberships` for what
 they mean):
 - `placement_days(day, department, level, employed, n)`: on `day`, `n` more employees enter
   that placement (negative: leave it); `placement_years` the same summed per fiscal year.
@@ -34,9 +34,10 @@ from typing import Any
 
 import asyncpg
 
+from dxtalent_contracts.fiscal import yearly
+from dxtalent_contracts.memberships import Member, membership_changes
 from dxtalent_infra.migrations import Migration, Privilege, quote_ident
-from dxtalent_reporting.domain.memberships import Member, membership_changes
-from dxtalent_reporting.domain.placements import Change, placement_changes, yearly
+from dxtalent_reporting.domain.placements import Change, placement_changes
 from dxtalent_reporting.domain.progress import Standing
 from dxtalent_reporting.domain.standings import assemble_standings
 

@@ -7,6 +7,7 @@ import datetime as dt
 import asyncpg
 
 from dxtalent_contracts.fiscal import fiscal_year_end, fiscal_year_start
+from dxtalent_contracts.memberships import CategoryQuery
 from dxtalent_infra.runtime import ServiceContext
 from dxtalent_reporting.dashboard import pages_people as people_pages
 from dxtalent_reporting.dashboard import pages_records as record_pages
@@ -16,7 +17,6 @@ from dxtalent_reporting.dashboard.pages_progress import departments_page, plan_m
 from dxtalent_reporting.dashboard.people import PeopleReader
 from dxtalent_reporting.dashboard.reads import DashboardReader
 from dxtalent_reporting.dashboard.view import PageView
-from dxtalent_reporting.domain.memberships import CategoryQuery
 from dxtalent_reporting.domain.progress import progress_from_tally
 from dxtalent_reporting.http import ReportPeriod, departments_report, progress_report
 from dxtalent_reporting.queries import ReportReader

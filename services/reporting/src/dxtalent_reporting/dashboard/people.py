@@ -2,7 +2,7 @@
 
 A category's members are the employed staff whose record in force on the report date names it
 (every employed person for an implicit category such as 全職員). The page reads the membership
-counts the consumer keeps (`placements`, `domain.memberships`): per combination of categories
+counts the consumer keeps (`placements`, `dxtalent_contracts.memberships`): per combination of categories
 and skills held, how many employees; so no page reads the city's staff.
 """
 
@@ -14,8 +14,8 @@ from collections.abc import Sequence
 import asyncpg
 
 from dxtalent_contracts.fiscal import fiscal_year_of, fiscal_year_start
+from dxtalent_contracts.memberships import CategoryCounts, CategoryQuery, category_counts
 from dxtalent_infra.migrations import quote_ident
-from dxtalent_reporting.domain.memberships import CategoryCounts, CategoryQuery, category_counts
 
 
 class PeopleReader:
@@ -60,7 +60,7 @@ class PeopleReader:
         self, conn: asyncpg.Connection, as_of: dt.date, categories: Sequence[CategoryQuery]
     ) -> dict[str, CategoryCounts]:
         """Per category code: members, members lacking something, and (skill, members lacking
-        it) most first, from the membership counts on `as_of` (`domain.memberships`)."""
+        it) most first, from the membership counts on `as_of` (`dxtalent_contracts.memberships`)."""
         year = fiscal_year_of(as_of)
         rows = await conn.fetch(self._categories, year, fiscal_year_start(year), as_of)
         return category_counts(((r[0].split(), r[1].split(), r[2]) for r in rows), categories)

@@ -4,7 +4,7 @@ The page needs, of each employee on its date: are they a member at all (employed
 record in force — one whose effective date is on or before the day), the categories that
 record names, and the skills held on the day (acquired on or before it, not revoked). All are
 step functions of the day, changing on a record's effective date, `left_on` and an
-`acquired_on`; so, as for `domain.placements`, an employee's timeline is a few *memberships*
+`acquired_on`; so, as for reporting's placements, an employee's timeline is a few *memberships*
 (categories, skills), or none while not a member, and the read model keeps how many employees
 enter or leave each membership per day (and per fiscal year). On a day, the counts per
 membership give every category's members, those lacking a required skill and how many lack
@@ -20,7 +20,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from types import MappingProxyType
 
-from dxtalent_reporting.domain.placements import BEGINNING
+from dxtalent_contracts.fiscal import BEGINNING
 
 Membership = tuple[tuple[str, ...], tuple[str, ...]]  # categories named, skills held (sorted)
 MembershipChange = tuple[dt.date, tuple[str, ...], tuple[str, ...]]
