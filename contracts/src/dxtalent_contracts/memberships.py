@@ -20,6 +20,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from types import MappingProxyType
 
+from dxtalent_contracts.catalog import Catalog
 from dxtalent_contracts.fiscal import BEGINNING
 
 Membership = tuple[tuple[str, ...], tuple[str, ...]]  # categories named, skills held (sorted)
@@ -95,6 +96,14 @@ class CategoryQuery:
     code: str
     implicit: bool
     required: tuple[str, ...]
+
+
+def category_queries(catalog: Catalog) -> list[CategoryQuery]:
+    """Every category of `catalog`, in catalog order, as `category_counts` asks for them."""
+    return [
+        CategoryQuery(c.code, c.implicit, tuple(sorted(catalog.category_requirements(c.code))))
+        for c in catalog.categories
+    ]
 
 
 def category_counts(

@@ -36,6 +36,7 @@ import asyncpg
 
 from dxtalent_contracts.fiscal import yearly
 from dxtalent_contracts.memberships import Member, membership_changes
+from dxtalent_infra.membership_counts import MEMBERSHIP_PRIVILEGES, MEMBERSHIP_TABLES
 from dxtalent_infra.migrations import Migration, Privilege, quote_ident
 from dxtalent_reporting.domain.placements import Change, placement_changes
 from dxtalent_reporting.domain.progress import Standing
@@ -71,30 +72,20 @@ MIGRATION = Migration(
         n int NOT NULL,
         PRIMARY KEY (fiscal_year, department, level, employed)
     );
-    CREATE TABLE {schema}.membership_days (
-        day date NOT NULL,
-        categories text NOT NULL,
-        skills text NOT NULL,
-        n int NOT NULL,
-        PRIMARY KEY (day, categories, skills)
-    );
-    CREATE TABLE {schema}.membership_years (
-        fiscal_year int NOT NULL,
-        categories text NOT NULL,
-        skills text NOT NULL,
-        n int NOT NULL,
-        PRIMARY KEY (fiscal_year, categories, skills)
-    );
     CREATE INDEX employee_records_named ON {schema}.employee_records
         (department_code, effective_date, fact_id) WHERE department_name IS NOT NULL;
-    """,
+    """
+    + MEMBERSHIP_TABLES,
 )
 
 #: what the service role may do to the count tables (granted by the migration runner, 0185):
 #: rows are added to and updated, never deleted
-PRIVILEGES: tuple[Privilege, ...] = tuple(
-    Privilege(table, ("SELECT", "INSERT", "UPDATE"))
-    for table in ("placement_days", "placement_years", "membership_days", "membership_years")
+PRIVILEGES: tuple[Privilege, ...] = (
+    *(
+        Privilege(table, ("SELECT", "INSERT", "UPDATE"))
+        for table in ("placement_days", "placement_years")
+    ),
+    *MEMBERSHIP_PRIVILEGES,
 )
 
 Row = tuple[str, Any, Any, Any, Any]  # kind, day, code, number, names (see `PlacementWriter`)
