@@ -35,7 +35,7 @@ from dxtalent_infra.migrations import Migration
 #: every employee row's membership timeline, as `member_of` and `membership_changes` make it,
 #: summed per day and per fiscal year (JSON arrays of categories and skills are stored sorted,
 #: `codec`, so their order is Python's)
-_FILL = """
+FILL_FROM_ROWS = """
 WITH per_day AS (
     SELECT e.employee_id, d.day,
         CASE WHEN g.left_on <= d.day THEN NULL ELSE coalesce((
@@ -84,7 +84,7 @@ FROM daily GROUP BY 1, named, skills HAVING sum(n) <> 0;
 MIGRATION = Migration(
     3,
     "membership counts of /v1/categories per day and per fiscal year, filled from the rows",
-    MEMBERSHIP_TABLES + _FILL,
+    MEMBERSHIP_TABLES + FILL_FROM_ROWS,
 )
 
 #: the service role adds to and updates the count rows, never deletes them
