@@ -6,7 +6,8 @@ only later, two on one day, an unknown code), departures, completions (some date
 voided) is published shuffled and partly twice without a message id, so the service sees
 redeliveries. The counts answer today as the scan does, and on the days around every date
 something comes into force and around the next fiscal year's start. Migration 3's fill from
-the rows gives the same count rows as the handler wrote them.
+the rows gives the same count rows as the handler wrote them, and fills a schema whose rows
+predate it.
 """
 
 from __future__ import annotations
@@ -18,20 +19,29 @@ from typing import Any, cast
 import asyncpg
 
 from dxtalent_certification.domain.categories import category_statuses, staff_member
-from dxtalent_certification.memberships import FILL_FROM_ROWS
-from dxtalent_certification.projection import PostgresEmployeeProjection
+from dxtalent_certification.domain.corrections import SentLedger
+from dxtalent_certification.domain.facts import Departure, EmployeeFacts, EmployeeRecord, Fact
+from dxtalent_certification.domain.state import CertificationState, HeldSkill
+from dxtalent_certification.memberships import FILL_FROM_ROWS, MIGRATION, row_changes
+from dxtalent_certification.projection import (
+    COMPONENT,
+    MIGRATIONS,
+    EmployeeRow,
+    PostgresEmployeeProjection,
+)
 from dxtalent_certification.views import CategoriesView, category_view, counted_category_view
 from dxtalent_contracts.catalog import load_catalog
 from dxtalent_contracts.envelope import CloudEvent
-from dxtalent_contracts.fiscal import fiscal_year_of, fiscal_year_start, japan_date
+from dxtalent_contracts.fiscal import fiscal_year_of, fiscal_year_start, japan_date, yearly
 from dxtalent_contracts.memberships import category_counts, category_queries
 from dxtalent_infra.membership_counts import MembershipCounts
-from dxtalent_infra.migrations import quote_ident
+from dxtalent_infra.migrations import migrate, quote_ident
 from tests.integration.certification.harness import Enrollment, RunningService
 
 CATALOG = load_catalog()
 STAFF_COURSES = ("MGT-DX", "ALL-DX", "ALL-SEC", "MGT-DATA", "DX-101")
 CODES = [c.code for c in CATALOG.categories if not c.implicit] + ["astronaut"]
+SKILLS = sorted({s for c in CATALOG.categories for s in CATALOG.category_requirements(c.code)})
 
 
 async def scanned(conn: asyncpg.Connection, schema: str, day: dt.date) -> list[dict[str, Any]]:
@@ -133,3 +143,59 @@ async def test_categories_from_counts_equal_the_scan_on_every_day(
                 filled = await conn.fetch(f"SELECT {k}, categories, skills, n FROM {q}.{t}")
                 assert {tuple(r) for r in filled} == written[t], t
                 assert len(filled) == len(written[t])
+
+
+async def test_migration_3_fills_the_counts_of_an_existing_schema(
+    database_url: str, db_schema: str
+) -> None:
+    """Rows written before the counts existed (every kind of record, departure and skill)
+    get the counts the handler would have added, when migration 3 runs on them."""
+    rng = random.Random(7)
+    day = dt.date(2025, 4, 1)
+    rows = []
+    for i in range(40):
+        e = f"E{i:04d}"
+        facts: list[Fact] = [
+            EmployeeRecord(
+                f"r-{rng.randint(0, 3)}-{n}",
+                e,
+                "D-A",
+                frozenset(rng.sample(CODES, rng.randint(0, 3))),
+                frozenset(),
+                day + dt.timedelta(days=rng.choice([-400, 0, 0, 1, 365])),
+            )
+            for n in range(rng.randint(0, 3))
+        ]
+        if i % 3 == 0:
+            facts.append(Departure(f"d-{i}", e, day + dt.timedelta(days=rng.randint(-30, 400))))
+        skills = {
+            s: HeldSkill(s, "C-1", day + dt.timedelta(days=rng.randint(-400, 400)), f"ev-{s}")
+            for s in rng.sample(SKILLS, rng.randint(0, 4))
+        }
+        rows.append(
+            EmployeeRow(
+                EmployeeFacts.of(e, facts), CertificationState(e, skills, {}), SentLedger.empty()
+            )
+        )
+    expected = {
+        (d, " ".join(c), " ".join(s), n)
+        for (d, c, s), n in row_changes((None, r) for r in rows).items()
+        if n
+    }
+    async with (
+        asyncpg.create_pool(database_url, min_size=1, max_size=2) as pool,
+        pool.acquire() as proxy,
+    ):
+        conn = cast(asyncpg.Connection, proxy)
+        await migrate(conn, db_schema, COMPONENT, MIGRATIONS)
+        await PostgresEmployeeProjection(db_schema).save_many(conn, [(r, False) for r in rows])
+        await migrate(conn, db_schema, COMPONENT, (*MIGRATIONS, MIGRATION))
+        q = quote_ident(db_schema)
+        days = await conn.fetch(f"SELECT day, categories, skills, n FROM {q}.membership_days")
+        years = await conn.fetch(
+            f"SELECT fiscal_year, categories, skills, n FROM {q}.membership_years"
+        )
+    assert {tuple(r) for r in days} == expected
+    assert len(days) == len(expected)
+    joined = {(d, c, s): n for d, c, s, n in expected}
+    assert {tuple(r) for r in years} == {(*k, n) for k, n in yearly(joined).items()}
