@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import datetime as dt
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -28,12 +29,13 @@ from dxtalent.nats_tools import publish_raw
 from dxtalent.rebuild_cli import rebuild_service
 from dxtalent.stack import LocalStack
 from dxtalent_contracts.catalog import load_catalog
-from dxtalent_contracts.fiscal import fiscal_year_end
+from dxtalent_contracts.fiscal import fiscal_year_end, japan_date
 from dxtalent_contracts.inbound import InboundEvent
 from dxtalent_infra.logs import configure_logging
 from dxtalent_infra.settings import Settings
 from dxtalent_infra.topology import Topology
 from tests.e2e.helpers import assert_matches_core, events_on, no_duplicate_ids
+from tests.integration.certification.test_category_counts import scanned
 
 CATALOG = load_catalog()
 STAFF = 300
@@ -200,6 +202,14 @@ async def _rebuild_while_serving(
             r["emp"] for r in new_rows if r["event_type"].endswith("LevelCertified.v1")
         )
         assert certified == Counter(touched), certified
+
+        # certification's category counts were swapped with its rows: /v1/categories answers
+        # as a scan of the swapped-in employees does
+        schema = f"{system.prefix}_certification"
+        async with httpx.AsyncClient(timeout=10) as http:
+            answer = (await http.get(f"{certification}/v1/categories")).json()
+        today = japan_date(dt.datetime.now(dt.UTC))
+        assert answer["categories"] == await scanned(db, schema, today)
     finally:
         querier.stop.set()
         with contextlib.suppress(Exception):

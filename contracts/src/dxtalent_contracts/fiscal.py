@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import datetime as dt
+from collections import Counter
+from collections.abc import Mapping
+from typing import Any
 
 _REIWA_FIRST_YEAR = 2019  # 令和元年 began on 2019-05-01; FY2019 is 令和元年度
 
@@ -41,3 +44,19 @@ def reiwa_label(fiscal_year: int) -> str:
 def both_labels(fiscal_year: int) -> str:
     """Both forms, for reports: 'FY2025 (令和7年度)'."""
     return f"FY{fiscal_year} ({reiwa_label(fiscal_year)})"
+
+
+#: a day before any date a report can ask for (its fiscal year is 0): where the first entry of
+#: an employee's timeline of counts starts (`dxtalent_contracts.memberships`, reporting's
+#: placements)
+BEGINNING = dt.date.min
+
+
+def yearly(changes: Mapping[tuple[Any, ...], int]) -> dict[tuple[Any, ...], int]:
+    """Count changes (keyed by day first) summed per fiscal year of their day; only non-zero
+    sums. A count on day d of fiscal year Y is the yearly sums of the years before Y plus the
+    daily changes from April 1 of Y to d."""
+    out: Counter[tuple[Any, ...]] = Counter()
+    for key, n in changes.items():
+        out[(fiscal_year_of(key[0]), *key[1:])] += n
+    return {key: n for key, n in sorted(out.items()) if n}

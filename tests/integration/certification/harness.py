@@ -25,12 +25,13 @@ from dxtalent_contracts.events import (
     CompletionVoidedRecordedEvent,
     CourseCompletedRecordedEvent,
     CourseCompletionRecorded,
+    EmployeeLeftRecordedEvent,
     EmployeeUpdatedEvent,
     LeaderNominatedRecordedEvent,
     LeaderNominationRecorded,
 )
 from dxtalent_contracts.fiscal import JST, fiscal_year_of
-from dxtalent_contracts.inbound import CompletionVoided, EmployeeUpserted
+from dxtalent_contracts.inbound import CompletionVoided, EmployeeLeft, EmployeeUpserted
 from dxtalent_contracts.registry import type_name
 from dxtalent_infra.eventstore import PostgresEventStore
 from dxtalent_infra.records import RecordedEvent
@@ -77,15 +78,25 @@ class Enrollment:
             }
         )
 
-    def record(self, department: str = "D-SOUMU", effective: str = "2025-04-01") -> CloudEvent:
+    def record(
+        self,
+        department: str = "D-SOUMU",
+        effective: str = "2025-04-01",
+        categories: tuple[str, ...] = ("dx-leader",),
+    ) -> CloudEvent:
         """The employee's HR record."""
         data = EmployeeUpserted(
             employee_id=self.employee_id,
             department_code=department,
-            categories=["dx-leader"],
+            categories=list(categories),
             effective_date=dt.date.fromisoformat(effective),
         )
         return self._envelope(EmployeeUpdatedEvent, data)
+
+    def left(self, on: str) -> CloudEvent:
+        """The employee left on `on` (the first day no longer employed)."""
+        data = EmployeeLeft(employee_id=self.employee_id, left_on=dt.date.fromisoformat(on))
+        return self._envelope(EmployeeLeftRecordedEvent, data)
 
     def nomination(self, fiscal_year: int = 2025, department: str = "D-SOUMU") -> CloudEvent:
         """A DX-leader nomination."""

@@ -73,6 +73,8 @@ EXPECTED: dict[str, dict[str, str]] = {
         "employees": "SIU..",
         "credentials": "SIU..",
         "credential_counter": "S.U..",
+        "membership_days": "SIU..",
+        "membership_years": "SIU..",
     },
     "dxt_reporting": {
         **_CONSUMER,

@@ -22,10 +22,10 @@ from dxtalent_contracts.events import (
     SkillRevoked,
     SkillRevokedEvent,
 )
+from dxtalent_contracts.memberships import CategoryCounts, CategoryQuery
 from dxtalent_infra.migrations import quote_ident
 from dxtalent_infra.topology import Topology
 from dxtalent_reporting.dashboard.people import PeopleReader
-from dxtalent_reporting.domain.memberships import CategoryCounts, CategoryQuery
 from tests.integration.reporting.harness import CERTIFICATION, Reporting, employee, left
 
 CATALOG = load_catalog()

@@ -18,23 +18,14 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from dxtalent_contracts.catalog import load_catalog
-from dxtalent_contracts.fiscal import fiscal_year_of, fiscal_year_start
-from dxtalent_reporting.domain.memberships import (
-    CategoryQuery,
-    Member,
-    MembershipChange,
-    category_counts,
-    membership_changes,
-)
+from dxtalent_contracts.fiscal import BEGINNING, fiscal_year_of, fiscal_year_start, yearly
 from dxtalent_reporting.domain.placements import (
-    BEGINNING,
     Change,
     changes_of,
     placement_changes,
     tallies,
     tallies_on,
     timeline,
-    yearly,
 )
 from dxtalent_reporting.domain.progress import Standing, progress_from_tally, target_progress
 from dxtalent_reporting.domain.standings import assemble_standings
@@ -189,57 +180,3 @@ def test_a_timeline_starts_at_the_beginning_and_never_repeats_a_placement(
     assert steps[0][0] == BEGINNING
     assert all(a[1] != b[1] for a, b in itertools.pairwise(steps))
     assert all(a[0] < b[0] for a, b in itertools.pairwise(steps))
-
-
-CATEGORIES = [
-    CategoryQuery("all-staff", True, ("sec", "basics")),
-    CategoryQuery("section-chief", False, ("basics", "data", "sec")),
-    CategoryQuery("it-department", False, ("build",)),
-]
-category_lists = st.lists(st.sampled_from(["section-chief", "it-department", "other"]), max_size=3)
-skill_names = st.sampled_from(["sec", "basics", "data", "build"])
-members = st.builds(
-    Member,
-    employee_id=employees,
-    records=st.dictionaries(days, category_lists.map(tuple), max_size=3).map(
-        lambda r: tuple(sorted(r.items()))
-    ),
-    left_on=st.none() | days,
-    skills=st.dictionaries(skill_names, days, max_size=4),
-)
-
-
-@settings(max_examples=300, deadline=None)
-@given(st.lists(members, max_size=8), st.lists(days, min_size=1, max_size=4))
-def test_membership_counts_give_the_category_page_of_every_employee(
-    staff: list[Member], report_days: list[dt.date]
-) -> None:
-    changes: Counter[MembershipChange] = Counter()
-    for member in staff:
-        changes.update(membership_changes(None, member))
-    for day in report_days:
-        summed: Counter[tuple[tuple[str, ...], tuple[str, ...]]] = Counter()
-        for (on, named, skills), n in changes.items():
-            if on <= day:
-                summed[(named, skills)] += n
-        from_counts = category_counts(
-            [(named, skills, n) for (named, skills), n in summed.items()], CATEGORIES
-        )
-        direct: list[tuple[tuple[str, ...], tuple[str, ...], int]] = []
-        for member in staff:
-            found = member.membership_on(day)
-            if found is not None:
-                direct.append((*found, 1))
-        assert from_counts == category_counts(direct, CATEGORIES)
-        for c in CATEGORIES:
-            in_it = [
-                m
-                for m in staff
-                if (found := m.membership_on(day)) is not None
-                and (c.implicit or c.code in found[0])
-            ]
-            assert from_counts[c.code].members == len(in_it)
-            lacking = [
-                m for m in in_it if set(c.required) - {s for s, on in m.skills.items() if on <= day}
-            ]
-            assert from_counts[c.code].lacking == len(lacking)

@@ -1,9 +1,10 @@
 """The consumer handler: one enrollment event in, the employee's row and certification events out.
 
 Runs inside the consumer's batch transaction. A segment of messages is applied at once by
-`handle_many`, a single message (the consumer's fallback) as a segment of one: lock every
-employee's row, write the changed rows, append the emitted events to streams `employee-{id}`
-of the certification event store; three statements either way. The outbox relay then
+`handle_many`, a single message (the consumer's fallback) as a segment of one: take the
+replicas' turn, lock every employee's row, write the changed rows, add their membership
+count changes (`memberships`), append the emitted events to streams `employee-{id}` of the
+certification event store. The outbox relay then
 publishes them on `dx.events.certification.*`. A fact the row already holds
 (a re-published event) changes nothing and writes nothing. What `decide` returns passes
 `corrections.mark` against the row's sent ledger: a re-sent level or skill names the event it
@@ -26,6 +27,7 @@ from dxtalent_certification.domain.decide import DomainChange, decide
 from dxtalent_certification.domain.facts import EmployeeFacts, Fact
 from dxtalent_certification.domain.state import CertificationState
 from dxtalent_certification.enrollment_facts import UnexpectedEventError, fact_of
+from dxtalent_certification.memberships import lock_key, row_changes, take_turn
 from dxtalent_certification.projection import EmployeeRow, PostgresEmployeeProjection
 from dxtalent_contracts.catalog import Catalog
 from dxtalent_contracts.envelope import CloudEvent
@@ -42,6 +44,7 @@ from dxtalent_contracts.events import (
 from dxtalent_contracts.registry import AnyEvent, type_name
 from dxtalent_infra.delivery import Delivery, Handler, RejectMessage
 from dxtalent_infra.eventstore import PostgresEventStore
+from dxtalent_infra.membership_counts import MembershipCounts
 from dxtalent_infra.metrics import DUPLICATES
 from dxtalent_infra.records import NewEvent
 from dxtalent_infra.runtime import ServiceContext
@@ -110,6 +113,8 @@ class CertificationHandler:
         self._catalog = ctx.catalog
         self._store: PostgresEventStore | None = ctx.store
         self._projection = PostgresEmployeeProjection(ctx.schema)
+        self._counts = MembershipCounts(ctx.schema)
+        self._turn = lock_key(ctx.schema)
         self._duplicates = DUPLICATES.labels(service=ctx.name)
         # portable credentials (None when not configured): see `credentials`
         self._credentials = credential_issuer(ctx.settings, ctx.catalog, ctx.schema)
@@ -122,6 +127,8 @@ class CertificationHandler:
         handler._catalog = catalog
         handler._store = None
         handler._projection = PostgresEmployeeProjection(schema)
+        handler._counts = MembershipCounts(schema)
+        handler._turn = lock_key(schema)
         handler._duplicates = DUPLICATES.labels(service="certification-rebuild")
         handler._credentials = None
         return handler
@@ -157,8 +164,17 @@ class CertificationHandler:
     async def _apply(
         self, conn: asyncpg.Connection, items: Sequence[tuple[Delivery, AnyEvent, Fact]]
     ) -> None:
-        """Three statements whatever the count: lock every employee's row, write the rows
-        that changed, append all emitted events. Facts a row already holds change nothing."""
+        """A few statements whatever the count: take the turn, lock every employee's row,
+        write the rows that changed and their count changes, append all emitted events. Facts
+        a row already holds change nothing, counts included.
+
+        The count changes are right without the turn: each is (after − before) of a row this
+        transaction holds locked, and additions commute. The turn (a transaction-level
+        advisory lock, taken before any row lock and held to COMMIT) keeps two replicas from
+        deadlocking: a batch holds the shared count rows it added to until COMMIT, and a
+        later segment of it may wait for an employee row another batch locked before waiting
+        for those count rows."""
+        await take_turn(conn, self._turn)
         rows = await self._projection.lock_many(conn, [f.employee_id for _, _, f in items])
         working = dict(rows)
         emitted: dict[str, list[NewEvent]] = {}
@@ -178,6 +194,9 @@ class CertificationHandler:
         changed = sorted(emp for emp, row in working.items() if row is not rows.get(emp))
         if changed:
             await self._projection.save_many(conn, [(working[emp], emp in rows) for emp in changed])
+            await self._counts.add(
+                conn, row_changes((rows.get(emp), working[emp]) for emp in changed)
+            )
         if self._store is None:  # a rebuild: the live service sent these changes already
             return
         if emitted:

@@ -6,7 +6,8 @@
   fact about the employee has been applied; 422 for an id that is not a valid employee id.
   Department, categories and duties are those of the record in force today (Japan date).
 - `GET /v1/categories`: staff-category compliance of the employees active today (Japan date),
-  from the skills they hold now.
+  from the skills they hold now: one read of the membership counts the handler keeps
+  (`memberships`), not of every employee.
 """
 
 from __future__ import annotations
@@ -18,17 +19,18 @@ import asyncpg
 from fastapi import APIRouter, HTTPException, Path
 
 from dxtalent_certification.credential_http import credential_routes
-from dxtalent_certification.domain.categories import category_statuses, staff_member
 from dxtalent_certification.projection import PostgresEmployeeProjection
 from dxtalent_certification.views import (
     CategoriesView,
     EmployeeView,
-    category_view,
+    counted_category_view,
     employee_view,
 )
 from dxtalent_contracts.fiscal import japan_date
+from dxtalent_contracts.memberships import category_counts, category_queries
 from dxtalent_contracts.types import ID_PATTERN
 from dxtalent_infra.http_api import INVALID, ErrorBody, v1_router
+from dxtalent_infra.membership_counts import MembershipCounts
 from dxtalent_infra.runtime import ServiceContext
 
 EmployeeId = Annotated[
@@ -39,6 +41,8 @@ EmployeeId = Annotated[
 def routes(ctx: ServiceContext) -> APIRouter:
     """The service's `/v1` routes, reading the `employees` read model of `ctx.schema`."""
     projection = PostgresEmployeeProjection(ctx.schema)
+    counts = MembershipCounts(ctx.schema)
+    queries = category_queries(ctx.catalog)
     router = v1_router(ctx.settings, tags=["certification"])
     unknown: dict[int | str, dict[str, Any]] = {
         404: {"model": ErrorBody, "description": "no fact about this employee applied"}
@@ -61,17 +65,13 @@ def routes(ctx: ServiceContext) -> APIRouter:
     async def get_categories() -> CategoriesView:
         """Staff-category compliance: members, compliant members, what the others lack."""
         day = japan_date(dt.datetime.now(dt.UTC))
-        staff = []
-        async with ctx.pool.acquire() as proxy:
-            conn = cast(asyncpg.Connection, proxy)
-            async with conn.transaction(readonly=True):
-                async for row in projection.all(conn):
-                    staff.append(staff_member(row.facts, row.state, day))
-        statuses = category_statuses(ctx.catalog, staff)
+        async with ctx.pool.acquire() as conn:
+            memberships = await counts.on(cast(asyncpg.Connection, conn), day)
+        found = category_counts(memberships, queries)
         return CategoriesView(
             as_of=day,
             policy_version=ctx.catalog.policy_version,
-            categories=[category_view(s) for s in statuses],
+            categories=[counted_category_view(ctx.catalog, q.code, found[q.code]) for q in queries],
         )
 
     return credential_routes(ctx, router)

@@ -1,9 +1,11 @@
-"""How `dxtalent rebuild certification` rebuilds the `employees` projection (decision 0220).
+"""How `dxtalent rebuild certification` rebuilds the `employees` projection and its category
+counts (decision 0220).
 
 The source is `DX_EVENTS`' enrollment subjects, the facts the live consumer applies, read
 from the first message; the handler is the live one in its replaying form, which writes rows
-and appends, publishes and issues nothing. Only `employees` is swapped: the schema also holds
-the service's event store, outbox and credentials, which are records, not projections.
+and their category counts and appends, publishes and issues nothing. Only `employees` and its
+counts (`membership_days`, `membership_years`, decision 0207) are swapped: the schema also
+holds the service's event store, outbox and credentials, which are records, not projections.
 
 The rebuild applies only messages the live consumer has applied (`follow_live_inbox`): a fact
 that reached the new table first would make the live consumer's own application of it a
@@ -57,7 +59,7 @@ async def sent_ledgers_from_store(conn: asyncpg.Connection, ctx: RebuildContext)
 REBUILD = RebuildSpec(
     service=SPEC,
     handler=_handler,
-    tables=("employees",),
+    tables=("employees", "membership_days", "membership_years"),  # counts follow their rows
     follow_live_inbox=True,
     before_swap=sent_ledgers_from_store,
 )

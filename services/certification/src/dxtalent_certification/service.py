@@ -10,7 +10,7 @@ dead-lettered on `dx.deadletter.certification` with its reason. HTTP: see `http`
 
 from __future__ import annotations
 
-from dxtalent_certification import credentials
+from dxtalent_certification import credentials, memberships
 from dxtalent_certification.handler import certification_handler
 from dxtalent_certification.http import routes
 from dxtalent_certification.projection import COMPONENT, MIGRATIONS, PRIVILEGES
@@ -32,7 +32,10 @@ SPEC = ServiceSpec(
             parser=domain_events(check_subject=False),  # fact_of names what it accepts
         ),
     ),
-    migrations=((COMPONENT, MIGRATIONS), (credentials.COMPONENT, credentials.MIGRATIONS)),
-    privileges=(*PRIVILEGES, *credentials.PRIVILEGES),
+    migrations=(
+        (COMPONENT, (*MIGRATIONS, memberships.MIGRATION)),
+        (credentials.COMPONENT, credentials.MIGRATIONS),
+    ),
+    privileges=(*PRIVILEGES, *memberships.PRIVILEGES, *credentials.PRIVILEGES),
     routers=(routes,),
 )

@@ -17,6 +17,7 @@ from dxtalent_certification.projection import EmployeeRow
 from dxtalent_contracts.catalog import Catalog, Course
 from dxtalent_contracts.events import Evidence
 from dxtalent_contracts.fiscal import reiwa_label
+from dxtalent_contracts.memberships import CategoryCounts
 
 
 class _View(BaseModel):
@@ -159,6 +160,21 @@ def category_view(status: CategoryStatus) -> CategoryView:
         compliant=compliant,
         percent=round(compliant / members * 100, 1) if members else None,
         missing_by_skill=dict(sorted(lacking.items())),
+    )
+
+
+def counted_category_view(catalog: Catalog, code: str, counts: CategoryCounts) -> CategoryView:
+    """One category's compliance summary from its counts (`dxtalent_contracts.memberships`):
+    the same body `category_view` gives from its members."""
+    members, compliant = counts.members, counts.members - counts.lacking
+    return CategoryView(
+        code=code,
+        name=catalog.category_by_code[code].name,
+        required=sorted(catalog.category_requirements(code)),
+        members=members,
+        compliant=compliant,
+        percent=round(compliant / members * 100, 1) if members else None,
+        missing_by_skill=dict(sorted(counts.missing)),
     )
 
 

@@ -1,7 +1,7 @@
 """The counts of the progress reports and of the 区分別 page, kept beside the per-employee read
 model.
 
-Tables (in the service's own schema; see `domain.placements` and `domain.memberships` for what
+Tables (in the service's own schema; see `domain.placements` and `dxtalent_contracts.memberships` for what
 they mean):
 - `placement_days(day, department, level, employed, n)`: on `day`, `n` more employees enter
   that placement (negative: leave it); `placement_years` the same summed per fiscal year.
@@ -34,9 +34,11 @@ from typing import Any
 
 import asyncpg
 
+from dxtalent_contracts.fiscal import yearly
+from dxtalent_contracts.memberships import Member, membership_changes
+from dxtalent_infra.membership_counts import MEMBERSHIP_PRIVILEGES, MEMBERSHIP_TABLES
 from dxtalent_infra.migrations import Migration, Privilege, quote_ident
-from dxtalent_reporting.domain.memberships import Member, membership_changes
-from dxtalent_reporting.domain.placements import Change, placement_changes, yearly
+from dxtalent_reporting.domain.placements import Change, placement_changes
 from dxtalent_reporting.domain.progress import Standing
 from dxtalent_reporting.domain.standings import assemble_standings
 
@@ -70,30 +72,20 @@ MIGRATION = Migration(
         n int NOT NULL,
         PRIMARY KEY (fiscal_year, department, level, employed)
     );
-    CREATE TABLE {schema}.membership_days (
-        day date NOT NULL,
-        categories text NOT NULL,
-        skills text NOT NULL,
-        n int NOT NULL,
-        PRIMARY KEY (day, categories, skills)
-    );
-    CREATE TABLE {schema}.membership_years (
-        fiscal_year int NOT NULL,
-        categories text NOT NULL,
-        skills text NOT NULL,
-        n int NOT NULL,
-        PRIMARY KEY (fiscal_year, categories, skills)
-    );
     CREATE INDEX employee_records_named ON {schema}.employee_records
         (department_code, effective_date, fact_id) WHERE department_name IS NOT NULL;
-    """,
+    """
+    + MEMBERSHIP_TABLES,
 )
 
 #: what the service role may do to the count tables (granted by the migration runner, 0185):
 #: rows are added to and updated, never deleted
-PRIVILEGES: tuple[Privilege, ...] = tuple(
-    Privilege(table, ("SELECT", "INSERT", "UPDATE"))
-    for table in ("placement_days", "placement_years", "membership_days", "membership_years")
+PRIVILEGES: tuple[Privilege, ...] = (
+    *(
+        Privilege(table, ("SELECT", "INSERT", "UPDATE"))
+        for table in ("placement_days", "placement_years")
+    ),
+    *MEMBERSHIP_PRIVILEGES,
 )
 
 Row = tuple[str, Any, Any, Any, Any]  # kind, day, code, number, names (see `PlacementWriter`)

@@ -7,6 +7,7 @@ import datetime as dt
 import asyncpg
 
 from dxtalent_contracts.fiscal import fiscal_year_end, fiscal_year_start
+from dxtalent_contracts.memberships import category_queries
 from dxtalent_infra.runtime import ServiceContext
 from dxtalent_reporting.dashboard import pages_people as people_pages
 from dxtalent_reporting.dashboard import pages_records as record_pages
@@ -16,7 +17,6 @@ from dxtalent_reporting.dashboard.pages_progress import departments_page, plan_m
 from dxtalent_reporting.dashboard.people import PeopleReader
 from dxtalent_reporting.dashboard.reads import DashboardReader
 from dxtalent_reporting.dashboard.view import PageView
-from dxtalent_reporting.domain.memberships import CategoryQuery
 from dxtalent_reporting.domain.progress import progress_from_tally
 from dxtalent_reporting.http import ReportPeriod, departments_report, progress_report
 from dxtalent_reporting.queries import ReportReader
@@ -65,11 +65,7 @@ class PageBuilder:
 
     async def categories(self, conn: asyncpg.Connection, p: ReportPeriod) -> PageView:
         catalog = self.ctx.catalog
-        wanted = [
-            CategoryQuery(c.code, c.implicit, tuple(sorted(catalog.category_requirements(c.code))))
-            for c in catalog.categories
-        ]
-        counts = await self.people.categories(conn, p.as_of, wanted)
+        counts = await self.people.categories(conn, p.as_of, category_queries(catalog))
         return people_pages.categories_page(catalog, p.as_of, p.fiscal_year, counts)
 
     async def employee(

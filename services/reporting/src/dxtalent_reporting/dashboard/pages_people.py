@@ -8,10 +8,10 @@ from collections.abc import Mapping, Sequence
 import asyncpg
 
 from dxtalent_contracts.catalog import Catalog
+from dxtalent_contracts.memberships import CategoryCounts
 from dxtalent_reporting.dashboard import svg
 from dxtalent_reporting.dashboard.tables import Table
 from dxtalent_reporting.dashboard.view import PageView, fy_label, wareki_date
-from dxtalent_reporting.domain.memberships import CategoryCounts
 
 
 def skill_name(catalog: Catalog, code: str) -> str:

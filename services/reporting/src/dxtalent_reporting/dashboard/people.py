@@ -2,7 +2,7 @@
 
 A category's members are the employed staff whose record in force on the report date names it
 (every employed person for an implicit category such as 全職員). The page reads the membership
-counts the consumer keeps (`placements`, `domain.memberships`): per combination of categories
+counts the consumer keeps (`placements`, `dxtalent_contracts.memberships`): per combination of categories
 and skills held, how many employees; so no page reads the city's staff.
 """
 
@@ -13,9 +13,9 @@ from collections.abc import Sequence
 
 import asyncpg
 
-from dxtalent_contracts.fiscal import fiscal_year_of, fiscal_year_start
+from dxtalent_contracts.memberships import CategoryCounts, CategoryQuery, category_counts
+from dxtalent_infra.membership_counts import MembershipCounts
 from dxtalent_infra.migrations import quote_ident
-from dxtalent_reporting.domain.memberships import CategoryCounts, CategoryQuery, category_counts
 
 
 class PeopleReader:
@@ -23,13 +23,7 @@ class PeopleReader:
 
     def __init__(self, schema: str) -> None:
         q = quote_ident(schema)
-        self._categories = f"""
-            SELECT categories, skills, sum(n)::int FROM (
-              SELECT categories, skills, n FROM {q}.membership_years WHERE fiscal_year < $1
-              UNION ALL
-              SELECT categories, skills, n FROM {q}.membership_days
-              WHERE day BETWEEN $2 AND $3) changes
-            GROUP BY categories, skills HAVING sum(n) <> 0"""
+        self._counts = MembershipCounts(schema)
         self.records = (
             f"SELECT effective_date, department_code, department_name, categories, duty_skills,"
             f" fact_id FROM {q}.employee_records WHERE employee_id = $1 ORDER BY effective_date"
@@ -60,7 +54,5 @@ class PeopleReader:
         self, conn: asyncpg.Connection, as_of: dt.date, categories: Sequence[CategoryQuery]
     ) -> dict[str, CategoryCounts]:
         """Per category code: members, members lacking something, and (skill, members lacking
-        it) most first, from the membership counts on `as_of` (`domain.memberships`)."""
-        year = fiscal_year_of(as_of)
-        rows = await conn.fetch(self._categories, year, fiscal_year_start(year), as_of)
-        return category_counts(((r[0].split(), r[1].split(), r[2]) for r in rows), categories)
+        it) most first, from the membership counts on `as_of` (`dxtalent_contracts.memberships`)."""
+        return category_counts(await self._counts.on(conn, as_of), categories)

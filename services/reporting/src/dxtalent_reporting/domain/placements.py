@@ -13,7 +13,7 @@ placement (department, level, employed). The count on d is the sum of the change
 before d. The first placement of everyone starts on `BEGINNING` (before any date a report can
 ask for), so the before-the-first-record fallback of `department_on` is kept too. To keep a
 report from adding up every change since the beginning, the changes are also summed per fiscal
-year (`yearly`): a report of fiscal year Y on d adds the yearly sums of the years before Y and
+year (`dxtalent_contracts.fiscal.yearly`): a report of fiscal year Y on d adds the yearly sums of the years before Y and
 the daily changes from April 1 of Y to d.
 
 `placement_changes(before, after)` is what one fact did to the counts: the difference of the
@@ -26,13 +26,9 @@ from __future__ import annotations
 import datetime as dt
 from collections import Counter
 from collections.abc import Iterable, Mapping
-from typing import Any
 
-from dxtalent_contracts.fiscal import fiscal_year_of
+from dxtalent_contracts.fiscal import BEGINNING
 from dxtalent_reporting.domain.progress import Standing
-
-#: the day every employee's first placement starts on (its fiscal year is 0)
-BEGINNING = dt.date.min
 
 Placement = tuple[str, int, bool]  # department, highest level held (0: none), employed
 Change = tuple[dt.date, str, int, bool]  # day, department, level, employed
@@ -76,14 +72,6 @@ def placement_changes(before: Standing | None, after: Standing | None) -> dict[C
     delta = changes_of(after)
     delta.subtract(changes_of(before))
     return {key: n for key, n in sorted(delta.items()) if n}
-
-
-def yearly(changes: Mapping[tuple[Any, ...], int]) -> dict[tuple[Any, ...], int]:
-    """`changes` (keyed by day first) summed per fiscal year of their day; only non-zero sums."""
-    out: Counter[tuple[Any, ...]] = Counter()
-    for key, n in changes.items():
-        out[(fiscal_year_of(key[0]), *key[1:])] += n
-    return {key: n for key, n in sorted(out.items()) if n}
 
 
 def tallies(counts: Iterable[tuple[str, int, bool, int]]) -> dict[str, dict[tuple[int, bool], int]]:

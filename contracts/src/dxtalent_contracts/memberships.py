@@ -4,7 +4,7 @@ The page needs, of each employee on its date: are they a member at all (employed
 record in force — one whose effective date is on or before the day), the categories that
 record names, and the skills held on the day (acquired on or before it, not revoked). All are
 step functions of the day, changing on a record's effective date, `left_on` and an
-`acquired_on`; so, as for `domain.placements`, an employee's timeline is a few *memberships*
+`acquired_on`; so, as for reporting's placements, an employee's timeline is a few *memberships*
 (categories, skills), or none while not a member, and the read model keeps how many employees
 enter or leave each membership per day (and per fiscal year). On a day, the counts per
 membership give every category's members, those lacking a required skill and how many lack
@@ -20,7 +20,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from types import MappingProxyType
 
-from dxtalent_reporting.domain.placements import BEGINNING
+from dxtalent_contracts.catalog import Catalog
+from dxtalent_contracts.fiscal import BEGINNING
 
 Membership = tuple[tuple[str, ...], tuple[str, ...]]  # categories named, skills held (sorted)
 MembershipChange = tuple[dt.date, tuple[str, ...], tuple[str, ...]]
@@ -95,6 +96,14 @@ class CategoryQuery:
     code: str
     implicit: bool
     required: tuple[str, ...]
+
+
+def category_queries(catalog: Catalog) -> list[CategoryQuery]:
+    """Every category of `catalog`, in catalog order, as `category_counts` asks for them."""
+    return [
+        CategoryQuery(c.code, c.implicit, tuple(sorted(catalog.category_requirements(c.code))))
+        for c in catalog.categories
+    ]
 
 
 def category_counts(
