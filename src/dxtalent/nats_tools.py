@@ -50,7 +50,15 @@ class NatsAuth:
     password: str | None = None
     creds: str | None = None
     tls_ca: str | None = None
-    inbox_prefix: str = "_INBOX"
+    #: None: `Settings.inbox_prefix`'s rule for `user` (`_INBOX_<user>`, or `_INBOX`)
+    inbox_prefix: str | None = None
+
+    @property
+    def reply_prefix(self) -> str:
+        """The prefix of this connection's reply subjects, the only inbox its user may read."""
+        if self.inbox_prefix is not None:
+            return self.inbox_prefix
+        return Settings(nats_user=self.user).inbox_prefix()
 
     @classmethod
     def from_settings(cls, settings: Settings) -> NatsAuth:
@@ -124,7 +132,7 @@ async def connect(
             password=auth.password,
             user_credentials=auth.creds,
             tls=tls,
-            inbox_prefix=auth.inbox_prefix,
+            inbox_prefix=auth.reply_prefix,
             connect_timeout=3,
             max_reconnect_attempts=3,
             reconnect_time_wait=0.5,  # type: ignore[arg-type]  # typed int, takes seconds

@@ -53,17 +53,12 @@ PORTS = {"nats": 14222, "postgres": 15432, "enrollment": 18081, "certification":
 PORTS["reporting"] = 18083
 SERVICES = {name: f"http://127.0.0.1:{PORTS[name]}" for name in ("enrollment", "certification")}
 SERVICES["reporting"] = f"http://127.0.0.1:{PORTS['reporting']}"
+#: every secret deploy/env.example asks the operator for (its `change-me` lines), so a secret
+#: the compose files gain is generated here too
 SECRETS = [
-    "NATS_ENROLLMENT_PASSWORD",
-    "NATS_CERTIFICATION_PASSWORD",
-    "NATS_REPORTING_PASSWORD",
-    "NATS_HR_PASSWORD",
-    "NATS_OPS_PASSWORD",
-    "POSTGRES_PASSWORD",
-    "PG_ENROLLMENT_PASSWORD",
-    "PG_CERTIFICATION_PASSWORD",
-    "PG_REPORTING_PASSWORD",
-    "DXT_API_TOKEN",
+    line.split("=", 1)[0]
+    for line in (ROOT / "deploy" / "env.example").read_text().splitlines()
+    if line.endswith("=change-me") and not line.startswith("#")
 ]
 
 _started = time.monotonic()

@@ -316,10 +316,11 @@ def test_compose_services_are_health_checked_and_start_in_order() -> None:
     for name in SERVICES:
         service = services[name]
         assert service["command"] == ["serve", name]
+        # not on `provision` (podman cannot start a container requiring an exited one): the
+        # services wait for the streams themselves
         assert service["depends_on"] == {
             "nats": {"condition": "service_healthy"},
             "postgres": {"condition": "service_healthy"},
-            "provision": {"condition": "service_completed_successfully"},
         }
         assert service["read_only"] is True
         env = service["environment"]
@@ -489,3 +490,13 @@ def test_services_publish_events_only_under_their_own_name() -> None:
         events = {s for s in _allowed(user, "publish") if s.startswith("dx.events.")}
         assert events <= ({"dx.events.>"} if name == "ops" else {f"dx.events.{name}.>"}), name
         assert _allowed(user, "subscribe") == {f"_INBOX_{name}.>"}, name
+
+
+def test_compose_gives_nats_every_password_its_accounts_need() -> None:
+    """nats-server refuses to start without the password of any user in accounts.conf, and
+    the smoke test generates every secret deploy/env.example names."""
+    wanted = {f"NATS_{name.upper()}_PASSWORD" for name in _nats_users()}
+    nats_env = _compose(ROOT / "docker-compose.yml")["services"]["nats"]["environment"]
+    assert wanted <= set(nats_env), sorted(wanted - set(nats_env))
+    example = (DEPLOY / "env.example").read_text()
+    assert all(f"\n{name}=" in example for name in wanted), example
