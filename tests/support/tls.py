@@ -11,7 +11,7 @@ from pathlib import Path
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 
 @dataclass(frozen=True)
@@ -25,8 +25,15 @@ def _name(common_name: str) -> x509.Name:
     return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
 
 
-def loopback_tls(directory: Path) -> TlsFiles:
-    """A CA (ca.pem) and a certificate it signed for 127.0.0.1 (server.pem, server-key.pem)."""
+def loopback_tls(
+    directory: Path,
+    *,
+    ca: str = "ca.pem",
+    cert: str = "server.pem",
+    key: str = "server-key.pem",
+) -> TlsFiles:
+    """A CA and a certificate it signed for 127.0.0.1 and localhost, good for servers and
+    clients alike (NATS routes use one certificate both ways), written under those names."""
     now = dt.datetime.now(dt.UTC)
     ca_key = ec.generate_private_key(ec.SECP256R1())
     ca_cert = (
@@ -40,26 +47,34 @@ def loopback_tls(directory: Path) -> TlsFiles:
         .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
         .sign(ca_key, hashes.SHA256())
     )
-    key = ec.generate_private_key(ec.SECP256R1())
-    cert = (
+    server_key = ec.generate_private_key(ec.SECP256R1())
+    server_cert = (
         x509.CertificateBuilder()
         .subject_name(_name("127.0.0.1"))
         .issuer_name(ca_cert.subject)
-        .public_key(key.public_key())
+        .public_key(server_key.public_key())
         .serial_number(x509.random_serial_number())
         .not_valid_before(now - dt.timedelta(minutes=5))
         .not_valid_after(now + dt.timedelta(days=1))
         .add_extension(
-            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
+            x509.SubjectAlternativeName(
+                [x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]
+            ),
+            critical=False,
+        )
+        .add_extension(
+            x509.ExtendedKeyUsage(
+                [ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH]
+            ),
             critical=False,
         )
         .sign(ca_key, hashes.SHA256())
     )
-    files = TlsFiles(directory / "ca.pem", directory / "server.pem", directory / "server-key.pem")
+    files = TlsFiles(directory / ca, directory / cert, directory / key)
     files.ca.write_bytes(ca_cert.public_bytes(serialization.Encoding.PEM))
-    files.cert.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    files.cert.write_bytes(server_cert.public_bytes(serialization.Encoding.PEM))
     files.key.write_bytes(
-        key.private_bytes(
+        server_key.private_bytes(
             serialization.Encoding.PEM,
             serialization.PrivateFormat.PKCS8,
             serialization.NoEncryption(),

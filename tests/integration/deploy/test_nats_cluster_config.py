@@ -13,8 +13,6 @@ user's password. A private CA is made for the test. Decision 0181 is checked:
 
 from __future__ import annotations
 
-import datetime as dt
-import ipaddress
 import json
 import shutil
 import ssl
@@ -26,14 +24,11 @@ from pathlib import Path
 import nats
 import pytest
 import yaml
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from nats.js import api
 
 from dxtalent_infra.servers import EmbeddedNats, free_port
 from tests.support.polling import eventually
+from tests.support.tls import loopback_tls
 
 ROOT = Path(__file__).resolve().parents[3]
 USERS = ("enrollment", "certification", "reporting", "hr", "ops", "admin", "backup")
@@ -49,50 +44,9 @@ def _shipped_conf() -> str:
 
 
 def _write_pki(directory: Path) -> None:
-    """ca.crt, and tls.crt / tls.key for 127.0.0.1 signed by it (server and client use)."""
-    now = dt.datetime.now(dt.UTC)
-    ca_key = ec.generate_private_key(ec.SECP256R1())
-    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "dxtalent test NATS CA")])
-    ca = (
-        x509.CertificateBuilder()
-        .subject_name(ca_name)
-        .issuer_name(ca_name)
-        .public_key(ca_key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - dt.timedelta(minutes=5))
-        .not_valid_after(now + dt.timedelta(days=1))
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .sign(ca_key, hashes.SHA256())
-    )
-    key = ec.generate_private_key(ec.SECP256R1())
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "nats")]))
-        .issuer_name(ca_name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - dt.timedelta(minutes=5))
-        .not_valid_after(now + dt.timedelta(days=1))
-        .add_extension(
-            x509.SubjectAlternativeName(
-                [x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]
-            ),
-            critical=False,
-        )
-        .add_extension(
-            x509.ExtendedKeyUsage(
-                [ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH]
-            ),
-            critical=False,
-        )
-        .sign(ca_key, hashes.SHA256())
-    )
-    pem = serialization.Encoding.PEM
-    (directory / "ca.crt").write_bytes(ca.public_bytes(pem))
-    (directory / "tls.crt").write_bytes(cert.public_bytes(pem))
-    (directory / "tls.key").write_bytes(
-        key.private_bytes(pem, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
-    )
+    """ca.crt, and tls.crt / tls.key for 127.0.0.1 signed by it (server and client use), the
+    names the shipped config mounts from Secret nats-tls."""
+    loopback_tls(directory, ca="ca.crt", cert="tls.crt", key="tls.key")
 
 
 class Node:
