@@ -23,6 +23,7 @@ from dxtalent_infra.servers import free_port, nats_server_binary, port_open
 from dxtalent_infra.streams import ensure_streams
 from dxtalent_infra.topology import Topology
 from tests.e2e.conftest import _cleanup
+from tests.support.cli import run_dxtalent
 from tests.support.servers import ServerUrls, unique_token
 from tests.support.tls import loopback_tls
 
@@ -38,14 +39,7 @@ def _free_port_run() -> int:
 
 
 def _cli(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "dxtalent", *args],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+    return run_dxtalent(*args, env=env)
 
 
 def _wait(url: str, timeout: float = 90) -> None:

@@ -8,7 +8,6 @@ import asyncio
 import json
 import shutil
 import subprocess
-import sys
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -26,6 +25,7 @@ from dxtalent_infra.servers import free_port
 from dxtalent_infra.topology import Topology
 from tests.e2e.conftest import _cleanup
 from tests.e2e.helpers import events_on, publish_with_ids
+from tests.support.cli import run_dxtalent
 from tests.support.servers import ServerUrls, unique_token
 
 pytestmark = pytest.mark.e2e
@@ -80,14 +80,7 @@ async def _credential_rows(database_url: str, prefix: str) -> tuple[int, int]:
 
 
 def _dxtalent(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "dxtalent", *args],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+    return run_dxtalent(*args, env=env)
 
 
 def test_a_citys_certifications_issue_credentials_that_verify_and_export(

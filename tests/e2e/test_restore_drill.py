@@ -8,7 +8,6 @@ import asyncio
 import contextlib
 import shutil
 import subprocess
-import sys
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -31,6 +30,7 @@ from dxtalent_infra.logs import configure_logging
 from dxtalent_infra.settings import Settings
 from dxtalent_infra.topology import ALL_STREAMS, Topology
 from tests.e2e.helpers import assert_matches_core
+from tests.support.cli import run_dxtalent
 from tests.support.servers import unique_token
 
 CATALOG = load_catalog()
@@ -86,14 +86,7 @@ async def _delete_streams(nats_url: str, topology: Topology) -> None:
 
 
 def _cli(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "dxtalent", *args],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
+    return run_dxtalent(*args, env=env, timeout=300)
 
 
 async def _events(database_url: str, topology: Topology) -> int:

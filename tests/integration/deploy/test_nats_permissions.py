@@ -24,7 +24,6 @@ import json
 import os
 import shutil
 import subprocess
-import sys
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
@@ -48,6 +47,7 @@ from dxtalent_infra.runtime import run_service
 from dxtalent_infra.servers import EmbeddedNats, free_port
 from dxtalent_infra.settings import Settings
 from dxtalent_infra.topology import Topology
+from tests.support.cli import run_dxtalent
 from tests.support.polling import eventually
 
 ROOT = Path(__file__).resolve().parents[3]
@@ -469,14 +469,7 @@ async def own_database(database_url: str) -> AsyncIterator[str]:
 def _cli(url: str, user: str, *args: str) -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("DXT_")}
     env |= {"DXT_NATS_URL": url, "DXT_NATS_USER": user, "DXT_NATS_PASSWORD": PASSWORDS[user]}
-    return subprocess.run(
-        [sys.executable, "-m", "dxtalent", *args],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+    return run_dxtalent(*args, env=env)
 
 
 async def test_a_service_runs_with_its_restricted_user_after_provision(
