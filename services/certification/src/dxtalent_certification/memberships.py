@@ -20,7 +20,6 @@ same timelines in SQL), so an existing schema needs no rebuild.
 from __future__ import annotations
 
 import datetime as dt
-import zlib
 from collections import Counter
 from collections.abc import Iterable
 
@@ -29,6 +28,7 @@ import asyncpg
 from dxtalent_certification.projection import EmployeeRow
 from dxtalent_contracts.fiscal import BEGINNING
 from dxtalent_contracts.memberships import Member, MembershipChange, membership_changes
+from dxtalent_infra import eventstore
 from dxtalent_infra.membership_counts import MEMBERSHIP_PRIVILEGES, MEMBERSHIP_TABLES
 from dxtalent_infra.migrations import Migration
 
@@ -119,7 +119,7 @@ def row_changes(
 
 def lock_key(schema: str) -> int:
     """The advisory lock the handler takes before locking rows (see `handler`)."""
-    return zlib.crc32(f"dxtalent-memberships:{schema}".encode()) - 2**31
+    return eventstore.lock_key(schema, "memberships")
 
 
 async def take_turn(conn: asyncpg.Connection, key: int) -> None:

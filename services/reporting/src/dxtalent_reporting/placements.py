@@ -26,7 +26,6 @@ never interleave their writes and never deadlock on the shared rows.
 from __future__ import annotations
 
 import datetime as dt
-import zlib
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -36,6 +35,7 @@ import asyncpg
 
 from dxtalent_contracts.fiscal import yearly
 from dxtalent_contracts.memberships import Member, membership_changes
+from dxtalent_infra.eventstore import lock_key
 from dxtalent_infra.membership_counts import MEMBERSHIP_PRIVILEGES, MEMBERSHIP_TABLES
 from dxtalent_infra.migrations import Migration, Privilege, quote_ident
 from dxtalent_reporting.domain.placements import Change, placement_changes
@@ -107,7 +107,7 @@ class PlacementWriter:
 
     def __init__(self, schema: str) -> None:
         q = quote_ident(schema)
-        self._lock_key = zlib.crc32(f"dxtalent-placements:{schema}".encode()) - 2**31
+        self._lock_key = lock_key(schema, "placements")
         # one row per fact the counts read: (kind, day, code, number, names)
         self._rows = (
             f"SELECT false, 'r'::text, effective_date, department_code, NULL::int, categories,"
