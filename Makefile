@@ -14,7 +14,7 @@ PACKAGES := src/dxtalent contracts/src/dxtalent_contracts infra/src/dxtalent_inf
 EXAMPLES := examples/subscriber
 PYTEST_ARGS ?=
 
-.PHONY: test lint typecheck pytest unit integration e2e demo schemas bench-infra bench-nats-sync bench-e2e bench-throughput clean chromium promtool screenshots bench-dashboard bench-queries bench-rebuild compose-smoke k8s-pin-images k8s-render
+.PHONY: test lint typecheck pytest unit integration e2e demo schemas bench-infra bench-nats-sync bench-e2e bench-latency bench-throughput clean chromium promtool screenshots bench-dashboard bench-queries bench-rebuild compose-smoke k8s-pin-images k8s-render
 
 $(UV):
 	$(PYTHON) -m venv .tools
@@ -79,6 +79,10 @@ k8s-render: ## the Kubernetes manifests as `kubectl apply -k deploy/k8s` would a
 
 k8s-pin-images: $(VENV)/.synced ## after pushing: pin every image of deploy/k8s by digest (IMAGES="name=ref ...")
 	$(BIN)/python deploy/k8s/pin_images.py $(IMAGES)
+
+bench-latency: $(VENV)/.synced ## CourseCompleted -> LevelCertified p50/p90/p99 and backlog at 1,000 and 2,000 facts/s, 3 runs each
+	$(BIN)/dxtalent bench latency --rate 1000 --runs 3
+	$(BIN)/dxtalent bench latency --rate 2000 --runs 3
 
 bench-throughput: $(VENV)/.synced ## 30,000-staff city end to end vs. a bare stage, 3 runs (prints figures)
 	$(BIN)/dxtalent bench throughput --runs 3 $(BENCH_ARGS)

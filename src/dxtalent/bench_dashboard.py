@@ -21,6 +21,7 @@ from rich.table import Table
 
 from dxtalent.citygen import generate_city
 from dxtalent.demo import DEMO_SEED, _publish
+from dxtalent.figures import percentile
 from dxtalent.stack import LocalStack, running_stack
 from dxtalent_contracts.catalog import load_catalog
 
@@ -36,12 +37,6 @@ def _get(url: str) -> float:
         if response.status != 200:
             raise RuntimeError(f"{url} answered {response.status}")
     return (time.perf_counter() - started) * 1000
-
-
-def p99(samples: list[float]) -> float:
-    """The 99th percentile (nearest rank) of `samples`."""
-    ordered = sorted(samples)
-    return ordered[max(0, round(0.99 * len(ordered)) - 1)]
 
 
 def time_pages(base: str, rounds: int, employee_id: str) -> dict[str, list[float]]:
@@ -93,7 +88,8 @@ def run_dashboard_bench(console: Console, sizes: list[int], rounds: int) -> None
         table.add_column(f"{staff:,} staff", justify="right")
     for key in PAGES:
         cells = [
-            f"{statistics.median(results[s][key]):.0f} / {p99(results[s][key]):.0f}" for s in sizes
+            f"{statistics.median(results[s][key]):.0f} / {percentile(results[s][key], 0.99):.0f}"
+            for s in sizes
         ]
         table.add_row(key, *cells)
     console.print(table)

@@ -19,7 +19,8 @@ from pathlib import Path
 
 from rich.console import Console
 
-from dxtalent.bench_dashboard import city_stack, p99
+from dxtalent.bench_dashboard import city_stack
+from dxtalent.figures import percentile, spread
 from dxtalent.stack import LocalStack
 
 YEAR = "fiscal_year=2025&as_of=2026-03-31"
@@ -47,7 +48,7 @@ class Run:
 
     @property
     def p99(self) -> float:
-        return p99(list(self.latencies))
+        return percentile(self.latencies, 0.99)
 
 
 def _client(port: int, path: str, until: float, out: list[float]) -> None:
@@ -106,11 +107,6 @@ def bench_size(
     return results, memory
 
 
-def _spread(values: list[float], fmt: str) -> str:
-    """min / median / max of `values`."""
-    return " / ".join(format(v, fmt) for v in (min(values), statistics.median(values), max(values)))
-
-
 def run_queries_bench(
     console: Console, sizes: list[int], clients: int, seconds: float, runs: int
 ) -> None:
@@ -128,9 +124,9 @@ def run_queries_bench(
         )
         for label, found in results.items():
             console.print(
-                f"{label:32} {_spread([r.per_second for r in found], '.1f'):>22}"
-                f" {_spread([r.p50 for r in found], '.1f'):>22}"
-                f" {_spread([r.p99 for r in found], '.1f'):>22}",
+                f"{label:32} {spread([r.per_second for r in found], '.1f'):>22}"
+                f" {spread([r.p50 for r in found], '.1f'):>22}"
+                f" {spread([r.p99 for r in found], '.1f'):>22}",
                 highlight=False,
                 soft_wrap=True,
             )

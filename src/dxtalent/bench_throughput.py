@@ -15,7 +15,6 @@ from __future__ import annotations
 import asyncio
 import os
 import shutil
-import statistics
 import tempfile
 import time
 from collections.abc import Sequence
@@ -30,6 +29,7 @@ from rich.table import Table
 from dxtalent.bench_stage import bare_stage_rate
 from dxtalent.citygen import generate_city
 from dxtalent.demo import DEMO_SEED
+from dxtalent.figures import spread
 from dxtalent.nats_tools import subject_for
 from dxtalent.stack import SERVICES, LocalStack, running_stack
 from dxtalent_contracts.catalog import load_catalog
@@ -122,10 +122,6 @@ def one_run(console: Console, messages: Sequence[bytes]) -> RunFigures:
     return RunFigures(len(messages), end_to_end, bare, rss)
 
 
-def _spread(values: Sequence[float], fmt: str) -> str:
-    return " / ".join(format(v, fmt) for v in (min(values), statistics.median(values), max(values)))
-
-
 def run_throughput_bench(console: Console, *, staff: int, runs: int, seed: int = DEMO_SEED) -> None:
     """Generate the city, run `runs` times, print each run and min / median / max."""
     city = generate_city(load_catalog(), seed=seed, staff=staff)
@@ -147,9 +143,9 @@ def run_throughput_bench(console: Console, *, staff: int, runs: int, seed: int =
     table = Table(title=f"throughput, {len(messages)} facts, min / median / max of {runs}")
     table.add_column("measure")
     table.add_column("min / median / max", justify="right")
-    table.add_row("end to end (facts/s)", _spread([f.end_to_end for f in figures], ",.0f"))
-    table.add_row("bare stage (facts/s)", _spread([f.bare for f in figures], ",.0f"))
-    table.add_row("ratio", _spread([f.ratio for f in figures], ".2f"))
+    table.add_row("end to end (facts/s)", spread([f.end_to_end for f in figures], ",.0f"))
+    table.add_row("bare stage (facts/s)", spread([f.bare for f in figures], ",.0f"))
+    table.add_row("ratio", spread([f.ratio for f in figures], ".2f"))
     for name in SERVICES:
-        table.add_row(f"RSS {name} (MB)", _spread([f.rss_mb.get(name, 0) for f in figures], ".0f"))
+        table.add_row(f"RSS {name} (MB)", spread([f.rss_mb.get(name, 0) for f in figures], ".0f"))
     console.print(table)

@@ -427,12 +427,13 @@ def bench_latency(
         int | None, typer.Option(min=1, help="facts/s of sustained load (default: one at a time)")
     ] = None,
     duration: Annotated[float, typer.Option(min=1, help="seconds of load with --rate")] = 20.0,
+    runs: Annotated[int, typer.Option(min=1, help="runs, each on fresh servers")] = 1,
 ) -> None:
     """End-to-end latency from an inbound CourseCompleted to the LevelCertified it causes."""
     from dxtalent.latency import run_latency_bench
 
     configure_logging("warning", json=False)
-    run_latency_bench(console, samples=samples, rate=rate, duration=duration)
+    run_latency_bench(console, samples=samples, rate=rate, duration=duration, runs=runs)
 
 
 @bench_app.command("throughput")

@@ -18,7 +18,6 @@ import datetime as dt
 import json
 import os
 import shutil
-import statistics
 import tempfile
 import time
 import uuid
@@ -31,7 +30,9 @@ import nats
 import uvloop
 from nats.aio.msg import Msg
 from rich.console import Console
+from rich.table import Table
 
+from dxtalent.figures import percentile, spread
 from dxtalent.nats_tools import publish_raw
 from dxtalent.stack import LocalStack, running_stack
 from dxtalent_contracts.catalog import load_catalog
@@ -222,15 +223,21 @@ async def _measure_under_load(
     return LoadFigures(latencies, total, seconds, max([at_end, *backlog]), at_end)
 
 
-def percentile(ordered: list[float], q: float) -> float:
-    """The `q` quantile (0..1) of sorted values, nearest rank."""
-    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
+@dataclass
+class RunFigures:
+    """What one run of the latency bench measured (the backlog only under load)."""
+
+    latencies: list[float]  # ms
+    how: str
+    backlog_max: int | None = None
+    backlog_end: int | None = None
+
+    def quantile(self, q: float) -> float:
+        return percentile(self.latencies, q)
 
 
-def run_latency_bench(
-    console: Console, *, samples: int, rate: int | None = None, duration: float = 20.0
-) -> None:
-    """Start the system (embedded unless DXT_NATS_URL/DXT_DATABASE_URL), measure, print."""
+def one_run(samples: int, rate: int | None, duration: float) -> RunFigures:
+    """One run on fresh servers (embedded unless DXT_NATS_URL/DXT_DATABASE_URL)."""
     catalog = load_catalog()
     level1 = catalog.level_rule(1).required
     # every level-1 skill but leadership beforehand; the workshop granting it is the timed fact
@@ -248,35 +255,61 @@ def run_latency_bench(
             stack.wait_ready(timeout=300, settle_checks=3)
             if rate is None:
                 latencies = asyncio.run(_measure(str(stack.nats_url), employees, last_course))
-            else:
-                load = uvloop.run(
-                    _measure_under_load(
-                        str(stack.nats_url),
-                        employees,
-                        last_course,
-                        [c.id for c in catalog.courses],
-                        rate,
-                        duration,
-                    )
+                return RunFigures(latencies, "one at a time")
+            load = uvloop.run(
+                _measure_under_load(
+                    str(stack.nats_url),
+                    employees,
+                    last_course,
+                    [c.id for c in catalog.courses],
+                    rate,
+                    duration,
                 )
-                latencies = load.latencies
+            )
     finally:
         shutil.rmtree(data_dir, ignore_errors=True)
-    ordered = sorted(latencies)
-    how = "one at a time"
-    if rate is not None:
-        how = (
-            f"under load: {load.published} facts in {load.seconds:.1f} s "
-            f"({load.published / load.seconds:,.0f} facts/s asked {rate})"
-        )
-    console.print(
-        f"CourseCompleted → LevelCertified, {len(latencies)} samples, {how}, "
-        f"3 services + NATS/PostgreSQL on this machine:\n"
-        f"  p50 {statistics.median(latencies):.1f} ms   p90 {percentile(ordered, 0.9):.1f} ms   "
-        f"p99 {percentile(ordered, 0.99):.1f} ms   max {ordered[-1]:.1f} ms"
+    how = (
+        f"under load: {load.published} facts in {load.seconds:.1f} s "
+        f"({load.published / load.seconds:,.0f} facts/s asked {rate})"
     )
-    if rate is not None:
+    return RunFigures(load.latencies, how, load.backlog_max, load.backlog_end)
+
+
+def run_latency_bench(
+    console: Console,
+    *,
+    samples: int,
+    rate: int | None = None,
+    duration: float = 20.0,
+    runs: int = 1,
+) -> None:
+    """Measure `runs` times, each on fresh servers; print each run, then min / median / max."""
+    figures: list[RunFigures] = []
+    for i in range(runs):
+        fig = one_run(samples, rate, duration)
+        figures.append(fig)
+        prefix = f"run {i + 1}: " if runs > 1 else ""
         console.print(
-            f"  backlog (unacknowledged messages of the 3 durables): max {load.backlog_max:,}, "
-            f"when the load ended {load.backlog_end:,}"
+            f"{prefix}CourseCompleted → LevelCertified, {len(fig.latencies)} samples, {fig.how}, "
+            f"3 services + NATS/PostgreSQL on this machine:\n"
+            f"  p50 {fig.quantile(0.5):.1f} ms   p90 {fig.quantile(0.9):.1f} ms   "
+            f"p99 {fig.quantile(0.99):.1f} ms   max {max(fig.latencies):.1f} ms"
         )
+        if fig.backlog_max is not None:
+            console.print(
+                "  backlog (unacknowledged messages of the 3 durables): "
+                f"max {fig.backlog_max:,}, when the load ended {fig.backlog_end:,}"
+            )
+    if runs == 1:
+        return
+    table = Table(
+        title=f"latency (ms), {len(figures[0].latencies)} samples, min / median / max of {runs}"
+    )
+    table.add_column("measure")
+    table.add_column("min / median / max", justify="right")
+    for name, q in (("p50", 0.5), ("p90", 0.9), ("p99", 0.99)):
+        table.add_row(f"{name} (ms)", spread([f.quantile(q) for f in figures], ",.1f"))
+    if rate is not None:
+        table.add_row("backlog, largest", spread([f.backlog_max or 0 for f in figures], ",.0f"))
+        table.add_row("backlog at the end", spread([f.backlog_end or 0 for f in figures], ",.0f"))
+    console.print(table)
