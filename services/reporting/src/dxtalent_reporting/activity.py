@@ -15,15 +15,14 @@ another service. Tables (in the service's own schema):
 - `intake`: one row per enrollment event (its day in Japan and its type), for the data-intake
   page's counts per day; indexed by day, so a page reads only the days it shows.
 
-Every write is one idempotent statement: the same event twice changes nothing, and a rebuild
-from the log (a fresh schema) reaches the same rows.
+Every write is an idempotent upsert: the same event twice changes nothing, and a rebuild from
+the log (a fresh schema) reaches the same rows. A segment's rows of every table are written
+together (`segment`): `add_rows` says which row an event writes, `TABLES` how.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-
-import asyncpg
 
 from dxtalent_contracts.events import (
     CompletionVoidedRecordedEvent,
@@ -37,8 +36,8 @@ from dxtalent_contracts.events import (
     SkillRevokedEvent,
 )
 from dxtalent_contracts.fiscal import japan_date
-from dxtalent_infra.migrations import Migration, Privilege, quote_ident
-from dxtalent_reporting.placements import PendingCounts, PlacementWriter, returning
+from dxtalent_infra.migrations import Migration, Privilege
+from dxtalent_reporting.segment import SegmentRows, Table
 
 ActivityEvent = (
     CourseEnrolledRecordedEvent
@@ -136,118 +135,149 @@ PRIVILEGES: tuple[Privilege, ...] = (
 )
 
 
-class ActivityWriter:
-    """Applies one dashboard event (or counts one intake event) in the caller's transaction."""
+def _kept_unless(flag: str, alias: str, *columns: str) -> str:
+    """`SET` items keeping `columns` of the stored row when the incoming row has `flag` set
+    (a revocation or a void leaves what the fact it undoes wrote), else taking the new ones."""
+    return ", ".join(
+        f"{c} = CASE WHEN EXCLUDED.{flag} THEN {alias}.{c} ELSE EXCLUDED.{c} END" for c in columns
+    )
 
-    def __init__(self, schema: str, counts: PlacementWriter) -> None:
-        q = quote_ident(schema)
-        self._counts = counts
-        self._enrolled = (
-            f"INSERT INTO {q}.enrollments (employee_id, course_id, fiscal_year, enrolled_on)"
-            " VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING"
-        )
-        self._completed = (
-            f"INSERT INTO {q}.completions"
-            " (fact_id, employee_id, course_id, completed_on, fiscal_year)"
-            " VALUES ($1, $2, $3, $4, $5) ON CONFLICT (fact_id) DO UPDATE"
-            " SET completed_on = EXCLUDED.completed_on, fiscal_year = EXCLUDED.fiscal_year"
-        )
-        self._voided = (
-            f"INSERT INTO {q}.completions (fact_id, employee_id, course_id, voided, void_reason)"
-            " VALUES ($1, $2, $3, true, $4) ON CONFLICT (fact_id) DO UPDATE"
-            " SET voided = true, void_reason = EXCLUDED.void_reason"
-        )
-        self._skill = (
-            f"INSERT INTO {q}.skills AS s"
-            " (employee_id, skill, course_id, acquired_on, revoked, stream_sequence)"
-            " VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (employee_id, skill) DO UPDATE"
-            " SET course_id = EXCLUDED.course_id, acquired_on = EXCLUDED.acquired_on,"
-            " revoked = EXCLUDED.revoked, stream_sequence = EXCLUDED.stream_sequence"
-            " WHERE EXCLUDED.stream_sequence > s.stream_sequence "
-            + returning("s", "s.acquired_on", "s.skill", "NULL", gone="s.revoked")
-        )
-        self._skill = counts.statement(self._skill)
-        self._case = (
-            f"INSERT INTO {q}.improvement_cases AS c (case_id, department_code, fiscal_year,"
-            " title, leaders, skills, hours_saved, stream_sequence)"
-            " VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (case_id) DO UPDATE"
-            " SET department_code = EXCLUDED.department_code,"
-            " fiscal_year = EXCLUDED.fiscal_year, title = EXCLUDED.title,"
-            " leaders = EXCLUDED.leaders, skills = EXCLUDED.skills,"
-            " hours_saved = EXCLUDED.hours_saved, stream_sequence = EXCLUDED.stream_sequence"
-            " WHERE EXCLUDED.stream_sequence > c.stream_sequence"
-        )
-        self._intake = (
-            f"INSERT INTO {q}.intake (event_id, day, type) VALUES ($1, $2, $3)"
-            " ON CONFLICT DO NOTHING"
-        )
 
-    async def count_intake(
-        self, conn: asyncpg.Connection, event_id: str, subject: str, time: dt.datetime | None
-    ) -> None:
-        """Count one recorded fact on its day in Japan (the event's time, else today's)."""
-        moment = time or dt.datetime.now(dt.UTC)
-        await conn.execute(self._intake, event_id, japan_date(moment), subject)
+ENROLLMENTS = Table(
+    "enrollments",
+    "e",
+    (
+        ("employee_id", "text"),
+        ("course_id", "text"),
+        ("fiscal_year", "int"),
+        ("enrolled_on", "date"),
+    ),
+    "ON CONFLICT DO NOTHING",
+)
+#: a completion and its void share the row (the void's `fact_id` is the completion's): a
+#: completion sets its date and year, a void (read first: a voided row with neither) marks it
+COMPLETIONS = Table(
+    "completions",
+    "c",
+    (
+        ("fact_id", "text"),
+        ("employee_id", "text"),
+        ("course_id", "text"),
+        ("completed_on", "date"),
+        ("fiscal_year", "int"),
+        ("voided", "bool"),
+        ("void_reason", "text"),
+    ),
+    "ON CONFLICT (fact_id) DO UPDATE SET "
+    + _kept_unless("voided", "c", "completed_on", "fiscal_year")
+    + ", voided = c.voided OR EXCLUDED.voided, void_reason = CASE WHEN EXCLUDED.voided"
+    " THEN EXCLUDED.void_reason ELSE c.void_reason END",
+    key=1,
+)
+SKILLS = Table(
+    "skills",
+    "s",
+    (
+        ("employee_id", "text"),
+        ("skill", "text"),
+        ("course_id", "text"),
+        ("acquired_on", "date"),
+        ("revoked", "bool"),
+        ("stream_sequence", "bigint"),
+    ),
+    "ON CONFLICT (employee_id, skill) DO UPDATE"
+    " SET course_id = EXCLUDED.course_id, acquired_on = EXCLUDED.acquired_on,"
+    " revoked = EXCLUDED.revoked, stream_sequence = EXCLUDED.stream_sequence"
+    " WHERE EXCLUDED.stream_sequence > s.stream_sequence",
+    key=2,
+)
+CASES = Table(
+    "improvement_cases",
+    "c",
+    (
+        ("case_id", "text"),
+        ("department_code", "text"),
+        ("fiscal_year", "int"),
+        ("title", "text"),
+        ("leaders", "text[]"),
+        ("skills", "text[]"),
+        ("hours_saved", "float8"),
+        ("stream_sequence", "bigint"),
+    ),
+    "ON CONFLICT (case_id) DO UPDATE"
+    " SET department_code = EXCLUDED.department_code,"
+    " fiscal_year = EXCLUDED.fiscal_year, title = EXCLUDED.title,"
+    " leaders = EXCLUDED.leaders, skills = EXCLUDED.skills,"
+    " hours_saved = EXCLUDED.hours_saved, stream_sequence = EXCLUDED.stream_sequence"
+    " WHERE EXCLUDED.stream_sequence > c.stream_sequence",
+    key=1,
+)
+INTAKE = Table(
+    "intake",
+    "i",
+    (("event_id", "text"), ("day", "date"), ("type", "text")),
+    "ON CONFLICT DO NOTHING",
+)
+TABLES = (ENROLLMENTS, COMPLETIONS, SKILLS, CASES, INTAKE)
 
-    async def apply(
-        self,
-        conn: asyncpg.Connection,
-        event: ActivityEvent,
-        sequence: int,
-        pending: PendingCounts | None = None,
-    ) -> None:
-        """Apply `event`, read at stream `sequence` (`pending`: see `PlacementWriter.write`)."""
-        match event:
-            case CourseEnrolledRecordedEvent(data=d):
-                await conn.execute(
-                    self._enrolled, d.employee_id, d.course_id, d.fiscal_year, d.enrolled_on
-                )
-            case CourseCompletedRecordedEvent(data=d):
-                await conn.execute(
-                    self._completed,
-                    d.fact_id,
-                    d.employee_id,
-                    d.course_id,
-                    d.completed_on,
-                    d.fiscal_year,
-                )
-            case CompletionVoidedRecordedEvent(data=d):
-                await conn.execute(
-                    self._voided, d.voided_event_id, d.employee_id, d.course_id, d.reason
-                )
-            case SkillAcquiredEvent(data=d):
-                await self._counts.write(
-                    conn,
-                    self._skill,
-                    d.employee_id,
-                    d.skill,
-                    d.course_id,
-                    d.acquired_on,
-                    False,
-                    sequence,
-                    pending=pending,
-                )
-            case SkillRevokedEvent(data=d):
-                await self._counts.write(
-                    conn,
-                    self._skill,
-                    d.employee_id,
-                    d.skill,
-                    None,
-                    None,
-                    True,
-                    sequence,
-                    pending=pending,
-                )
-            case ImprovementCaseRecordedEvent(data=d):
-                await conn.execute(
-                    self._case,
-                    d.case_id,
-                    d.department_code,
-                    d.fiscal_year,
-                    d.title,
-                    d.leader_employee_ids,
-                    d.skills_applied,
-                    d.hours_saved_per_year,
-                    sequence,
-                )
+
+def add_intake(rows: SegmentRows, event_id: str, subject: str, time: dt.datetime | None) -> None:
+    """Count one recorded fact on its day in Japan (the event's time, else today's)."""
+    moment = time or dt.datetime.now(dt.UTC)
+    rows.add(INTAKE, event_id, japan_date(moment), subject)
+
+
+def add_rows(rows: SegmentRows, event: ActivityEvent, sequence: int) -> None:
+    """The row `event`, read at stream `sequence`, writes."""
+    match event:
+        case CourseEnrolledRecordedEvent(data=d):
+            rows.add(ENROLLMENTS, d.employee_id, d.course_id, d.fiscal_year, d.enrolled_on)
+        case CourseCompletedRecordedEvent(data=d):
+            rows.add(
+                COMPLETIONS,
+                d.fact_id,
+                d.employee_id,
+                d.course_id,
+                d.completed_on,
+                d.fiscal_year,
+                False,
+                None,
+            )
+        case CompletionVoidedRecordedEvent(data=d):
+            rows.add(
+                COMPLETIONS,
+                d.voided_event_id,
+                d.employee_id,
+                d.course_id,
+                None,
+                None,
+                True,
+                d.reason,
+            )
+        case SkillAcquiredEvent(data=d):
+            rows.add(
+                SKILLS,
+                d.employee_id,
+                d.skill,
+                d.course_id,
+                d.acquired_on,
+                False,
+                sequence,
+                counted=d.employee_id,
+            )
+        case SkillRevokedEvent(data=d):
+            rows.add(
+                SKILLS, d.employee_id, d.skill, None, None, True, sequence, counted=d.employee_id
+            )
+        case ImprovementCaseRecordedEvent(data=d):
+            rows.add(
+                CASES,
+                d.case_id,
+                d.department_code,
+                d.fiscal_year,
+                d.title,
+                d.leader_employee_ids,
+                d.skills_applied,
+                d.hours_saved_per_year,
+                sequence,
+            )

@@ -9,18 +9,19 @@ they mean):
   those categories (space-separated codes of the record in force) and skills held;
   `membership_years` the same summed per fiscal year.
 
-A fact about an employee (record, departure, nomination, level certified or revoked, skill
-acquired or revoked) is written by `PlacementWriter.write` in the consumer's transaction, in one
-statement that also reads the employee's rows as they were before it (one snapshot) and returns
-the row the fact wrote, if any. The employee before and after give the count changes (pure:
-`placement_changes`, `membership_changes`), applied by one more statement. A fact the
-idempotent write does not take (a duplicate, an older record) returns no row and changes no
-count.
+A segment of facts about employees (records, departures, nominations, levels certified or
+revoked, skills acquired or revoked) is written in the consumer's transaction by one statement
+that also reads those employees' rows as they were before it (one snapshot: `rows_sql`,
+`segment`); their rows are read again after it (`rows`). Each employee before and after give
+the count changes (pure: `placement_changes`, `membership_changes`), applied by one more
+statement. Both are differences of one function of the employee (after minus before), so the
+changes of the whole segment are the sum of what each fact did one at a time. A fact the
+idempotent writes do not take (a duplicate, an older record) changes no row and no count.
 
 The count rows are shared by many employees, and a change is only right against the rows
 before it: replicas of the service take turns (one transaction-level advisory lock per read
-model, taken before the first such write of a batch and held to its COMMIT), so two batches
-never interleave their writes and never deadlock on the shared rows.
+model, taken before the segment's write and held to its COMMIT), so two batches never
+interleave their writes and never deadlock on the shared rows.
 """
 
 from __future__ import annotations
@@ -91,35 +92,29 @@ PRIVILEGES: tuple[Privilege, ...] = (
 Row = tuple[str, Any, Any, Any, Any]  # kind, day, code, number, names (see `PlacementWriter`)
 
 
-def returning(
-    kind: str, day: str, code: str, number: str, names: str = "NULL", gone: str = "false"
-) -> str:
-    """The `RETURNING` list of a write: the row it wrote as the employee's rows are read
-    (kind, day, code, number, names), and `gone` for a tombstone."""
-    return (
-        f"RETURNING '{kind}'::text, {day}::date, {code}::text, {number}::int, {names}::text[],"
-        f" {gone}::boolean"
-    )
-
-
 class PlacementWriter:
-    """Writes one fact about an employee and keeps the placement counts of `schema` right."""
+    """Reads employees' rows before and after a segment's writes, and keeps the placement
+    counts of `schema` right."""
 
     def __init__(self, schema: str) -> None:
         q = quote_ident(schema)
         self._lock_key = lock_key(schema, "placements")
-        # one row per fact the counts read: (kind, day, code, number, names)
-        self._rows = (
-            f"SELECT false, 'r'::text, effective_date, department_code, NULL::int, categories,"
-            f" false FROM {q}.employee_records WHERE employee_id = $1"
-            f" UNION ALL SELECT false, 'd', left_on, NULL, NULL, NULL, false"
-            f" FROM {q}.departures WHERE employee_id = $1"
-            f" UNION ALL SELECT false, 'n', NULL, department_code, fiscal_year, NULL, false"
-            f" FROM {q}.nominations WHERE employee_id = $1"
-            f" UNION ALL SELECT false, 'l', certified_on, department_code, level, NULL, false"
-            f" FROM {q}.levels WHERE employee_id = $1 AND NOT revoked"
-            f" UNION ALL SELECT false, 's', acquired_on, skill, NULL, NULL, false"
-            f" FROM {q}.skills WHERE employee_id = $1 AND NOT revoked"
+        #: the rows the counts read of the employees `$1` (`text[]`), one per fact:
+        #: (employee, kind, day, code, number, names)
+        self.rows_sql = " UNION ALL ".join(
+            f"SELECT employee_id, {columns} FROM {q}.{table}"
+            f" WHERE employee_id = ANY($1::text[]){where}"
+            for table, columns, where in (
+                (
+                    "employee_records",
+                    "'r'::text, effective_date, department_code, NULL::int, categories",
+                    "",
+                ),
+                ("departures", "'d', left_on, NULL, NULL, NULL", ""),
+                ("nominations", "'n', NULL, department_code, fiscal_year, NULL", ""),
+                ("levels", "'l', certified_on, department_code, level, NULL", " AND NOT revoked"),
+                ("skills", "'s', acquired_on, skill, NULL, NULL", " AND NOT revoked"),
+            )
         )
         upsert = (
             "INSERT INTO {q}.{table} AS c ({columns}, n) SELECT * FROM unnest({arrays})"
@@ -147,47 +142,29 @@ class PlacementWriter:
             + statements[-1]
         )
 
-    def statement(self, write: str) -> str:
-        """`write` (an upsert of the employee `$1` ending in `returning(...)`) together with
-        the employee's rows before it, in one statement and one snapshot."""
-        return f"WITH w AS ({write}) SELECT true, * FROM w UNION ALL {self._rows}"
-
     async def lock(self, conn: asyncpg.Connection) -> None:
-        """Take this read model's turn (held to COMMIT); before any `write` of a transaction."""
+        """Take this read model's turn (held to COMMIT); before the rows are first read."""
         await conn.execute("SELECT pg_advisory_xact_lock($1)", self._lock_key)
 
-    async def write(
-        self,
-        conn: asyncpg.Connection,
-        statement: str,
-        *args: object,
-        pending: PendingCounts | None = None,
+    async def rows(
+        self, conn: asyncpg.Connection, employees: Sequence[str]
+    ) -> dict[str, list[Row]]:
+        """The rows of `employees` now, per employee (one statement)."""
+        return by_employee(await conn.fetch(self.rows_sql, list(employees)))
+
+    def add(
+        self, pending: PendingCounts, employee: str, before: Sequence[Row], after: Sequence[Row]
     ) -> None:
-        """Run a `statement(...)` for the employee `args[0]` and apply its count changes; with
-        `pending` (the caller holds the `lock` and applies them later) add them to it."""
-        if pending is None:
-            await self.lock(conn)
-        rows = await conn.fetch(statement, *args)
-        written = [r for r in rows if r[0]]
-        if not written:
+        """Add to `pending` what replacing the employee's rows `before` by `after` does."""
+        if Counter(before) == Counter(after):
             return
-        employee = str(args[0])
-        before: list[Row] = [(r[1], r[2], r[3], r[4], r[5]) for r in rows if not r[0]]
-        new = written[0]
-        wrote: Row = (new[1], new[2], new[3], new[4], new[5])
-        after = [row for row in before if _key(row) != _key(wrote)]
-        if not new[6]:
-            after.append(wrote)
-        changes = pending if pending is not None else PendingCounts()
-        changes.placed.update(
+        pending.placed.update(
             placement_changes(_standing(employee, before), _standing(employee, after))
         )
         for (day, names, skills), n in membership_changes(
             _member(employee, before), _member(employee, after)
         ).items():
-            changes.members[(day, " ".join(names), " ".join(skills))] += n
-        if pending is None:
-            await self.apply(conn, changes)
+            pending.members[(day, " ".join(names), " ".join(skills))] += n
 
     async def apply(self, conn: asyncpg.Connection, changes: PendingCounts) -> None:
         """Add `changes` to the count tables (one statement; none when nothing changed)."""
@@ -212,20 +189,13 @@ class PendingCounts:
     members: Counter[tuple[dt.date, str, str]] = field(default_factory=Counter)
 
 
-def _key(row: Row) -> tuple[object, ...]:
-    """The primary key of a read-model row within one employee's rows."""
-    kind, day, code, number, _ = row
-    match kind:
-        case "r":
-            return (kind, day)
-        case "d":
-            return (kind,)
-        case "n":
-            return (kind, number, code)
-        case "s":
-            return (kind, code)
-        case _:
-            return (kind, number)
+def by_employee(records: Sequence[asyncpg.Record]) -> dict[str, list[Row]]:
+    """Rows read by `rows_sql`, per employee (a list of names as a tuple, so rows compare)."""
+    out: dict[str, list[Row]] = {}
+    for r in records:
+        names = None if r[5] is None else tuple(r[5])
+        out.setdefault(r[0], []).append((r[1], r[2], r[3], r[4], names))
+    return out
 
 
 def _standing(employee: str, rows: Sequence[Row]) -> Standing | None:

@@ -12,9 +12,10 @@ Tables (in the service's own schema):
   tombstone (`revoked`), and a row only changes for an event later in the stream than the one
   that wrote it, so a retried (nak'ed) older message cannot undo a newer one.
 
-Every write is one idempotent statement in the consumer's transaction: the same event twice
-changes nothing. The writes of these four tables also keep the placement counts the progress
-reports read (`placements`, decision 0205).
+Every write is an idempotent upsert in the consumer's transaction: the same event twice changes
+nothing. A segment's rows of every table (these and `activity`'s) are written by one statement
+(`segment`, decision 0230). The writes of these four tables also keep the placement counts the
+progress reports read (`placements`, decision 0205).
 
 Meaning of `as_of`: the state on that date *as known now*. Records are effective-dated and
 levels carry `certified_on`, so any past date can be answered from the current tables; a
@@ -23,6 +24,8 @@ re-certified with a new date counts from its new date only.
 """
 
 from __future__ import annotations
+
+from collections.abc import Sequence
 
 import asyncpg
 
@@ -33,10 +36,11 @@ from dxtalent_contracts.events import (
     LevelCertifiedEvent,
     LevelRevokedEvent,
 )
-from dxtalent_infra.migrations import Migration, Privilege, quote_ident
+from dxtalent_infra.migrations import Migration, Privilege
 from dxtalent_reporting import activity, placements
-from dxtalent_reporting.activity import ActivityEvent, ActivityWriter
-from dxtalent_reporting.placements import PendingCounts, PlacementWriter, returning
+from dxtalent_reporting.activity import ActivityEvent
+from dxtalent_reporting.placements import PendingCounts, PlacementWriter, by_employee
+from dxtalent_reporting.segment import SegmentRows, SegmentStatement, Table
 
 ProjectedEvent = (
     EmployeeUpdatedEvent
@@ -116,124 +120,163 @@ PRIVILEGES: tuple[Privilege, ...] = (
 )
 
 
+RECORDS = Table(
+    "employee_records",
+    "r",
+    (
+        ("employee_id", "text"),
+        ("effective_date", "date"),
+        ("fact_id", "text"),
+        ("department_code", "text"),
+        ("department_name", "text"),
+        ("categories", "text[]"),
+        ("duty_skills", "text[]"),
+    ),
+    "ON CONFLICT (employee_id, effective_date) DO UPDATE"
+    " SET fact_id = EXCLUDED.fact_id, department_code = EXCLUDED.department_code,"
+    " department_name = EXCLUDED.department_name, categories = EXCLUDED.categories,"
+    " duty_skills = EXCLUDED.duty_skills WHERE EXCLUDED.fact_id > r.fact_id",
+    key=2,
+)
+DEPARTURES = Table(
+    "departures",
+    "d",
+    (("employee_id", "text"), ("left_on", "date"), ("fact_id", "text")),
+    "ON CONFLICT (employee_id) DO UPDATE"
+    " SET left_on = EXCLUDED.left_on, fact_id = EXCLUDED.fact_id"
+    " WHERE (EXCLUDED.left_on, EXCLUDED.fact_id) < (d.left_on, d.fact_id)",
+    key=1,
+)
+NOMINATIONS = Table(
+    "nominations",
+    "n",
+    (
+        ("employee_id", "text"),
+        ("fiscal_year", "int"),
+        ("department_code", "text"),
+        ("fact_id", "text"),
+    ),
+    "ON CONFLICT (employee_id, fiscal_year, department_code) DO UPDATE"
+    " SET fact_id = EXCLUDED.fact_id WHERE EXCLUDED.fact_id < n.fact_id",
+    key=3,
+)
+#: a certification and a revocation share the row: the revocation (a tombstone) keeps what
+#: the certification wrote, or leaves it empty when read first
+LEVELS = Table(
+    "levels",
+    "l",
+    (
+        ("employee_id", "text"),
+        ("level", "int"),
+        ("certified_on", "date"),
+        ("fiscal_year", "int"),
+        ("department_code", "text"),
+        ("revoked", "bool"),
+        ("event_id", "text"),
+        ("stream_sequence", "bigint"),
+        ("via_equivalence", "bool"),
+    ),
+    "ON CONFLICT (employee_id, level) DO UPDATE SET "
+    + ", ".join(
+        f"{c} = CASE WHEN EXCLUDED.revoked THEN l.{c} ELSE EXCLUDED.{c} END"
+        for c in ("certified_on", "fiscal_year", "department_code", "via_equivalence")
+    )
+    + ", revoked = EXCLUDED.revoked, event_id = EXCLUDED.event_id,"
+    " stream_sequence = EXCLUDED.stream_sequence"
+    " WHERE EXCLUDED.stream_sequence > l.stream_sequence",
+    key=2,
+)
+
+
+def add_rows(rows: SegmentRows, event: ProjectedEvent, sequence: int) -> None:
+    """The rows `event`, read at stream `sequence`, writes."""
+    if event.nats_subject in activity.INTAKE_TYPES:
+        activity.add_intake(rows, event.id, event.type, event.time)
+    match event:
+        case EmployeeUpdatedEvent(data=d):
+            rows.add(
+                RECORDS,
+                d.employee_id,
+                d.effective_date,
+                event.id,
+                d.department_code,
+                d.department_name,
+                d.categories,
+                d.duty_skills,
+                counted=d.employee_id,
+            )
+        case EmployeeLeftRecordedEvent(data=d):
+            rows.add(DEPARTURES, d.employee_id, d.left_on, event.id, counted=d.employee_id)
+        case LeaderNominatedRecordedEvent(data=d):
+            rows.add(
+                NOMINATIONS,
+                d.employee_id,
+                d.fiscal_year,
+                d.department_code,
+                event.id,
+                counted=d.employee_id,
+            )
+        case LevelCertifiedEvent(data=d):
+            rows.add(
+                LEVELS,
+                d.employee_id,
+                d.level,
+                d.certified_on,
+                d.fiscal_year,
+                d.department_code,
+                False,
+                event.id,
+                sequence,
+                d.via_equivalence,
+                counted=d.employee_id,
+            )
+        case LevelRevokedEvent(data=d):
+            rows.add(
+                LEVELS,
+                d.employee_id,
+                d.level,
+                None,
+                None,
+                None,
+                True,
+                event.id,
+                sequence,
+                False,
+                counted=d.employee_id,
+            )
+        case _:
+            activity.add_rows(rows, event, sequence)
+
+
 class ReadModelWriter:
-    """Applies one projected event to the read model of `schema`: one statement each."""
+    """Applies a segment of projected events to the read model of `schema`."""
 
     def __init__(self, schema: str) -> None:
-        q = quote_ident(schema)
-        self.counts = counts = PlacementWriter(schema)
-        self._activity = ActivityWriter(schema, counts)
-        self._record = (
-            f"INSERT INTO {q}.employee_records AS r"
-            " (employee_id, effective_date, fact_id, department_code, department_name,"
-            " categories, duty_skills) VALUES ($1, $2, $3, $4, $5, $6, $7)"
-            " ON CONFLICT (employee_id, effective_date) DO UPDATE"
-            " SET fact_id = EXCLUDED.fact_id, department_code = EXCLUDED.department_code,"
-            " department_name = EXCLUDED.department_name, categories = EXCLUDED.categories,"
-            " duty_skills = EXCLUDED.duty_skills WHERE EXCLUDED.fact_id > r.fact_id "
-            + returning("r", "r.effective_date", "r.department_code", "NULL", "r.categories")
-        )
-        self._departure = (
-            f"INSERT INTO {q}.departures AS d (employee_id, left_on, fact_id)"
-            " VALUES ($1, $2, $3) ON CONFLICT (employee_id) DO UPDATE"
-            " SET left_on = EXCLUDED.left_on, fact_id = EXCLUDED.fact_id"
-            " WHERE (EXCLUDED.left_on, EXCLUDED.fact_id) < (d.left_on, d.fact_id) "
-            + returning("d", "d.left_on", "NULL", "NULL")
-        )
-        self._nomination = (
-            f"INSERT INTO {q}.nominations AS n"
-            " (employee_id, fiscal_year, department_code, fact_id) VALUES ($1, $2, $3, $4)"
-            " ON CONFLICT (employee_id, fiscal_year, department_code) DO UPDATE"
-            " SET fact_id = EXCLUDED.fact_id WHERE EXCLUDED.fact_id < n.fact_id "
-            + returning("n", "NULL", "n.department_code", "n.fiscal_year")
-        )
-        self._certified = (
-            f"INSERT INTO {q}.levels AS l (employee_id, level, certified_on, fiscal_year,"
-            " department_code, revoked, event_id, stream_sequence, via_equivalence)"
-            " VALUES ($1, $2, $3, $4, $5, false, $6, $7, $8) ON CONFLICT (employee_id, level)"
-            " DO UPDATE SET certified_on = EXCLUDED.certified_on,"
-            " via_equivalence = EXCLUDED.via_equivalence,"
-            " fiscal_year = EXCLUDED.fiscal_year, department_code = EXCLUDED.department_code,"
-            " revoked = false, event_id = EXCLUDED.event_id,"
-            " stream_sequence = EXCLUDED.stream_sequence"
-            " WHERE EXCLUDED.stream_sequence > l.stream_sequence "
-            + returning("l", "l.certified_on", "l.department_code", "l.level")
-        )
-        self._revoked = (
-            f"INSERT INTO {q}.levels AS l (employee_id, level, revoked, event_id, stream_sequence)"
-            " VALUES ($1, $2, true, $3, $4) ON CONFLICT (employee_id, level)"
-            " DO UPDATE SET revoked = true, event_id = EXCLUDED.event_id,"
-            " stream_sequence = EXCLUDED.stream_sequence"
-            " WHERE EXCLUDED.stream_sequence > l.stream_sequence "
-            + returning("l", "NULL", "NULL", "l.level", gone="true")
-        )
-        self._record, self._departure, self._nomination, self._certified, self._revoked = (
-            counts.statement(w)
-            for w in (
-                self._record,
-                self._departure,
-                self._nomination,
-                self._certified,
-                self._revoked,
-            )
+        self.counts = PlacementWriter(schema)
+        self._write = SegmentStatement(
+            schema,
+            (RECORDS, DEPARTURES, NOMINATIONS, LEVELS, *activity.TABLES),
+            self.counts.rows_sql,
         )
 
     async def apply(
-        self,
-        conn: asyncpg.Connection,
-        event: ProjectedEvent,
-        sequence: int,
-        pending: PendingCounts | None = None,
+        self, conn: asyncpg.Connection, projected: Sequence[tuple[ProjectedEvent, int]]
     ) -> None:
-        """Apply `event`, read at stream `sequence`, in the caller's transaction; with
-        `pending`, its count changes are added there (see `placements.PlacementWriter`)."""
-        if event.nats_subject in activity.INTAKE_TYPES:
-            await self._activity.count_intake(conn, event.id, event.type, event.time)
-        match event:
-            case EmployeeUpdatedEvent(data=d):
-                await self.counts.write(
-                    conn,
-                    self._record,
-                    d.employee_id,
-                    d.effective_date,
-                    event.id,
-                    d.department_code,
-                    d.department_name,
-                    d.categories,
-                    d.duty_skills,
-                    pending=pending,
-                )
-            case EmployeeLeftRecordedEvent(data=d):
-                await self.counts.write(
-                    conn, self._departure, d.employee_id, d.left_on, event.id, pending=pending
-                )
-            case LeaderNominatedRecordedEvent(data=d):
-                await self.counts.write(
-                    conn,
-                    self._nomination,
-                    d.employee_id,
-                    d.fiscal_year,
-                    d.department_code,
-                    event.id,
-                    pending=pending,
-                )
-            case LevelCertifiedEvent(data=d):
-                await self.counts.write(
-                    conn,
-                    self._certified,
-                    d.employee_id,
-                    d.level,
-                    d.certified_on,
-                    d.fiscal_year,
-                    d.department_code,
-                    event.id,
-                    sequence,
-                    d.via_equivalence,
-                    pending=pending,
-                )
-            case LevelRevokedEvent(data=d):
-                await self.counts.write(
-                    conn, self._revoked, d.employee_id, d.level, event.id, sequence, pending=pending
-                )
-            case _:
-                await self._activity.apply(conn, event, sequence, pending)
+        """Apply each event, read at its stream sequence, in the caller's transaction: the
+        rows in one statement (more when a key repeats), and the count changes they make
+        (`placements`) in one more, between reads of the counted employees' rows before and
+        after, under the read model's turn."""
+        rows = SegmentRows()
+        for event, sequence in projected:
+            add_rows(rows, event, sequence)
+        employees = sorted(rows.counted)
+        if employees:
+            await self.counts.lock(conn)
+        before = by_employee(await self._write.write(conn, rows.rows, employees))
+        if not employees:
+            return
+        after = await self.counts.rows(conn, employees)
+        pending = PendingCounts()
+        for employee in employees:
+            self.counts.add(pending, employee, before.get(employee, []), after.get(employee, []))
+        await self.counts.apply(conn, pending)
