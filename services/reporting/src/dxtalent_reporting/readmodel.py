@@ -270,8 +270,8 @@ class ReadModelWriter:
         for event, sequence in projected:
             add_rows(rows, event, sequence)
         employees = sorted(rows.counted)
-        if employees:
-            await self.counts.lock(conn)
+        # replicas take turns with the whole segment, so they never wait on each other's rows
+        await self.counts.lock(conn)
         before = by_employee(await self._write.write(conn, rows.rows, employees))
         if not employees:
             return
