@@ -77,6 +77,31 @@ async def test_a_saved_row_reads_back(pool: asyncpg.Pool, db_schema: str) -> Non
     assert got == locked == row
 
 
+async def test_a_state_and_ledger_found_unchanged_are_kept_as_stored(
+    pool: asyncpg.Pool, db_schema: str
+) -> None:
+    """save_many with `found`: a state or ledger that is the very object locked is not
+    rewritten (NULL keeps the stored value), one that changed is; either way the row reads
+    back as the row saved."""
+    projection = PostgresEmployeeProjection(db_schema)
+    row = some_row()
+    async with pool.acquire() as proxy:
+        conn = cast(asyncpg.Connection, proxy)
+        async with conn.transaction():
+            await projection.save(conn, row, existed=False)
+        for change in ("facts only", "state and ledger"):
+            async with conn.transaction():
+                found = await projection.lock_many(conn, [E])
+                locked = found[E]
+                facts = locked.facts.with_fact(Nomination(f"nom-{change}", E, 2026, "D-2"))
+                if change == "facts only":
+                    saved = EmployeeRow(facts, locked.state, locked.sent)
+                else:
+                    saved = EmployeeRow(facts, CertificationState.empty(E), SentLedger.empty())
+                await projection.save_many(conn, [(saved, True)], found=found)
+            assert await projection.get(conn, E) == saved
+
+
 async def test_a_row_created_concurrently_is_not_overwritten(
     pool: asyncpg.Pool, db_schema: str
 ) -> None:

@@ -182,7 +182,7 @@ class CertificationHandler:
         for delivery, event, fact in items:
             emp = fact.employee_id
             row = working.get(emp) or _new_row(emp)
-            if row.facts.with_fact(fact) is row.facts:
+            if row.facts.knows(fact):
                 self._duplicates.inc()
                 log.debug("certification.fact_known", fact_id=fact.fact_id)
                 continue
@@ -193,7 +193,9 @@ class CertificationHandler:
                 recorded.append((changes, events))
         changed = sorted(emp for emp, row in working.items() if row is not rows.get(emp))
         if changed:
-            await self._projection.save_many(conn, [(working[emp], emp in rows) for emp in changed])
+            await self._projection.save_many(
+                conn, [(working[emp], emp in rows) for emp in changed], found=rows
+            )
             await self._counts.add(
                 conn, row_changes((rows.get(emp), working[emp]) for emp in changed)
             )

@@ -110,10 +110,23 @@ def member_of(row: EmployeeRow | None) -> Member | None:
 def row_changes(
     written: Iterable[tuple[EmployeeRow | None, EmployeeRow]],
 ) -> Counter[MembershipChange]:
-    """What writing each (row before or None, row after) does to the counts, summed."""
+    """What writing each (row before or None, row after) does to the counts, summed.
+
+    A row whose member reads the same before and after (a nomination, a completion granting
+    no new skill) changes nothing, and its timelines are not walked: records, departures and
+    skills the very objects they were (`decide` keeps an unchanged state), or equal members."""
     out: Counter[MembershipChange] = Counter()
     for before, after in written:
-        out.update(membership_changes(member_of(before), member_of(after)))
+        if (
+            before is not None
+            and before.facts.records is after.facts.records
+            and before.facts.departures is after.facts.departures
+            and before.state.skills is after.state.skills
+        ):
+            continue
+        was, now = member_of(before), member_of(after)
+        if was != now:
+            out.update(membership_changes(was, now))
     return out
 
 
