@@ -14,6 +14,7 @@ supersedes, and one whose data was already sent is not sent again.
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import uuid
 from collections.abc import Sequence
 
@@ -70,9 +71,19 @@ CHANGES = Counter(
 )
 
 
+_NAMESPACE_BYTES = EMITTED_NAMESPACE.bytes
+
+
 def emitted_event_id(causing_event_id: str, index: int) -> str:
-    """The id of the `index`-th event emitted for one enrollment event."""
-    return str(uuid.uuid5(EMITTED_NAMESPACE, f"{causing_event_id}\x00{index}"))
+    """The id of the `index`-th event emitted for one enrollment event: the text of
+    `uuid.uuid5(EMITTED_NAMESPACE, f"{causing_event_id}\\x00{index}")`, computed without the
+    `UUID` object (once per change emitted)."""
+    name = f"{causing_event_id}\x00{index}".encode()
+    b = bytearray(hashlib.sha1(_NAMESPACE_BYTES + name, usedforsecurity=False).digest()[:16])
+    b[6] = (b[6] & 0x0F) | 0x50  # version 5
+    b[8] = (b[8] & 0x3F) | 0x80  # RFC 4122 variant
+    h = b.hex()
+    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
 
 
 def apply_fact(
