@@ -102,6 +102,34 @@ async def test_a_state_and_ledger_found_unchanged_are_kept_as_stored(
             assert await projection.get(conn, E) == saved
 
 
+async def test_lock_many_takes_the_turn_first_even_when_no_row_matches(
+    pool: asyncpg.Pool, db_schema: str
+) -> None:
+    """lock_many with `turn` holds that advisory lock to the end of the transaction (no row
+    or some), and another transaction's lock_many with the same turn waits for it."""
+    projection = PostgresEmployeeProjection(db_schema)
+    turn = 424242
+    held = "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND pid = pg_backend_pid()"
+    async with pool.acquire() as first_proxy, pool.acquire() as second_proxy:
+        first = cast(asyncpg.Connection, first_proxy)
+        second = cast(asyncpg.Connection, second_proxy)
+        async with first.transaction():
+            await projection.save(first, some_row(), existed=False)
+        tx = first.transaction()
+        await tx.start()
+        assert await projection.lock_many(first, ["E-nobody"], turn=turn) == {}
+        assert await first.fetchval(held) == 1
+        async with second.transaction():
+            await second.execute("SET LOCAL lock_timeout = '200ms'")
+            with pytest.raises(asyncpg.LockNotAvailableError):
+                await projection.lock_many(second, [E], turn=turn)
+        await tx.commit()
+        async with second.transaction():
+            assert set(await projection.lock_many(second, [E], turn=turn)) == {E}
+            assert await second.fetchval(held) == 1
+        assert await second.fetchval(held) == 0
+
+
 async def test_a_row_created_concurrently_is_not_overwritten(
     pool: asyncpg.Pool, db_schema: str
 ) -> None:

@@ -2,9 +2,9 @@
 
 Runs inside the consumer's batch transaction. A segment of messages is applied at once by
 `handle_many`, a single message (the consumer's fallback) as a segment of one: take the
-replicas' turn, lock every employee's row, write the changed rows, add their membership
-count changes (`memberships`), append the emitted events to streams `employee-{id}` of the
-certification event store. The outbox relay then
+replicas' turn and lock every employee's row (one statement), write the changed rows, add
+their membership count changes (`memberships`), append the emitted events to streams
+`employee-{id}` of the certification event store. The outbox relay then
 publishes them on `dx.events.certification.*`. A fact the row already holds
 (a re-published event) changes nothing and writes nothing. What `decide` returns passes
 `corrections.mark` against the row's sent ledger: a re-sent level or skill names the event it
@@ -28,7 +28,7 @@ from dxtalent_certification.domain.decide import DomainChange, decide
 from dxtalent_certification.domain.facts import EmployeeFacts, Fact
 from dxtalent_certification.domain.state import CertificationState
 from dxtalent_certification.enrollment_facts import UnexpectedEventError, fact_of
-from dxtalent_certification.memberships import lock_key, row_changes, take_turn
+from dxtalent_certification.memberships import lock_key, row_changes
 from dxtalent_certification.projection import EmployeeRow, PostgresEmployeeProjection
 from dxtalent_contracts.catalog import Catalog
 from dxtalent_contracts.envelope import CloudEvent
@@ -175,9 +175,9 @@ class CertificationHandler:
     async def _apply(
         self, conn: asyncpg.Connection, items: Sequence[tuple[Delivery, AnyEvent, Fact]]
     ) -> None:
-        """A few statements whatever the count: take the turn, lock every employee's row,
-        write the rows that changed and their count changes, append all emitted events. Facts
-        a row already holds change nothing, counts included.
+        """A few statements whatever the count: take the turn and lock every employee's row
+        (one statement), write the rows that changed and their count changes, append all
+        emitted events. Facts a row already holds change nothing, counts included.
 
         The count changes are right without the turn: each is (after − before) of a row this
         transaction holds locked, and additions commute. The turn (a transaction-level
@@ -185,8 +185,8 @@ class CertificationHandler:
         deadlocking: a batch holds the shared count rows it added to until COMMIT, and a
         later segment of it may wait for an employee row another batch locked before waiting
         for those count rows."""
-        await take_turn(conn, self._turn)
-        rows = await self._projection.lock_many(conn, [f.employee_id for _, _, f in items])
+        employees = [f.employee_id for _, _, f in items]
+        rows = await self._projection.lock_many(conn, employees, turn=self._turn)
         working = dict(rows)
         emitted: dict[str, list[NewEvent]] = {}
         recorded: list[tuple[list[tuple[str, DomainChange]], list[NewEvent]]] = []

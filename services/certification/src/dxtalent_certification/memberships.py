@@ -23,8 +23,6 @@ import datetime as dt
 from collections import Counter
 from collections.abc import Iterable
 
-import asyncpg
-
 from dxtalent_certification.projection import EmployeeRow
 from dxtalent_contracts.fiscal import BEGINNING
 from dxtalent_contracts.memberships import Member, MembershipChange, membership_changes
@@ -131,10 +129,7 @@ def row_changes(
 
 
 def lock_key(schema: str) -> int:
-    """The advisory lock the handler takes before locking rows (see `handler`)."""
+    """The advisory lock the handler takes before locking rows, so it waits for the other
+    replicas' transactions that add to the counts (held to COMMIT; see `handler` and
+    `PostgresEmployeeProjection.lock_many`'s `turn`)."""
     return eventstore.lock_key(schema, "memberships")
-
-
-async def take_turn(conn: asyncpg.Connection, key: int) -> None:
-    """Wait for the other replicas' transactions that add to the counts (held to COMMIT)."""
-    await conn.execute("SELECT pg_advisory_xact_lock($1)", key)

@@ -134,6 +134,14 @@ class PostgresEmployeeProjection:
             f"SELECT {columns} FROM {t}"
             " WHERE employee_id = ANY($1::text[]) ORDER BY employee_id FOR UPDATE"
         )
+        # the same, first taking the transaction-level advisory lock $2: an uncorrelated
+        # sub-select is a one-time filter, evaluated once before the first row is read (even
+        # when none matches), so before any row lock
+        self._lock_many_after_turn = (
+            f"SELECT {columns} FROM {t} WHERE employee_id = ANY($1::text[])"
+            " AND (SELECT pg_advisory_xact_lock($2::bigint)) IS NOT NULL"
+            " ORDER BY employee_id FOR UPDATE"
+        )
         rows = (
             " FROM unnest($1::text[], $2::text[], $3::text[], $4::text[])"
             " AS u(employee_id, facts, state, sent)"
@@ -166,11 +174,17 @@ class PostgresEmployeeProjection:
         await self.save_many(conn, [(row, existed)])
 
     async def lock_many(
-        self, conn: asyncpg.Connection, employee_ids: Sequence[str]
+        self, conn: asyncpg.Connection, employee_ids: Sequence[str], *, turn: int | None = None
     ) -> dict[str, EmployeeRow]:
         """The rows of several employees, locked in id order (no deadlock between replicas);
-        employees without a row are absent."""
-        records = await conn.fetch(self._lock_many, sorted(set(employee_ids)))
+        employees without a row are absent. With `turn`, the same statement first waits for
+        that transaction-level advisory lock (`memberships.lock_key`), before any row lock,
+        without a round trip of its own."""
+        ids = sorted(set(employee_ids))
+        if turn is None:
+            records = await conn.fetch(self._lock_many, ids)
+        else:
+            records = await conn.fetch(self._lock_many_after_turn, ids, turn)
         rows = [_row(r) for r in records]
         return {row.employee_id: row for row in rows}
 
