@@ -53,16 +53,34 @@ class Member:
 
 
 def membership_changes_of(member: Member | None) -> Counter[MembershipChange]:
-    """The count changes one employee's membership timeline contributes."""
+    """The count changes one employee's membership timeline contributes.
+
+    `membership_on` of each day a step can happen on, in one sweep: records and skills are
+    taken in date order as the days pass (each handler write walks two timelines, so this is
+    hot; tests check the sweep against `membership_on`)."""
     out: Counter[MembershipChange] = Counter()
     if member is None:
         return out
+    left_on = member.left_on
     days = {BEGINNING, *(day for day, _ in member.records), *member.skills.values()}
-    if member.left_on is not None:
-        days.add(member.left_on)
+    if left_on is not None:
+        days.add(left_on)
+    records = sorted(member.records)
+    acquired = sorted((on, s) for s, on in member.skills.items())
+    r = a = 0
+    in_force: tuple[str, ...] | None = None  # the categories of max(records on or before day)
+    held: list[str] = []
     previous: Membership | None = None
     for day in sorted(days):
-        current = member.membership_on(day)
+        while r < len(records) and records[r][0] <= day:
+            in_force = records[r][1]
+            r += 1
+        while a < len(acquired) and acquired[a][0] <= day:
+            held.append(acquired[a][1])
+            a += 1
+        current: Membership | None = None
+        if in_force is not None and (left_on is None or day < left_on):
+            current = (tuple(sorted(set(in_force))), tuple(sorted(held)))
         if current == previous:
             continue
         if current is not None:

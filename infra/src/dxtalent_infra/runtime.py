@@ -17,13 +17,15 @@ flight, lets the relay publish what is committed, and closes its connections, wi
 `DXT_SHUTDOWN_GRACE_S` (`_shut_down`). Migrations (`migrate_service`) run over
 `DXT_MIGRATION_DATABASE_URL` when it is set (the migration role owns the schema and grants the
 service role its rights), else over the service's own connection. A service with consumers
-prunes its inbox periodically (`inbox_retention`).
+prunes its inbox periodically (`inbox_retention`). Once built, the start-up heap is frozen out
+of the cyclic garbage collector's reach (`freeze_startup_heap`).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import signal
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -383,6 +385,16 @@ class _Server(uvicorn.Server):
         yield
 
 
+def freeze_startup_heap() -> None:
+    """Move every object alive after start-up (modules, pydantic schemas, the app) out of the
+    cyclic garbage collector's reach: a handler allocates many short-lived containers per
+    batch, and each full collection otherwise walks that whole heap again (a quarter of
+    certification's CPU under load, docs/decisions/0245). Nothing is freed by reference
+    counting any later than before; only cycles among start-up objects are never collected."""
+    gc.collect()
+    gc.freeze()
+
+
 async def run_service(
     spec: ServiceSpec, settings: Settings, stop: asyncio.Event | None = None
 ) -> None:
@@ -391,9 +403,11 @@ async def run_service(
     tracing.configure(spec.name)  # only when OTEL_EXPORTER_OTLP_*ENDPOINT is set
     ctx = await build_context(spec, settings)
     port = settings.http_port if settings.http_port is not None else spec.default_port
+    app = build_app(spec, ctx)
+    freeze_startup_heap()
     server = _Server(
         uvicorn.Config(
-            build_app(spec, ctx),
+            app,
             host=settings.http_host,
             port=port,
             log_config=None,

@@ -77,6 +77,59 @@ async def test_a_saved_row_reads_back(pool: asyncpg.Pool, db_schema: str) -> Non
     assert got == locked == row
 
 
+async def test_a_state_and_ledger_found_unchanged_are_kept_as_stored(
+    pool: asyncpg.Pool, db_schema: str
+) -> None:
+    """save_many with `found`: a state or ledger that is the very object locked is not
+    rewritten (NULL keeps the stored value), one that changed is; either way the row reads
+    back as the row saved."""
+    projection = PostgresEmployeeProjection(db_schema)
+    row = some_row()
+    async with pool.acquire() as proxy:
+        conn = cast(asyncpg.Connection, proxy)
+        async with conn.transaction():
+            await projection.save(conn, row, existed=False)
+        for change in ("facts only", "state and ledger"):
+            async with conn.transaction():
+                found = await projection.lock_many(conn, [E])
+                locked = found[E]
+                facts = locked.facts.with_fact(Nomination(f"nom-{change}", E, 2026, "D-2"))
+                if change == "facts only":
+                    saved = EmployeeRow(facts, locked.state, locked.sent)
+                else:
+                    saved = EmployeeRow(facts, CertificationState.empty(E), SentLedger.empty())
+                await projection.save_many(conn, [(saved, True)], found=found)
+            assert await projection.get(conn, E) == saved
+
+
+async def test_lock_many_takes_the_turn_first_even_when_no_row_matches(
+    pool: asyncpg.Pool, db_schema: str
+) -> None:
+    """lock_many with `turn` holds that advisory lock to the end of the transaction (no row
+    or some), and another transaction's lock_many with the same turn waits for it."""
+    projection = PostgresEmployeeProjection(db_schema)
+    turn = 424242
+    held = "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND pid = pg_backend_pid()"
+    async with pool.acquire() as first_proxy, pool.acquire() as second_proxy:
+        first = cast(asyncpg.Connection, first_proxy)
+        second = cast(asyncpg.Connection, second_proxy)
+        async with first.transaction():
+            await projection.save(first, some_row(), existed=False)
+        tx = first.transaction()
+        await tx.start()
+        assert await projection.lock_many(first, ["E-nobody"], turn=turn) == {}
+        assert await first.fetchval(held) == 1
+        async with second.transaction():
+            await second.execute("SET LOCAL lock_timeout = '200ms'")
+            with pytest.raises(asyncpg.LockNotAvailableError):
+                await projection.lock_many(second, [E], turn=turn)
+        await tx.commit()
+        async with second.transaction():
+            assert set(await projection.lock_many(second, [E], turn=turn)) == {E}
+            assert await second.fetchval(held) == 1
+        assert await second.fetchval(held) == 0
+
+
 async def test_a_row_created_concurrently_is_not_overwritten(
     pool: asyncpg.Pool, db_schema: str
 ) -> None:

@@ -9,8 +9,10 @@ from typing import cast
 
 import pytest
 from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from dxtalent_certification.codec import (
+    _dumps,
     facts_from_json,
     facts_to_json,
     ledger_from_json,
@@ -239,3 +241,37 @@ def test_any_facts_and_their_state_survive_a_round_trip(facts: list[Fact]) -> No
     state = evaluate(CATALOG, known)
     assert facts_from_json(facts_to_json(known)) == known
     assert state_from_json(state_to_json(state)) == state
+
+
+#: the values the documents hold: text (any, but lone surrogates, which PostgreSQL refuses),
+#: 64-bit integers, booleans, null, lists and objects (no floats)
+json_values = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers(min_value=-(2**63), max_value=2**63 - 1)
+    | st.text(st.characters(codec="utf-8")),
+    lambda inner: (
+        st.lists(inner, max_size=4)
+        | st.dictionaries(st.text(st.characters(codec="utf-8")), inner, max_size=4)
+    ),
+    max_leaves=20,
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(doc=st.dictionaries(st.text(max_size=8), json_values, max_size=6))
+def test_the_encoder_writes_the_text_json_dumps_wrote(doc: dict[str, object]) -> None:
+    """The codec's encoder (pydantic-core's) writes exactly what it replaced,
+    json.dumps(ensure_ascii=False, separators=(",", ":")): rows written before and after read
+    and compare alike."""
+    assert _dumps(doc) == json.dumps(doc, ensure_ascii=False, separators=(",", ":"))
+
+
+def test_a_rich_employee_encodes_as_json_dumps_did() -> None:
+    """Facts, state and ledger of every kind: the same text as json.dumps wrote."""
+    given = rich_employee()
+    state = given.state(CATALOG)
+    sent = changes(CATALOG, CertificationState.empty(E), state, "fact-1")
+    _, ledger = mark(sent, [f"ev-{i}" for i in range(len(sent))], SentLedger.empty())
+    for text in (facts_to_json(given.employee_facts), state_to_json(state), ledger_to_json(ledger)):
+        assert text == json.dumps(json.loads(text), ensure_ascii=False, separators=(",", ":"))

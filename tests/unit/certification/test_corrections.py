@@ -3,15 +3,17 @@ are sent, and which earlier event each one supersedes."""
 
 from __future__ import annotations
 
+import uuid
+
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from dxtalent_certification.domain.corrections import SentEvent, SentLedger, mark, sent_data
 from dxtalent_certification.domain.decide import DomainChange, decide, evolve
 from dxtalent_certification.domain.facts import EmployeeFacts, Fact
 from dxtalent_certification.domain.state import CertificationState
-from dxtalent_certification.handler import apply_fact, emitted_event_id
+from dxtalent_certification.handler import EMITTED_NAMESPACE, apply_fact, emitted_event_id
 from dxtalent_certification.projection import EmployeeRow
 from dxtalent_contracts.catalog import load_catalog
 from dxtalent_contracts.events import (
@@ -222,3 +224,11 @@ def test_applying_one_event_to_one_row_twice_gives_the_same_ids() -> None:
     ids = [event_id for event_id, _ in once[1]]
     assert ids == [emitted_event_id("cause-last", i) for i in range(len(ids))]
     assert once[0].sent.entries["level:1"].event_id == ids[-1]
+
+
+@settings(max_examples=300, deadline=None)
+@given(cause=st.text(st.characters(codec="utf-8")), index=st.integers(0, 50))
+def test_emitted_ids_are_the_uuid5_they_always_were(cause: str, index: int) -> None:
+    """The hand-rolled id is `uuid.uuid5(EMITTED_NAMESPACE, cause NUL index)`, as before."""
+    expected = uuid.uuid5(EMITTED_NAMESPACE, f"{cause}\x00{index}")
+    assert emitted_event_id(cause, index) == str(expected)

@@ -9,7 +9,8 @@ import datetime as dt
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from dxtalent_certification.domain.decide import evolve
+from dxtalent_certification.domain.corrections import SentLedger, mark
+from dxtalent_certification.domain.decide import decide, evolve
 from dxtalent_certification.domain.evaluate import evaluate
 from dxtalent_certification.domain.facts import (
     Completion,
@@ -182,3 +183,29 @@ def test_a_record_taking_effect_later_revokes_no_level(
     ]
     after = _dated(evaluated([*facts, *added]))
     assert {n: v for n, v in after.items() if n in state.levels} == _dated(state)
+
+
+@EXAMPLES
+@given(facts=employee_facts(), data=st.data())
+def test_an_unchanged_state_and_ledger_are_the_very_objects_given(
+    facts: list[Fact], data: st.DataObject
+) -> None:
+    """Fact by fact: `knows` says what `with_fact` would leave unchanged; `decide` returns the
+    previous state itself exactly when it emits nothing (and an equal one then), and `mark`
+    the ledger itself exactly when it sends nothing. The handler and the projection rely on
+    these identities to skip encoding and rewriting what did not change."""
+    arrival = data.draw(st.permutations([*facts, *data.draw(st.lists(st.sampled_from(facts)))]))
+    known, state, ledger = (
+        EmployeeFacts(EMPLOYEE),
+        CertificationState.empty(EMPLOYEE),
+        SentLedger({}),
+    )
+    for n, fact in enumerate(arrival):
+        assert known.knows(fact) is (known.with_fact(fact) is known)
+        known, new_state, changes = decide(CATALOG, known, state, fact)
+        assert (new_state is state) is (not changes)
+        assert new_state == evaluate(CATALOG, known)
+        ids = [f"ev-{n}-{i}" for i in range(len(changes))]
+        sent, new_ledger = mark(changes, ids, ledger)
+        assert (new_ledger is ledger) is (not sent)
+        state, ledger = new_state, new_ledger

@@ -13,12 +13,14 @@ from collections import Counter
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from dxtalent_contracts.fiscal import BEGINNING
 from dxtalent_contracts.memberships import (
     CategoryQuery,
     Member,
     MembershipChange,
     category_counts,
     membership_changes,
+    membership_changes_of,
 )
 
 FIRST, LAST = dt.date(2023, 1, 1), dt.date(2028, 6, 30)
@@ -77,3 +79,22 @@ def test_membership_counts_give_the_category_page_of_every_employee(
                 m for m in in_it if set(c.required) - {s for s, on in m.skills.items() if on <= day}
             ]
             assert from_counts[c.code].lacking == len(lacking)
+
+
+@settings(max_examples=300, deadline=None)
+@given(members)
+def test_the_timeline_sweep_steps_where_membership_on_does(member: Member) -> None:
+    """`membership_changes_of` (one sweep) equals the walk of `membership_on` day by day
+    over every day a step can happen on."""
+    walked: Counter[MembershipChange] = Counter()
+    steps = {BEGINNING, *(d for d, _ in member.records), *member.skills.values()}
+    previous = None
+    for day in sorted(steps | ({member.left_on} if member.left_on else set())):
+        current = member.membership_on(day)
+        if current != previous:
+            if current is not None:
+                walked[(day, *current)] += 1
+            if previous is not None:
+                walked[(day, *previous)] -= 1
+        previous = current
+    assert membership_changes_of(member) == walked

@@ -13,6 +13,8 @@ import datetime as dt
 import json
 from typing import Any
 
+from pydantic_core import to_json
+
 from dxtalent_certification.domain.corrections import SentEvent, SentLedger
 from dxtalent_certification.domain.facts import (
     Completion,
@@ -76,32 +78,31 @@ def facts_from_json(text: str) -> EmployeeFacts:
     doc = _load(text)
     e: str = doc["employee_id"]
     day = dt.date.fromisoformat
+    # positional arguments, in field order: this runs for every row a batch locks
     return EmployeeFacts(
-        employee_id=e,
-        records=frozenset(
+        e,
+        frozenset(
             EmployeeRecord(
-                fact_id=r["id"],
-                employee_id=e,
-                department_code=r["department_code"],
-                categories=frozenset(r["categories"]),
-                duty_skills=frozenset(r["duty_skills"]),
-                effective_date=day(r["effective_date"]),
-                it_qualified_hire=r["it_qualified_hire"],
+                r["id"],
+                e,
+                r["department_code"],
+                frozenset(r["categories"]),
+                frozenset(r["duty_skills"]),
+                day(r["effective_date"]),
+                r["it_qualified_hire"],
             )
             for r in doc["records"]
         ),
-        nominations=frozenset(
+        frozenset(
             Nomination(n["id"], e, n["fiscal_year"], n["department_code"])
             for n in doc["nominations"]
         ),
-        completions=frozenset(
+        frozenset(
             Completion(c["id"], e, c["course_id"], day(c["completed_on"]))
             for c in doc["completions"]
         ),
-        voids=frozenset(
-            Void(v["id"], e, v["course_id"], v["voided"], v["reason"]) for v in doc["voids"]
-        ),
-        departures=frozenset(Departure(x["id"], e, day(x["left_on"])) for x in doc["departures"]),
+        frozenset(Void(v["id"], e, v["course_id"], v["voided"], v["reason"]) for v in doc["voids"]),
+        frozenset(Departure(x["id"], e, day(x["left_on"])) for x in doc["departures"]),
     )
 
 
@@ -155,11 +156,11 @@ def state_from_json(text: str) -> CertificationState:
     }
     levels = {
         lv["level"]: CertifiedLevel(
-            level=lv["level"],
-            certified_on=day(lv["certified_on"]),
-            fiscal_year=lv["fiscal_year"],
-            department_code=lv["department_code"],
-            evidence=tuple(
+            lv["level"],
+            day(lv["certified_on"]),
+            lv["fiscal_year"],
+            lv["department_code"],
+            tuple(
                 Evidence(
                     skill=e["skill"],
                     course_id=e["course_id"],
@@ -168,7 +169,7 @@ def state_from_json(text: str) -> CertificationState:
                 )
                 for e in lv["evidence"]
             ),
-            via_equivalence=lv["via_equivalence"],
+            lv["via_equivalence"],
         )
         for lv in doc["levels"]
     }
@@ -201,7 +202,9 @@ def _by_id(facts: frozenset[Any]) -> list[Any]:
 
 
 def _dumps(doc: dict[str, Any]) -> str:
-    return json.dumps(doc, ensure_ascii=False, separators=(",", ":"))
+    # pydantic-core's encoder: the very text of json.dumps(doc, ensure_ascii=False,
+    # separators=(",", ":")) for these documents, in about half the time
+    return to_json(doc).decode()
 
 
 def _load(text: str) -> dict[str, Any]:

@@ -2,9 +2,9 @@
 
 Runs inside the consumer's batch transaction. A segment of messages is applied at once by
 `handle_many`, a single message (the consumer's fallback) as a segment of one: take the
-replicas' turn, lock every employee's row, write the changed rows, add their membership
-count changes (`memberships`), append the emitted events to streams `employee-{id}` of the
-certification event store. The outbox relay then
+replicas' turn and lock every employee's row (one statement), write the changed rows, add
+their membership count changes (`memberships`), append the emitted events to streams
+`employee-{id}` of the certification event store. The outbox relay then
 publishes them on `dx.events.certification.*`. A fact the row already holds
 (a re-published event) changes nothing and writes nothing. What `decide` returns passes
 `corrections.mark` against the row's sent ledger: a re-sent level or skill names the event it
@@ -14,6 +14,7 @@ supersedes, and one whose data was already sent is not sent again.
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import uuid
 from collections.abc import Sequence
 
@@ -27,7 +28,7 @@ from dxtalent_certification.domain.decide import DomainChange, decide
 from dxtalent_certification.domain.facts import EmployeeFacts, Fact
 from dxtalent_certification.domain.state import CertificationState
 from dxtalent_certification.enrollment_facts import UnexpectedEventError, fact_of
-from dxtalent_certification.memberships import lock_key, row_changes, take_turn
+from dxtalent_certification.memberships import lock_key, row_changes
 from dxtalent_certification.projection import EmployeeRow, PostgresEmployeeProjection
 from dxtalent_contracts.catalog import Catalog
 from dxtalent_contracts.envelope import CloudEvent
@@ -70,9 +71,19 @@ CHANGES = Counter(
 )
 
 
+_NAMESPACE_BYTES = EMITTED_NAMESPACE.bytes
+
+
 def emitted_event_id(causing_event_id: str, index: int) -> str:
-    """The id of the `index`-th event emitted for one enrollment event."""
-    return str(uuid.uuid5(EMITTED_NAMESPACE, f"{causing_event_id}\x00{index}"))
+    """The id of the `index`-th event emitted for one enrollment event: the text of
+    `uuid.uuid5(EMITTED_NAMESPACE, f"{causing_event_id}\\x00{index}")`, computed without the
+    `UUID` object (once per change emitted)."""
+    name = f"{causing_event_id}\x00{index}".encode()
+    b = bytearray(hashlib.sha1(_NAMESPACE_BYTES + name, usedforsecurity=False).digest()[:16])
+    b[6] = (b[6] & 0x0F) | 0x50  # version 5
+    b[8] = (b[8] & 0x3F) | 0x80  # RFC 4122 variant
+    h = b.hex()
+    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
 
 
 def apply_fact(
@@ -164,9 +175,9 @@ class CertificationHandler:
     async def _apply(
         self, conn: asyncpg.Connection, items: Sequence[tuple[Delivery, AnyEvent, Fact]]
     ) -> None:
-        """A few statements whatever the count: take the turn, lock every employee's row,
-        write the rows that changed and their count changes, append all emitted events. Facts
-        a row already holds change nothing, counts included.
+        """A few statements whatever the count: take the turn and lock every employee's row
+        (one statement), write the rows that changed and their count changes, append all
+        emitted events. Facts a row already holds change nothing, counts included.
 
         The count changes are right without the turn: each is (after − before) of a row this
         transaction holds locked, and additions commute. The turn (a transaction-level
@@ -174,15 +185,15 @@ class CertificationHandler:
         deadlocking: a batch holds the shared count rows it added to until COMMIT, and a
         later segment of it may wait for an employee row another batch locked before waiting
         for those count rows."""
-        await take_turn(conn, self._turn)
-        rows = await self._projection.lock_many(conn, [f.employee_id for _, _, f in items])
+        employees = [f.employee_id for _, _, f in items]
+        rows = await self._projection.lock_many(conn, employees, turn=self._turn)
         working = dict(rows)
         emitted: dict[str, list[NewEvent]] = {}
         recorded: list[tuple[list[tuple[str, DomainChange]], list[NewEvent]]] = []
         for delivery, event, fact in items:
             emp = fact.employee_id
             row = working.get(emp) or _new_row(emp)
-            if row.facts.with_fact(fact) is row.facts:
+            if row.facts.knows(fact):
                 self._duplicates.inc()
                 log.debug("certification.fact_known", fact_id=fact.fact_id)
                 continue
@@ -193,7 +204,9 @@ class CertificationHandler:
                 recorded.append((changes, events))
         changed = sorted(emp for emp, row in working.items() if row is not rows.get(emp))
         if changed:
-            await self._projection.save_many(conn, [(working[emp], emp in rows) for emp in changed])
+            await self._projection.save_many(
+                conn, [(working[emp], emp in rows) for emp in changed], found=rows
+            )
             await self._counts.add(
                 conn, row_changes((rows.get(emp), working[emp]) for emp in changed)
             )

@@ -23,8 +23,6 @@ import datetime as dt
 from collections import Counter
 from collections.abc import Iterable
 
-import asyncpg
-
 from dxtalent_certification.projection import EmployeeRow
 from dxtalent_contracts.fiscal import BEGINNING
 from dxtalent_contracts.memberships import Member, MembershipChange, membership_changes
@@ -110,18 +108,28 @@ def member_of(row: EmployeeRow | None) -> Member | None:
 def row_changes(
     written: Iterable[tuple[EmployeeRow | None, EmployeeRow]],
 ) -> Counter[MembershipChange]:
-    """What writing each (row before or None, row after) does to the counts, summed."""
+    """What writing each (row before or None, row after) does to the counts, summed.
+
+    A row whose member reads the same before and after (a nomination, a completion granting
+    no new skill) changes nothing, and its timelines are not walked: records, departures and
+    skills the very objects they were (`decide` keeps an unchanged state), or equal members."""
     out: Counter[MembershipChange] = Counter()
     for before, after in written:
-        out.update(membership_changes(member_of(before), member_of(after)))
+        if (
+            before is not None
+            and before.facts.records is after.facts.records
+            and before.facts.departures is after.facts.departures
+            and before.state.skills is after.state.skills
+        ):
+            continue
+        was, now = member_of(before), member_of(after)
+        if was != now:
+            out.update(membership_changes(was, now))
     return out
 
 
 def lock_key(schema: str) -> int:
-    """The advisory lock the handler takes before locking rows (see `handler`)."""
+    """The advisory lock the handler takes before locking rows, so it waits for the other
+    replicas' transactions that add to the counts (held to COMMIT; see `handler` and
+    `PostgresEmployeeProjection.lock_many`'s `turn`)."""
     return eventstore.lock_key(schema, "memberships")
-
-
-async def take_turn(conn: asyncpg.Connection, key: int) -> None:
-    """Wait for the other replicas' transactions that add to the counts (held to COMMIT)."""
-    await conn.execute("SELECT pg_advisory_xact_lock($1)", key)

@@ -9,7 +9,7 @@ per level and skill, which corrections supersede (see `codec` and `domain.correc
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass
 
 import asyncpg
@@ -134,13 +134,23 @@ class PostgresEmployeeProjection:
             f"SELECT {columns} FROM {t}"
             " WHERE employee_id = ANY($1::text[]) ORDER BY employee_id FOR UPDATE"
         )
+        # the same, first taking the transaction-level advisory lock $2: an uncorrelated
+        # sub-select is a one-time filter, evaluated once before the first row is read (even
+        # when none matches), so before any row lock
+        self._lock_many_after_turn = (
+            f"SELECT {columns} FROM {t} WHERE employee_id = ANY($1::text[])"
+            " AND (SELECT pg_advisory_xact_lock($2::bigint)) IS NOT NULL"
+            " ORDER BY employee_id FOR UPDATE"
+        )
         rows = (
             " FROM unnest($1::text[], $2::text[], $3::text[], $4::text[])"
             " AS u(employee_id, facts, state, sent)"
         )
+        # a NULL state or sent keeps the stored one (`save_many`'s `found`)
         self._update_many = (
-            f"UPDATE {t} AS e SET facts = u.facts::jsonb, state = u.state::jsonb,"
-            f" sent = u.sent::jsonb, updated_at = now(){rows}"
+            f"UPDATE {t} AS e SET facts = u.facts::jsonb,"
+            " state = coalesce(u.state::jsonb, e.state),"
+            f" sent = coalesce(u.sent::jsonb, e.sent), updated_at = now(){rows}"
             " WHERE e.employee_id = u.employee_id"
         )
         self._insert_many = (
@@ -164,28 +174,50 @@ class PostgresEmployeeProjection:
         await self.save_many(conn, [(row, existed)])
 
     async def lock_many(
-        self, conn: asyncpg.Connection, employee_ids: Sequence[str]
+        self, conn: asyncpg.Connection, employee_ids: Sequence[str], *, turn: int | None = None
     ) -> dict[str, EmployeeRow]:
         """The rows of several employees, locked in id order (no deadlock between replicas);
-        employees without a row are absent."""
-        records = await conn.fetch(self._lock_many, sorted(set(employee_ids)))
+        employees without a row are absent. With `turn`, the same statement first waits for
+        that transaction-level advisory lock (`memberships.lock_key`), before any row lock,
+        without a round trip of its own."""
+        ids = sorted(set(employee_ids))
+        if turn is None:
+            records = await conn.fetch(self._lock_many, ids)
+        else:
+            records = await conn.fetch(self._lock_many_after_turn, ids, turn)
         rows = [_row(r) for r in records]
         return {row.employee_id: row for row in rows}
 
     async def save_many(
-        self, conn: asyncpg.Connection, rows: Sequence[tuple[EmployeeRow, bool]]
+        self,
+        conn: asyncpg.Connection,
+        rows: Sequence[tuple[EmployeeRow, bool]],
+        *,
+        found: Mapping[str, EmployeeRow] | None = None,
     ) -> None:
         """Write several rows in two statements; each `bool` says whether `lock_many` found it.
-        A new row inserted meanwhile by another transaction raises `ConcurrentInsertError`."""
+        A new row inserted meanwhile by another transaction raises `ConcurrentInsertError`.
+
+        `found` (what `lock_many` returned) spares work: a row's state or sent ledger that is
+        the very object found there is unchanged, so it is neither encoded nor rewritten (a
+        nomination, a completion granting nothing new)."""
+        before = found or {}
         for existed in (True, False):
             chosen = [row for row, e in rows if e is existed]
             if not chosen:
                 continue
+            was = [before.get(row.employee_id) if existed else None for row in chosen]
             args = (
                 [row.employee_id for row in chosen],
                 [facts_to_json(row.facts) for row in chosen],
-                [state_to_json(row.state) for row in chosen],
-                [ledger_to_json(row.sent) for row in chosen],
+                [
+                    None if old is not None and row.state is old.state else state_to_json(row.state)
+                    for row, old in zip(chosen, was, strict=True)
+                ],
+                [
+                    None if old is not None and row.sent is old.sent else ledger_to_json(row.sent)
+                    for row, old in zip(chosen, was, strict=True)
+                ],
             )
             if existed:
                 await conn.execute(self._update_many, *args)

@@ -68,7 +68,8 @@ def mark(
 ) -> tuple[list[tuple[str, DomainChange]], SentLedger]:
     """The changes to send, each with its id and `supersedes` set, and the ledger after them.
 
-    `ids[i]` is the id `changes[i]` is sent under (see the module docstring).
+    `ids[i]` is the id `changes[i]` is sent under (see the module docstring). When nothing is
+    sent the ledger returned is `ledger` itself (nothing in it changed).
     """
     if len(ids) != len(changes):
         raise ValueError(f"{len(changes)} changes but {len(ids)} ids")
@@ -86,4 +87,4 @@ def mark(
         supersedes = last.event_id if last is not None else None
         kept.append((event_id, change.model_copy(update={"supersedes": supersedes})))
         entries[key] = SentEvent(event_id, data)
-    return kept, SentLedger(entries)
+    return kept, SentLedger(entries) if kept else ledger

@@ -27,11 +27,14 @@ def decide(
 ) -> tuple[EmployeeFacts, CertificationState, list[DomainChange]]:
     """Add `fact`, re-evaluate, and return the new facts, the new state and what changed.
 
-    `previous` must be the state of `facts`; a fact already known changes nothing.
+    `previous` must be the state of `facts`; a fact already known changes nothing. When
+    nothing changed, the state returned is `previous` itself (equal to the new one: an empty
+    diff means equal states), so a caller can tell an unchanged state by identity.
     """
     new_facts = facts.with_fact(fact)
     current = evaluate(catalog, new_facts)
-    return new_facts, current, changes(catalog, previous, current, fact.fact_id, new_facts)
+    found = changes(catalog, previous, current, fact.fact_id, new_facts)
+    return new_facts, current if found else previous, found
 
 
 def changes(

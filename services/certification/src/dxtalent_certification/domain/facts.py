@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Iterable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 
 from dxtalent_contracts.fiscal import fiscal_year_start
 
@@ -103,18 +103,42 @@ class EmployeeFacts:
             raise ValueError(
                 f"fact {fact.fact_id} is about employee {fact.employee_id}, not {self.employee_id}"
             )
+        # built field by field rather than with `dataclasses.replace` (a hot path: once per
+        # fact applied); the other sets are shared, unchanged
+        e, r, n, c, v, d = (
+            self.employee_id,
+            self.records,
+            self.nominations,
+            self.completions,
+            self.voids,
+            self.departures,
+        )
         match fact:
-            case EmployeeRecord() if fact not in self.records:
-                return replace(self, records=self.records | {fact})
-            case Nomination() if fact not in self.nominations:
-                return replace(self, nominations=self.nominations | {fact})
-            case Completion() if fact not in self.completions:
-                return replace(self, completions=self.completions | {fact})
-            case Void() if fact not in self.voids:
-                return replace(self, voids=self.voids | {fact})
-            case Departure() if fact not in self.departures:
-                return replace(self, departures=self.departures | {fact})
+            case EmployeeRecord() if fact not in r:
+                return EmployeeFacts(e, r | {fact}, n, c, v, d)
+            case Nomination() if fact not in n:
+                return EmployeeFacts(e, r, n | {fact}, c, v, d)
+            case Completion() if fact not in c:
+                return EmployeeFacts(e, r, n, c | {fact}, v, d)
+            case Void() if fact not in v:
+                return EmployeeFacts(e, r, n, c, v | {fact}, d)
+            case Departure() if fact not in d:
+                return EmployeeFacts(e, r, n, c, v, d | {fact})
         return self
+
+    def knows(self, fact: Fact) -> bool:
+        """Whether `fact` is already among these facts: `with_fact` would return `self`."""
+        match fact:
+            case EmployeeRecord():
+                return fact in self.records
+            case Nomination():
+                return fact in self.nominations
+            case Completion():
+                return fact in self.completions
+            case Void():
+                return fact in self.voids
+            case Departure():
+                return fact in self.departures
 
     # --- look-ups the rules need (all deterministic for a given set of facts) -------------
 
