@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import datetime as dt
 import random
 import uuid
@@ -389,3 +390,36 @@ async def test_append_new_of_an_id_stored_meanwhile_is_a_duplicate(
     with pytest.raises(DuplicateEventError):
         await asyncio.wait_for(task, 10)
     assert await store.stream_version("mine") == 0
+
+
+async def test_append_many_and_append_new_store_events_as_append_does(
+    store: PostgresEventStore,
+) -> None:
+    """The many-stream statements take the events as one JSON document: data (unicode and
+    nested), times (offset, microseconds) and the optional fields read back as `append`'s."""
+    base = event()
+    variants = [
+        NewEvent(
+            event_id=str(uuid.uuid4()),
+            event_type=TYPE,
+            data={"name": "Ōsaka \"'\\ 日本", "nested": {"a": [1, 2.5, None, True]}, "n": 0},
+            occurred_at=dt.datetime(2025, 6, 12, 9, 30, 1, 123456, tzinfo=base.occurred_at.tzinfo),
+            subject=subject,
+            causation_id=cause,
+            correlation_id=None,
+        )
+        for subject, cause in (("E1", "c"), (None, None))
+    ]
+    await store.append("single", 0, variants[:1])
+    again = dataclasses.replace(variants[0], event_id=str(uuid.uuid4()))
+    await store.append_many([("many", 0, [again])])
+    await store.append_new([("new", variants[1])])
+    [single], [many], [new] = [await store.read_stream(s) for s in ("single", "many", "new")]
+    fields = ("event_type", "data", "occurred_at", "subject", "causation_id", "correlation_id")
+    assert [getattr(many, f) for f in fields] == [getattr(single, f) for f in fields]
+    assert (new.data, new.occurred_at, new.subject, new.causation_id) == (
+        variants[1].data,
+        variants[1].occurred_at,
+        None,
+        None,
+    )
