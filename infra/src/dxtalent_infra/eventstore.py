@@ -6,7 +6,10 @@ Tables in the service's schema (see `MIGRATIONS`):
   (`UPDATE … WHERE version = expected`, or an upsert for "any version"), so two writers at one
   expected version never both succeed: the second waits for the first, re-checks and fails
   with `ConcurrencyError`. Positions are allocated only after that lock, so within a stream
-  position order is version order.
+  position order is version order. Appends to many streams are one statement too: an upsert
+  locks and bumps the streams in stream id order, with the expected versions in its
+  condition (`_APPEND_MANY`, decision 0235; migration 1's `lock_streams()` is no longer
+  called).
 - `events`: the log. `position` is global, `event_id` unique (idempotency), `event_type` the
   CloudEvents type with its version (never a Python path). Rows are immutable (a trigger
   refuses UPDATE, DELETE and TRUNCATE); corrections are new events.

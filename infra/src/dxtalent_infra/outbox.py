@@ -19,7 +19,10 @@ Design (architecture guarantee 2, no dual write):
   relays in several replicas take turns instead of interleaving (which could reorder a
   stream). The lock transaction writes nothing until the final DELETE, so it never holds
   back `read_all` (no transaction id while waiting for acks).
-- Publishing is pipelined (`publish_async`, acks awaited per batch with a timeout).
+- Publishing is pipelined: every message of a batch asks for its JetStream ack on the
+  relay's own reply subscription (`<inbox>.<batch>.<index>`), and the batch waits for all of
+  them at once, with a timeout (0236; nats-py's `publish_async` did the same at a
+  semaphore, a future and a random token per message).
   After a failed batch (NATS restart mid-batch) an event can be stored once out of order
   relative to another event of the same batch; consumers de-duplicate by id and the domain
   is order-independent (guarantee 4).
