@@ -423,3 +423,21 @@ async def test_append_many_and_append_new_store_events_as_append_does(
         None,
         None,
     )
+
+
+async def test_event_types_and_times_are_checked_before_anything_is_sent(
+    store: PostgresEventStore,
+) -> None:
+    """A type without its version, or a naive time, is refused by every append, also after
+    valid events of other types went through."""
+    await store.append_many([("ok", 0, [event()])])
+    bad_type = dataclasses.replace(event(), event_type="dxtalent.enrollment.CourseCompleted")
+    naive = dataclasses.replace(event(), occurred_at=dt.datetime(2025, 6, 12, 9, 30))
+    for bad in (bad_type, naive):
+        with pytest.raises(ValueError, match=r"CloudEvents type|timezone-aware"):
+            await store.append_many([("s", None, [event(), bad])])
+        with pytest.raises(ValueError, match=r"CloudEvents type|timezone-aware"):
+            await store.append_new([("s", bad)])
+        with pytest.raises(ValueError, match=r"CloudEvents type|timezone-aware"):
+            await store.append("s", None, [bad])
+    assert await store.stream_version("s") == 0
