@@ -151,11 +151,18 @@ def _parse(doc: object, known: set[str], validate: Callable[[], Any]) -> Any:
 
 
 def _parse_bytes(raw: bytes, adapter: TypeAdapter[Any], known: set[str]) -> Any:
+    # the bytes themselves are validated, by pydantic's strict JSON mode: the wire's rules.
+    # Valid bytes are parsed once; only refused ones are decoded by `json` as well, to say
+    # why (json.loads is the more lenient parser, so bytes pydantic accepts
+    # would have passed the checks of `_parse` too)
+    try:
+        return adapter.validate_json(raw)
+    except ValidationError:
+        pass
     try:
         doc = json.loads(raw)
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         return Rejection(f"The message is not valid JSON: {exc}.")
-    # the bytes themselves are validated, by pydantic's strict JSON mode: the wire's rules
     return _parse(doc, known, lambda: adapter.validate_json(raw))
 
 

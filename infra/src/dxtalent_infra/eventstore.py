@@ -6,7 +6,10 @@ Tables in the service's schema (see `MIGRATIONS`):
   (`UPDATE … WHERE version = expected`, or an upsert for "any version"), so two writers at one
   expected version never both succeed: the second waits for the first, re-checks and fails
   with `ConcurrencyError`. Positions are allocated only after that lock, so within a stream
-  position order is version order.
+  position order is version order. Appends to many streams are one statement too: an upsert
+  locks and bumps the streams in stream id order, with the expected versions in its
+  condition (`_APPEND_MANY`, decision 0235; migration 1's `lock_streams()` is no longer
+  called).
 - `events`: the log. `position` is global, `event_id` unique (idempotency), `event_type` the
   CloudEvents type with its version (never a Python path). Rows are immutable (a trigger
   refuses UPDATE, DELETE and TRUNCATE); corrections are new events.
@@ -209,17 +212,28 @@ def to_recorded(row: asyncpg.Record) -> RecordedEvent:
     )
 
 
+_CHECKED_TYPES: set[str] = set()  # event types that matched `_EVENT_TYPE` (a handful)
+
+
+def _check(e: NewEvent) -> None:
+    if e.event_type in _CHECKED_TYPES:
+        pass
+    elif _EVENT_TYPE.match(e.event_type):
+        _CHECKED_TYPES.add(e.event_type)
+    else:
+        raise ValueError(
+            f"event type {e.event_type!r} must be a CloudEvents type ending in its version, "
+            "like 'dxtalent.enrollment.CourseCompleted.v1'"
+        )
+    if e.occurred_at.tzinfo is None:
+        raise ValueError(f"event {e.event_id!r}: occurred_at must be timezone-aware")
+
+
 def _columns_of(events: Sequence[NewEvent]) -> list[list[Any]]:
     """The events as seven parallel arrays for `unnest`, validated."""
     cols: list[list[Any]] = [[], [], [], [], [], [], []]
     for e in events:
-        if not _EVENT_TYPE.match(e.event_type):
-            raise ValueError(
-                f"event type {e.event_type!r} must be a CloudEvents type ending in its version, "
-                "like 'dxtalent.enrollment.CourseCompleted.v1'"
-            )
-        if e.occurred_at.tzinfo is None:
-            raise ValueError(f"event {e.event_id!r}: occurred_at must be timezone-aware")
+        _check(e)
         cols[0].append(e.event_id)
         cols[1].append(e.event_type)
         cols[2].append(json.dumps(e.data, separators=(",", ":"), ensure_ascii=False))
@@ -228,6 +242,32 @@ def _columns_of(events: Sequence[NewEvent]) -> list[list[Any]]:
         cols[5].append(e.correlation_id)
         cols[6].append(e.occurred_at)
     return cols
+
+
+def _json_rows(events: Sequence[tuple[str, NewEvent]]) -> str:
+    """`(stream_id, event)` pairs as one JSON array of rows, validated, with their trace
+    contexts. One parameter instead of nine arrays: asyncpg checks every element of an array
+    parameter against abstract base classes, a tenth of enrollment's CPU under load. The
+    statement reads it as jsonb, parsed once (a `json` value is parsed again by every `->>`).
+    """
+    contexts = tracing.outbox_contexts([e for _, e in events]) or [None] * len(events)
+    rows: list[list[Any]] = []
+    for (stream_id, e), context in zip(events, contexts, strict=True):
+        _check(e)
+        rows.append(
+            [
+                stream_id,
+                e.event_id,
+                e.event_type,
+                e.data,
+                e.subject,
+                e.causation_id,
+                e.correlation_id,
+                e.occurred_at.isoformat(),
+                context,
+            ]
+        )
+    return json.dumps(rows, separators=(",", ":"), ensure_ascii=False)
 
 
 # One round trip per append: lock and bump the stream, then (only if that matched) allocate
@@ -265,31 +305,82 @@ ob AS (
 )
 SELECT version FROM alloc"""
 
-# Many streams, already locked by lock_streams(): $1/$2 new stream versions, $3 count,
-# $4 lock key, $5 channel, $6 stream ids, $7 stream versions, $8..$14 event columns,
-# $15 trace contexts (NULL: none).
+# Many streams in one statement (`append_many`, `append_new`). $1 the call's stream ids,
+# $2 required start versions (jsonb {stream: version}, only for streams with an expected
+# version; -1 when the call's expectations cannot all hold), $3 skip events already stored,
+# $4 lock key, $5 channel, $6 the events as one JSON array of rows (`_json_rows`).
+# `fresh` drops stored events (with $3), `req` counts each stream's events, and `bump`
+# locks and bumps every stream in stream id order (no deadlocks between callers): an
+# upsert, so a stream another writer is creating is waited for and then seen at its
+# committed version. A stream whose start version is not the required one is locked but
+# neither bumped nor returned; positions are then not allocated and nothing is inserted,
+# and `append_many` undoes the other bumps (`_UNDO_BUMPS`). The result: each bumped
+# stream's version, then (with $3) the ids that were stored already (`stored` looks them up
+# with `= ANY(array)`, so by index whatever the planner thinks of the CTE's size).
 _APPEND_MANY = """
-WITH upd AS (
-    UPDATE {s}.streams AS s SET version = u.version
-    FROM unnest($1::text[], $2::int[]) AS u(stream_id, version)
-    WHERE s.stream_id = u.stream_id
+WITH given AS MATERIALIZED (
+    SELECT e->>0 AS stream_id, e->>1 AS event_id, e->>2 AS event_type, e->3 AS data,
+           e->>4 AS subject, e->>5 AS causation_id, e->>6 AS correlation_id,
+           (e->>7)::timestamptz AS occurred_at, e->>8 AS trace_context, j.ord
+    FROM jsonb_array_elements($6::jsonb) WITH ORDINALITY AS j(e, ord)
 ),
-alloc AS MATERIALIZED (SELECT {s}.allocate_positions($3, $4, $5) AS a),
+stored AS MATERIALIZED (
+    SELECT x.event_id FROM {s}.events AS x
+    WHERE $3 AND x.event_id = ANY(ARRAY(SELECT g.event_id FROM given AS g))
+),
+fresh AS MATERIALIZED (
+    SELECT g.*, row_number() OVER (ORDER BY g.ord) AS n,
+           row_number() OVER (PARTITION BY g.stream_id ORDER BY g.ord) AS k
+    FROM given AS g WHERE g.event_id NOT IN (SELECT event_id FROM stored)
+),
+req AS MATERIALIZED (
+    SELECT i.stream_id, count(f.ord)::int AS total
+    FROM unnest($1::text[]) AS i(stream_id) LEFT JOIN fresh AS f USING (stream_id)
+    GROUP BY i.stream_id
+    HAVING NOT $3 OR count(f.ord) > 0
+),
+bump AS MATERIALIZED (
+    INSERT INTO {s}.streams AS s (stream_id, version)
+    SELECT r.stream_id, r.total FROM req AS r ORDER BY r.stream_id
+    ON CONFLICT (stream_id) DO UPDATE SET version = s.version + excluded.version
+        WHERE NOT $2::jsonb ? s.stream_id OR s.version = ($2::jsonb ->> s.stream_id)::int
+    RETURNING s.stream_id, s.version
+),
+start AS MATERIALIZED (
+    SELECT b.stream_id, b.version - r.total AS version
+    FROM bump AS b JOIN req AS r USING (stream_id)
+    WHERE NOT $2::jsonb ? b.stream_id OR b.version - r.total = ($2::jsonb ->> b.stream_id)::int
+),
+alloc AS MATERIALIZED (
+    SELECT {s}.allocate_positions(c.n::int, $4, $5) AS a
+    FROM (SELECT count(*) AS n FROM fresh) AS c
+    WHERE c.n > 0 AND (SELECT count(*) FROM start) = (SELECT count(*) FROM req)
+),
 ins AS (
     INSERT INTO {s}.events (position, stream_id, stream_version, event_id, event_type, data,
                             subject, causation_id, correlation_id, occurred_at, stamp)
-    SELECT (x.a).first_position + e.ord - 1, e.stream_id, e.stream_version, e.event_id,
-           e.event_type, e.data::jsonb, e.subject, e.causation_id, e.correlation_id,
-           e.occurred_at, (x.a).stamp
-    FROM alloc AS x, unnest($6::text[], $7::int[], $8::text[], $9::text[], $10::text[],
-                            $11::text[], $12::text[], $13::text[], $14::timestamptz[])
-        WITH ORDINALITY AS e(stream_id, stream_version, event_id, event_type, data,
-                             subject, causation_id, correlation_id, occurred_at, ord)
-    RETURNING position, event_id
+    SELECT (x.a).first_position + f.n - 1, f.stream_id, t.version + f.k, f.event_id,
+           f.event_type, f.data, f.subject, f.causation_id, f.correlation_id,
+           f.occurred_at, (x.a).stamp
+    FROM alloc AS x, fresh AS f JOIN start AS t USING (stream_id)
+),
+ob AS (
+    INSERT INTO {s}.outbox (position, event_id, trace_context)
+    SELECT (x.a).first_position + f.n - 1, f.event_id, f.trace_context
+    FROM alloc AS x, fresh AS f
 )
-INSERT INTO {s}.outbox (position, event_id, trace_context)
-SELECT i.position, i.event_id, ($15::text[])[i.position - (x.a).first_position + 1]
-FROM ins AS i, alloc AS x"""
+SELECT b.stream_id, b.version, NULL::text AS stored FROM bump AS b
+UNION ALL
+SELECT NULL, NULL, event_id FROM stored"""
+
+# After a failed expectation: undo the bumps ($1 streams, $2 counts) of the streams that were
+# bumped and read the versions of those that were not ($3), all still locked.
+_UNDO_BUMPS = """
+WITH undo AS (
+    UPDATE {s}.streams AS s SET version = s.version - u.total
+    FROM unnest($1::text[], $2::int[]) AS u(stream_id, total) WHERE s.stream_id = u.stream_id
+)
+SELECT stream_id, version FROM {s}.streams WHERE stream_id = ANY($3::text[])"""
 
 
 class PostgresEventStore:
@@ -322,6 +413,7 @@ class PostgresEventStore:
             for kind, bump in (("any", _BUMP_ANY), ("new", _BUMP_NEW), ("at", _BUMP_AT))
         }
         self._append_many_sql = _APPEND_MANY.format(s=s)
+        self._undo_bumps_sql = _UNDO_BUMPS.format(s=s)
 
     @property
     def pool(self) -> asyncpg.Pool:
@@ -411,47 +503,100 @@ class PostgresEventStore:
 
         Each batch is `(stream_id, expected_version, events)` with `append`'s rules; a stream
         may appear more than once (later batches see the earlier ones' versions). Streams are
-        locked in id order, so concurrent calls cannot deadlock each other.
+        locked in id order, so concurrent calls cannot deadlock each other. One statement
+        (`_APPEND_MANY`) when every expectation holds; a `ConcurrencyError` costs a second
+        one that undoes the bumps, so nothing is written and the transaction stays usable.
         """
         if not batches:
             return []
+        counts: dict[str, int] = {}  # events per stream so far, in batch order
+        required: dict[str, int] = {}  # the start version each stream's expectations need
+        for stream_id, expected, events in batches:
+            before = counts.setdefault(stream_id, 0)
+            if expected is not None:
+                start = expected - before
+                if start < 0 or required.get(stream_id, start) != start:
+                    start = -1  # no start version satisfies every batch: fails below
+                required[stream_id] = start
+            counts[stream_id] = before + len(events)
+        pairs = [(stream_id, e) for stream_id, _, events in batches for e in events]
         async with self._connection(conn, transaction=True) as c:
-            rows = await c.fetch(
-                f"SELECT stream_id, version FROM {self._s}.lock_streams($1::text[])",
-                sorted({b[0] for b in batches}),
+            rows = await self._append_statement(c, list(counts), required, pairs, skip=False)
+            starts = {r["stream_id"]: r["version"] - counts[r["stream_id"]] for r in rows}
+            if len(starts) < len(counts) or any(
+                starts[k] != v for k, v in required.items() if k in starts
+            ):
+                await self._raise_concurrency(c, batches, counts, starts)
+        versions = dict(starts)
+        results: list[int] = []
+        for stream_id, _, events in batches:
+            versions[stream_id] += len(events)
+            results.append(versions[stream_id])
+        return results
+
+    async def append_new(
+        self,
+        events: Sequence[tuple[str, NewEvent]],
+        *,
+        conn: asyncpg.Connection | None = None,
+    ) -> set[str]:
+        """Append each `(stream_id, event)` whose event id is not stored yet, at any stream
+        version, in one statement; returns the ids that were stored already (and skipped).
+
+        The ids must be distinct within a call. For a consumer recording facts idempotently:
+        the lookup of stored ids and the append travel together. An id another transaction
+        stores at the same moment still raises `DuplicateEventError` (nothing is appended).
+        """
+        if not events:
+            return set()
+        streams = list(dict.fromkeys(stream_id for stream_id, _ in events))
+        async with self._connection(conn, transaction=True) as c:
+            rows = await self._append_statement(c, streams, {}, events, skip=True)
+        return {r["stored"] for r in rows if r["stored"] is not None}
+
+    async def _append_statement(
+        self,
+        conn: asyncpg.Connection,
+        streams: list[str],
+        required: dict[str, int],
+        events: Sequence[tuple[str, NewEvent]],
+        *,
+        skip: bool,
+    ) -> list[asyncpg.Record]:
+        try:
+            rows: list[asyncpg.Record] = await conn.fetch(
+                self._append_many_sql,
+                streams,
+                json.dumps(required),
+                skip,
+                self._lock_key,
+                self._channel,
+                _json_rows(events),
             )
-            versions: dict[str, int] = {r["stream_id"]: r["version"] for r in rows}
-            start = dict(versions)
-            stream_col: list[str] = []
-            version_col: list[int] = []
-            results: list[int] = []
-            for stream_id, expected, events in batches:
-                actual = versions[stream_id]
-                if expected is not None and expected != actual:
-                    raise ConcurrencyError(stream_id, expected, actual)
-                stream_col += [stream_id] * len(events)
-                version_col += range(actual + 1, actual + len(events) + 1)
-                versions[stream_id] = actual + len(events)
-                results.append(versions[stream_id])
-            if stream_col:
-                changed = [k for k, v in versions.items() if v != start[k]]
-                all_events = [e for _, _, events in batches for e in events]
-                try:
-                    await c.execute(
-                        self._append_many_sql,
-                        changed,
-                        [versions[k] for k in changed],
-                        len(all_events),
-                        self._lock_key,
-                        self._channel,
-                        stream_col,
-                        version_col,
-                        *_columns_of(all_events),
-                        tracing.outbox_contexts(all_events),
-                    )
-                except asyncpg.UniqueViolationError as exc:
-                    raise _unique_violation(exc, None, None) from exc
-            return results
+        except asyncpg.UniqueViolationError as exc:
+            raise _unique_violation(exc, None, None) from exc
+        return rows
+
+    async def _raise_concurrency(
+        self,
+        conn: asyncpg.Connection,
+        batches: Sequence[tuple[str, int | None, Sequence[NewEvent]]],
+        counts: dict[str, int],
+        starts: dict[str, int],
+    ) -> None:
+        """Undo the bumps of a failed `append_many`, then raise for its first batch whose
+        expectation does not hold (with the version that batch would have seen)."""
+        unbumped = [k for k in counts if k not in starts]
+        rows = await conn.fetch(
+            self._undo_bumps_sql, list(starts), [counts[k] for k in starts], unbumped
+        )
+        versions = dict(starts) | {r["stream_id"]: r["version"] for r in rows}
+        for stream_id, expected, events in batches:
+            actual = versions[stream_id]
+            if expected is not None and expected != actual:
+                raise ConcurrencyError(stream_id, expected, actual)
+            versions[stream_id] = actual + len(events)
+        raise AssertionError("append_many: a stream was not bumped, yet every expectation held")
 
     async def read_stream(
         self, stream_id: str, from_version: int = 1, *, conn: asyncpg.Connection | None = None

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import datetime as dt
 import random
 import uuid
@@ -262,3 +263,181 @@ async def test_a_store_without_notify_appends_all_the_same(
     assert await quiet.append_many([("s", 1, [event()]), ("t", 0, [event()])]) == [2, 1]
     outbox = await pool.fetchval(f"SELECT count(*) FROM {quote_ident(db_schema)}.outbox")
     assert outbox == 3
+
+
+async def test_append_many_reports_the_first_failing_batch_and_writes_nothing(
+    store: PostgresEventStore, pool: asyncpg.Pool
+) -> None:
+    """A failed expectation in the one-statement append: the error names the first batch (in
+    call order) that fails with the version it would have seen; the streams bumped before the
+    check failed are undone, nothing is inserted, and the caller's transaction goes on."""
+    await store.append("x", 0, [event(), event()])
+    async with connection(pool) as conn, conn.transaction():
+        with pytest.raises(ConcurrencyError) as caught:
+            await store.append_many(
+                [("a", None, [event()]), ("x", 2, [event()]), ("y", 3, [event()])], conn=conn
+            )
+        assert (caught.value.stream_id, caught.value.expected, caught.value.actual) == ("y", 3, 0)
+        with pytest.raises(ConcurrencyError) as caught:
+            await store.append_many([("b", 0, [event()]), ("x", 1, [event()])], conn=conn)
+        assert (caught.value.stream_id, caught.value.expected, caught.value.actual) == ("x", 1, 2)
+        for stream, version in (("a", 0), ("b", 0), ("x", 2), ("y", 0)):
+            assert await store.stream_version(stream, conn=conn) == version
+        assert await store.append_many([("x", 2, [event()]), ("a", 0, [])], conn=conn) == [3, 0]
+    assert [e.stream_version for e in await store.read_stream("x")] == [1, 2, 3]
+    assert await store.read_stream("a") == []
+    outbox = await pool.fetchval(f"SELECT count(*) FROM {quote_ident(store.schema)}.outbox")
+    assert outbox == 3
+
+
+async def test_append_many_with_one_stream_several_times(store: PostgresEventStore) -> None:
+    """Later batches of a stream see the earlier ones' versions; expectations that no start
+    version satisfies fail with the version the failing batch would have seen."""
+    assert await store.append_many(
+        [("s", 0, [event()]), ("t", None, [event()]), ("s", 1, [event(), event()]), ("s", 3, [])]
+    ) == [1, 1, 3, 3]
+    with pytest.raises(ConcurrencyError) as caught:
+        await store.append_many([("s", 3, [event()]), ("s", 3, [event()])])
+    assert (caught.value.stream_id, caught.value.expected, caught.value.actual) == ("s", 3, 4)
+    with pytest.raises(ConcurrencyError) as caught:
+        await store.append_many([("n", None, [event()]), ("n", 0, [event()])])
+    assert (caught.value.stream_id, caught.value.expected, caught.value.actual) == ("n", 0, 1)
+    assert await store.stream_version("s") == 3
+    assert await store.stream_version("n") == 0
+    assert [e.stream_version for e in await store.read_stream("s")] == [1, 2, 3]
+
+
+@pytest.mark.parametrize("existing", [True, False], ids=["existing", "new"])
+async def test_append_many_waiting_for_another_writer_sees_its_committed_version(
+    store: PostgresEventStore, pool: asyncpg.Pool, existing: bool
+) -> None:
+    """Two appenders on overlapping streams, listed in opposite orders: the second waits for
+    the first's locks (no deadlock), then checks its expectations against the version the
+    first committed, for a stream that existed and for one the first created."""
+    if existing:
+        await store.append_many([("p", 0, [event()]), ("q", 0, [event()])])
+    start = 1 if existing else 0
+    async with connection(pool) as first, connection(pool) as second:
+        tx = first.transaction()
+        await tx.start()
+        await store.append_many([("p", start, [event()]), ("q", start, [event()])], conn=first)
+        expecting = asyncio.create_task(
+            store.append_many([("q", start, [event()]), ("p", start, [event()])], conn=second)
+        )
+        await asyncio.sleep(0.3)
+        assert not expecting.done()
+        await tx.commit()
+        with pytest.raises(ConcurrencyError) as caught:
+            await asyncio.wait_for(expecting, 10)
+        assert (caught.value.stream_id, caught.value.expected, caught.value.actual) == (
+            "q",
+            start,
+            start + 1,
+        )
+        tx = first.transaction()
+        await tx.start()
+        await store.append_many([("q", None, [event()])], conn=first)
+        any_version = asyncio.create_task(
+            store.append_many([("r", None, [event()]), ("q", None, [event()])], conn=second)
+        )
+        await asyncio.sleep(0.3)
+        assert not any_version.done()
+        await tx.commit()
+        assert await asyncio.wait_for(any_version, 10) == [1, start + 3]
+    assert [e.stream_version for e in await store.read_stream("q")] == list(range(1, start + 4))
+
+
+async def test_append_new_skips_stored_events_in_one_statement(
+    store: PostgresEventStore, pool: asyncpg.Pool
+) -> None:
+    """append_new appends only events whose id is not stored, with contiguous versions, and
+    returns the stored ids; a stream whose events were all stored is not touched."""
+    old = [event(), event()]
+    await store.append_many([("a", 0, [old[0]]), ("b", 0, [old[1]])])
+    first, second, third = event(), event(), event()
+    stored = await store.append_new(
+        [("a", first), ("b", old[1]), ("a", old[0]), ("c", second), ("a", third)]
+    )
+    assert stored == {old[0].event_id, old[1].event_id}
+    assert [(e.stream_version, e.event_id) for e in await store.read_stream("a")] == [
+        (1, old[0].event_id),
+        (2, first.event_id),
+        (3, third.event_id),
+    ]
+    assert await store.stream_version("b") == 1
+    assert await store.stream_version("c") == 1
+    positions = [e.position for e in await store.read_stream("a")]
+    assert positions == sorted(positions)
+    assert await store.append_new([("a", first)]) == {first.event_id}
+    assert await store.append_new([]) == set()
+    outbox = await pool.fetchval(f"SELECT count(*) FROM {quote_ident(store.schema)}.outbox")
+    assert outbox == 5
+
+
+async def test_append_new_of_an_id_stored_meanwhile_is_a_duplicate(
+    store: PostgresEventStore, pool: asyncpg.Pool
+) -> None:
+    """An id another transaction stores while append_new runs is not silently dropped: the
+    append fails with DuplicateEventError and writes nothing (the consumer applies again)."""
+    racing = event()
+    async with connection(pool) as conn:
+        tx = conn.transaction()
+        await tx.start()
+        await store.append("other", None, [racing], conn=conn)
+        task = asyncio.create_task(store.append_new([("mine", event()), ("mine", racing)]))
+        await asyncio.sleep(0.3)
+        await tx.commit()
+    with pytest.raises(DuplicateEventError):
+        await asyncio.wait_for(task, 10)
+    assert await store.stream_version("mine") == 0
+
+
+async def test_append_many_and_append_new_store_events_as_append_does(
+    store: PostgresEventStore,
+) -> None:
+    """The many-stream statements take the events as one JSON document: data (unicode and
+    nested), times (offset, microseconds) and the optional fields read back as `append`'s."""
+    base = event()
+    variants = [
+        NewEvent(
+            event_id=str(uuid.uuid4()),
+            event_type=TYPE,
+            data={"name": "Ōsaka \"'\\ 日本", "nested": {"a": [1, 2.5, None, True]}, "n": 0},
+            occurred_at=dt.datetime(2025, 6, 12, 9, 30, 1, 123456, tzinfo=base.occurred_at.tzinfo),
+            subject=subject,
+            causation_id=cause,
+            correlation_id=None,
+        )
+        for subject, cause in (("E1", "c"), (None, None))
+    ]
+    await store.append("single", 0, variants[:1])
+    again = dataclasses.replace(variants[0], event_id=str(uuid.uuid4()))
+    await store.append_many([("many", 0, [again])])
+    await store.append_new([("new", variants[1])])
+    [single], [many], [new] = [await store.read_stream(s) for s in ("single", "many", "new")]
+    fields = ("event_type", "data", "occurred_at", "subject", "causation_id", "correlation_id")
+    assert [getattr(many, f) for f in fields] == [getattr(single, f) for f in fields]
+    assert (new.data, new.occurred_at, new.subject, new.causation_id) == (
+        variants[1].data,
+        variants[1].occurred_at,
+        None,
+        None,
+    )
+
+
+async def test_event_types_and_times_are_checked_before_anything_is_sent(
+    store: PostgresEventStore,
+) -> None:
+    """A type without its version, or a naive time, is refused by every append, also after
+    valid events of other types went through."""
+    await store.append_many([("ok", 0, [event()])])
+    bad_type = dataclasses.replace(event(), event_type="dxtalent.enrollment.CourseCompleted")
+    naive = dataclasses.replace(event(), occurred_at=dt.datetime(2025, 6, 12, 9, 30))
+    for bad in (bad_type, naive):
+        with pytest.raises(ValueError, match=r"CloudEvents type|timezone-aware"):
+            await store.append_many([("s", None, [event(), bad])])
+        with pytest.raises(ValueError, match=r"CloudEvents type|timezone-aware"):
+            await store.append_new([("s", bad)])
+        with pytest.raises(ValueError, match=r"CloudEvents type|timezone-aware"):
+            await store.append("s", None, [bad])
+    assert await store.stream_version("s") == 0

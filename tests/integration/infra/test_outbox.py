@@ -13,6 +13,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from typing import Any, cast
 
 import asyncpg
+import nats.js.errors
 import pytest
 from nats.aio.client import Client
 from nats.js.api import RawStreamMsg
@@ -220,6 +221,24 @@ async def test_event_types_without_a_contract_subject_stay_private(
     assert await relay.drain_once() == 2
     assert await stream_ids(nc.jetstream(), topology) == [public.event_id]
     assert await store.event_exists("p-1")
+
+
+async def test_a_refused_publish_fails_the_batch_and_keeps_it(
+    store: PostgresEventStore, pool: asyncpg.Pool, db_schema: str, nc: Client, topology: Topology
+) -> None:
+    """A subject no stream captures gets JetStream's "no responders" reply instead of an ack:
+    the batch fails, its rows stay in the outbox, and a later relay that can route them
+    publishes each once, in batches of three."""
+    events = [event(i) for i in range(7)]
+    await store.append_many([(f"E{i}", 0, [e]) for i, e in enumerate(events)])
+    lost = relay_for(pool, db_schema, nc, topology, subjects={TYPE: "dx.nowhere.completed"})
+    with pytest.raises(nats.js.errors.NoStreamResponseError):
+        await lost.drain_once()
+    assert await lost.pending() == len(events)
+    relay = relay_for(pool, db_schema, nc, topology, batch_size=3)
+    assert await relay.drain_once() == len(events)
+    assert await stream_ids(nc.jetstream(), topology) == [e.event_id for e in events]
+    assert await relay.pending() == 0
 
 
 async def _equal(got: Awaitable[list[str]], expected: list[str]) -> bool:

@@ -10,6 +10,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from dxtalent_contracts import registry
 from dxtalent_contracts.envelope import CloudEvent
 from dxtalent_contracts.fiscal import JST
 from dxtalent_contracts.inbound import CourseCompleted, CourseCompletedEvent
@@ -304,3 +305,45 @@ def test_any_valid_completion_round_trips(
         ),
     )
     assert parse_inbound(event.to_json_bytes()) == event
+
+
+def _decoded_first(raw: bytes) -> object:
+    """How `parse_inbound` worked before it validated valid bytes in one pass."""
+    try:
+        doc = json.loads(raw)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        return Rejection(f"The message is not valid JSON: {exc}.")
+    return registry._parse(
+        doc, registry._INBOUND_TYPES, lambda: registry._inbound_adapter.validate_json(raw)
+    )
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        _raw(),
+        b"\xef\xbb\xbf" + _raw(),  # a BOM: json decodes it, pydantic does not
+        _raw(employee_id="E\\ud800"),  # a lone surrogate escape
+        _raw().replace(b"E000123", b"E\xff00123", 1),  # not UTF-8
+        _raw({"specversion": None}),
+        b"[1, 2]",
+        b'{"type": 1}',
+        _raw({"type": "dxtalent.inbound.Nope.v1"}),
+        b"{NaN",
+    ],
+    ids=[
+        "valid",
+        "bom",
+        "surrogate",
+        "invalid-utf8",
+        "no-specversion",
+        "array",
+        "type",
+        "unknown",
+        "broken",
+    ],
+)
+def test_one_pass_parse_accepts_and_refuses_as_decoding_first_did(raw: bytes) -> None:
+    """Valid bytes are validated once; bytes pydantic refuses are decoded by `json` as well,
+    so every fact gets the result, and every refusal the reason, of decoding first."""
+    assert parse_inbound(raw) == _decoded_first(raw)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
+from collections.abc import Container
 from dataclasses import dataclass
 from typing import Any
 
@@ -62,7 +63,7 @@ def fact_event_id(source: str, event_id: str) -> str:
     return str(uuid.uuid5(FACT_NAMESPACE, f"{source}\x00{event_id}"))
 
 
-def _unknown(known: set[str], values: list[str], path: str, what: str) -> list[FieldError]:
+def _unknown(known: Container[str], values: list[str], path: str, what: str) -> list[FieldError]:
     return [
         FieldError(field=f"{path}.{i}", problem=f"unknown {what} {v!r}: not in the catalog")
         for i, v in enumerate(values)
@@ -98,13 +99,13 @@ def _course_problems(catalog: Catalog, event: InboundEvent, course_id: str) -> l
 def catalog_problems(catalog: Catalog, event: InboundEvent) -> list[FieldError]:
     """Field errors of a well-formed fact that the catalog does not allow: unknown codes, and
     completions dated outside their course's offering period."""
-    skills = set(catalog.skill_by_code)
+    skills = catalog.skill_by_code  # a mapping: no set built per fact
     match event:
         case CourseCompletedEvent() | CourseEnrolledEvent() | CompletionVoidedEvent():
             return _course_problems(catalog, event, event.data.course_id)
         case EmployeeUpsertedEvent():
             return _unknown(
-                set(catalog.category_by_code),
+                catalog.category_by_code,
                 event.data.categories,
                 "data.categories",
                 "staff category",

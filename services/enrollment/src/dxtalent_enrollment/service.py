@@ -73,20 +73,24 @@ class InboundHandler:
         await self._record(conn, facts)
 
     async def _record(self, conn: asyncpg.Connection, facts: Sequence[RecordedFact]) -> None:
-        """Two statements whatever the count: which facts are already recorded (the same
-        source and id again), then one append of the rest."""
-        known = await self._ctx.store.existing_event_ids([f.event_id for f in facts], conn=conn)
-        by_stream: dict[str, list[NewEvent]] = {}
+        """One statement whatever the count: append the facts the store does not hold yet;
+        a fact recorded before (the same source and id again), or twice in this segment, is
+        a duplicate and changes nothing."""
+        unique: dict[str, RecordedFact] = {}
         for fact in facts:
-            if fact.event_id in known:
-                self._duplicates.inc()
-                log.info("inbound.duplicate", fact_id=fact.causation_id)
-                continue
-            known.add(fact.event_id)  # the same fact twice in one segment
-            by_stream.setdefault(fact.stream_id, []).append(_new_event(fact))
-        if by_stream:
-            batches = [(stream, None, events) for stream, events in by_stream.items()]
-            await self._ctx.store.append_many(batches, conn=conn)
+            if fact.event_id in unique:  # the same fact twice in one segment
+                self._duplicate(fact)
+            else:
+                unique[fact.event_id] = fact
+        stored = await self._ctx.store.append_new(
+            [(fact.stream_id, _new_event(fact)) for fact in unique.values()], conn=conn
+        )
+        for event_id in stored:
+            self._duplicate(unique[event_id])
+
+    def _duplicate(self, fact: RecordedFact) -> None:
+        self._duplicates.inc()
+        log.info("inbound.duplicate", fact_id=fact.causation_id)
 
 
 def inbound_handler(ctx: ServiceContext) -> Handler:
