@@ -58,17 +58,20 @@ class MembershipCounts:
               SELECT categories, skills, n FROM {q}.membership_days
               WHERE day BETWEEN $2 AND $3) changes
             GROUP BY categories, skills HAVING sum(n) <> 0"""
-        self._add = {
-            table: (
-                f"INSERT INTO {q}.{table} AS c ({key}, categories, skills, n)"
-                f" SELECT * FROM unnest($1::{kind}[], $2::text[], $3::text[], $4::int[])"
-                f" ON CONFLICT ({key}, categories, skills) DO UPDATE SET n = c.n + EXCLUDED.n"
-            )
-            for table, key, kind in (
-                ("membership_days", "day", "date"),
-                ("membership_years", "fiscal_year", "int"),
-            )
-        }
+        # both tables in one statement (one round trip): the days as a data-modifying CTE,
+        # each table's rows in key order
+        upsert = (
+            "INSERT INTO {q}.{table} AS c ({key}, categories, skills, n)"
+            " SELECT * FROM unnest(${a}::{kind}[], ${b}::text[], ${c}::text[], ${d}::int[])"
+            " ON CONFLICT ({key}, categories, skills) DO UPDATE SET n = c.n + EXCLUDED.n"
+        )
+        days = upsert.format(
+            q=q, table="membership_days", key="day", kind="date", a=1, b=2, c=3, d=4
+        )
+        years = upsert.format(
+            q=q, table="membership_years", key="fiscal_year", kind="int", a=5, b=6, c=7, d=8
+        )
+        self._add = f"WITH days AS ({days}) {years}"
 
     async def on(self, conn: asyncpg.Connection, day: dt.date) -> list[Membership]:
         """Per membership, the employees in it on `day` (one statement: the yearly sums of the
@@ -78,9 +81,10 @@ class MembershipCounts:
         return [(tuple(r[0].split()), tuple(r[1].split()), r[2]) for r in rows]
 
     async def add(self, conn: asyncpg.Connection, changes: Mapping[MembershipChange, int]) -> None:
-        """Add `changes` to the days and to their fiscal years: two statements, each over its
-        rows in key order, so two transactions adding at once take the row locks in the same
-        order (days before years) and cannot deadlock on them. Nothing when nothing changed."""
+        """Add `changes` to the days and to their fiscal years: one statement, each table's rows
+        in key order. Which table's rows it locks first is PostgreSQL's choice, so writers
+        that may add at once take a turn first (certification's handler does, see
+        `dxtalent_certification.memberships.lock_key`). Nothing when nothing changed."""
         daily = {
             (day, " ".join(named), " ".join(skills)): n
             for (day, named, skills), n in changes.items()
@@ -88,12 +92,14 @@ class MembershipCounts:
         }
         if not daily:
             return
-        for table, rows in (
-            ("membership_days", sorted(daily.items())),
-            ("membership_years", list(yearly(daily).items())),
+        columns: list[list[object]] = [[], [], [], [], [], [], [], []]
+        for offset, rows in (
+            (0, sorted(daily.items())),
+            (4, list(yearly(daily).items())),
         ):
-            columns: list[list[object]] = [[], [], [], []]
             for (key, named, skills), n in rows:
-                for column, value in zip(columns, (key, named, skills, n), strict=True):
+                for column, value in zip(
+                    columns[offset : offset + 4], (key, named, skills, n), strict=True
+                ):
                     column.append(value)
-            await conn.execute(self._add[table], *columns)
+        await conn.execute(self._add, *columns)

@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 
 from dxtalent_certification.codec import (
     _dumps,
+    _load,
     facts_from_json,
     facts_to_json,
     ledger_from_json,
@@ -275,3 +276,13 @@ def test_a_rich_employee_encodes_as_json_dumps_did() -> None:
     _, ledger = mark(sent, [f"ev-{i}" for i in range(len(sent))], SentLedger.empty())
     for text in (facts_to_json(given.employee_facts), state_to_json(state), ledger_to_json(ledger)):
         assert text == json.dumps(json.loads(text), ensure_ascii=False, separators=(",", ":"))
+
+
+@settings(max_examples=300, deadline=None)
+@given(doc=st.dictionaries(st.text(max_size=8), json_values, max_size=6))
+def test_the_decoder_reads_what_json_loads_read(doc: dict[str, object]) -> None:
+    """`_load` (pydantic-core's parser) gives the values `json.loads` gave, from compact text
+    and from the layout PostgreSQL's `jsonb::text` writes (spaces after `,` and `:`)."""
+    doc = {**doc, "v": 1}
+    for text in (_dumps(doc), json.dumps(doc, ensure_ascii=False)):
+        assert _load(text) == json.loads(text)

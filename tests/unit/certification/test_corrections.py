@@ -9,7 +9,13 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from dxtalent_certification.domain.corrections import SentEvent, SentLedger, mark, sent_data
+from dxtalent_certification.domain.corrections import (
+    SentEvent,
+    SentLedger,
+    mark,
+    mark_with_data,
+    sent_data,
+)
 from dxtalent_certification.domain.decide import DomainChange, decide, evolve
 from dxtalent_certification.domain.facts import EmployeeFacts, Fact
 from dxtalent_certification.domain.state import CertificationState
@@ -232,3 +238,23 @@ def test_emitted_ids_are_the_uuid5_they_always_were(cause: str, index: int) -> N
     """The hand-rolled id is `uuid.uuid5(EMITTED_NAMESPACE, cause NUL index)`, as before."""
     expected = uuid.uuid5(EMITTED_NAMESPACE, f"{cause}\x00{index}")
     assert emitted_event_id(cause, index) == str(expected)
+
+
+@EXAMPLES
+@given(facts=employee_facts(), data=st.data())
+def test_the_data_beside_each_marked_change_is_its_model_dump(
+    facts: list[Fact], data: st.DataObject
+) -> None:
+    """`mark_with_data` marks as `mark` does, and the data beside each change sent is its
+    `model_dump(mode="json")`, keys in the same order (the handler sends it as the event's
+    data instead of dumping the change again)."""
+    known, state, ledger = EmployeeFacts(E), CertificationState.empty(E), SentLedger.empty()
+    for fact in data.draw(st.permutations(facts)):
+        known, state, changes = decide(CATALOG, known, state, fact)
+        ids = [f"{fact.fact_id}/{i}" for i in range(len(changes))]
+        kept, datas, after = mark_with_data(changes, ids, ledger)
+        assert (kept, after) == mark(changes, ids, ledger)
+        dumped = [change.model_dump(mode="json") for _, change in kept]
+        assert datas == dumped
+        assert [list(d) for d in datas] == [list(d) for d in dumped]
+        ledger = after

@@ -10,10 +10,9 @@ Facts are written sorted by id, skills and levels by key, so equal values read a
 from __future__ import annotations
 
 import datetime as dt
-import json
 from typing import Any
 
-from pydantic_core import to_json
+from pydantic_core import from_json, to_json
 
 from dxtalent_certification.domain.corrections import SentEvent, SentLedger
 from dxtalent_certification.domain.facts import (
@@ -208,7 +207,9 @@ def _dumps(doc: dict[str, Any]) -> str:
 
 
 def _load(text: str) -> dict[str, Any]:
-    doc: dict[str, Any] = json.loads(text)
+    # pydantic-core's parser: the same values as json.loads for these documents (objects,
+    # arrays, strings, integers, booleans), in about half the time
+    doc: dict[str, Any] = from_json(text)
     if doc.get("v") != FORMAT:
         raise ValueError(f"unknown read-model format {doc.get('v')!r}; this code reads {FORMAT}")
     return doc

@@ -17,13 +17,14 @@ import datetime as dt
 import hashlib
 import uuid
 from collections.abc import Sequence
+from typing import Any
 
 import asyncpg
 import structlog
 from prometheus_client import Counter
 
 from dxtalent_certification.credentials import credential_issuer
-from dxtalent_certification.domain.corrections import SentLedger, mark
+from dxtalent_certification.domain.corrections import SentLedger, mark_with_data
 from dxtalent_certification.domain.decide import DomainChange, decide
 from dxtalent_certification.domain.facts import EmployeeFacts, Fact
 from dxtalent_certification.domain.state import CertificationState
@@ -92,28 +93,43 @@ def apply_fact(
     """The row after `fact` (caused by event `cause_id`), and the changes to send with their
     ids. Each id is fixed by `cause_id` and the change's place in `decide`'s list, before
     `mark` drops any: a redelivery of the same event over the same row gives the same ids."""
+    after, to_send, _ = apply_fact_with_data(catalog, row, fact, cause_id)
+    return after, to_send
+
+
+def apply_fact_with_data(
+    catalog: Catalog, row: EmployeeRow, fact: Fact, cause_id: str
+) -> tuple[EmployeeRow, list[tuple[str, DomainChange]], list[dict[str, Any]]]:
+    """`apply_fact`, with the JSON data of each change to send (`mark_with_data`)."""
     facts, state, changes = decide(catalog, row.facts, row.state, fact)
     ids = [emitted_event_id(cause_id, i) for i in range(len(changes))]
-    to_send, sent = mark(changes, ids, row.sent)
-    return EmployeeRow(facts, state, sent), to_send
+    to_send, datas, sent = mark_with_data(changes, ids, row.sent)
+    return EmployeeRow(facts, state, sent), to_send, datas
 
 
 def to_new_events(
-    changes: list[tuple[str, DomainChange]], cause: CloudEvent, received_at: dt.datetime
+    changes: list[tuple[str, DomainChange]],
+    cause: CloudEvent,
+    received_at: dt.datetime,
+    datas: Sequence[dict[str, Any]] | None = None,
 ) -> list[NewEvent]:
-    """The changes `cause` produced, with their ids, as events for the certification store."""
+    """The changes `cause` produced, with their ids, as events for the certification store.
+    `datas`, when given, is each change's `model_dump(mode="json")` (`apply_fact_with_data`)."""
     correlation = cause.correlationid or cause.id
+    occurred_at = cause.time or received_at
+    if datas is None:
+        datas = [change.model_dump(mode="json") for _, change in changes]
     return [
         NewEvent(
             event_id=event_id,
             event_type=EVENT_TYPE_OF[type(change)],
-            data=change.model_dump(mode="json"),
-            occurred_at=cause.time or received_at,
+            data=data,
+            occurred_at=occurred_at,
             subject=change.employee_id,
             causation_id=cause.id,
             correlation_id=correlation,
         )
-        for event_id, change in changes
+        for (event_id, change), data in zip(changes, datas, strict=True)
     ]
 
 
@@ -197,9 +213,9 @@ class CertificationHandler:
                 self._duplicates.inc()
                 log.debug("certification.fact_known", fact_id=fact.fact_id)
                 continue
-            working[emp], changes = apply_fact(self._catalog, row, fact, event.id)
+            working[emp], changes, datas = apply_fact_with_data(self._catalog, row, fact, event.id)
             if changes:
-                events = to_new_events(changes, event, delivery.received_at)
+                events = to_new_events(changes, event, delivery.received_at, datas)
                 emitted.setdefault(emp, []).extend(events)
                 recorded.append((changes, events))
         changed = sorted(emp for emp, row in working.items() if row is not rows.get(emp))

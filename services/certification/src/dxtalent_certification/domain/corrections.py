@@ -71,20 +71,36 @@ def mark(
     `ids[i]` is the id `changes[i]` is sent under (see the module docstring). When nothing is
     sent the ledger returned is `ledger` itself (nothing in it changed).
     """
+    kept, _, after = mark_with_data(changes, ids, ledger)
+    return kept, after
+
+
+def mark_with_data(
+    changes: Sequence[DomainChange], ids: Sequence[str], ledger: SentLedger
+) -> tuple[list[tuple[str, DomainChange]], list[dict[str, Any]], SentLedger]:
+    """`mark`, with each change's JSON data (`model_dump(mode="json")` of the change sent) in
+    a list beside the changes: the handler sends that data, and each change is dumped once.
+
+    A certified level or acquired skill's data is its ledger data with `supersedes` added
+    (the last field of both models, so even the order of the keys is `model_dump`'s); the
+    nested values are shared with the ledger entry, and neither is ever modified."""
     if len(ids) != len(changes):
         raise ValueError(f"{len(changes)} changes but {len(ids)} ids")
     entries = dict(ledger.entries)
     kept: list[tuple[str, DomainChange]] = []
+    datas: list[dict[str, Any]] = []
     for event_id, change in zip(ids, changes, strict=True):
         key = key_of(change)
         if isinstance(change, LevelRevoked | SkillRevoked):
             entries.pop(key, None)
             kept.append((event_id, change))
+            datas.append(change.model_dump(mode="json"))
             continue
         data, last = sent_data(change), entries.get(key)
         if last is not None and last.data == data:
             continue
         supersedes = last.event_id if last is not None else None
         kept.append((event_id, change.model_copy(update={"supersedes": supersedes})))
+        datas.append({**data, "supersedes": supersedes})
         entries[key] = SentEvent(event_id, data)
-    return kept, SentLedger(entries) if kept else ledger
+    return kept, datas, SentLedger(entries) if kept else ledger
