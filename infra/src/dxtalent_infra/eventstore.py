@@ -41,6 +41,7 @@ from contextlib import asynccontextmanager
 from typing import Any, cast
 
 import asyncpg
+from pydantic_core import to_json
 
 from dxtalent_infra import tracing
 from dxtalent_infra.migrations import Migration, Privilege, migrate, quote_ident
@@ -249,6 +250,7 @@ def _json_rows(events: Sequence[tuple[str, NewEvent]]) -> str:
     contexts. One parameter instead of nine arrays: asyncpg checks every element of an array
     parameter against abstract base classes, a tenth of enrollment's CPU under load. The
     statement reads it as jsonb, parsed once (a `json` value is parsed again by every `->>`).
+    Encoded by pydantic-core (the same compact text as `json.dumps`, in about half the time).
     """
     contexts = tracing.outbox_contexts([e for _, e in events]) or [None] * len(events)
     rows: list[list[Any]] = []
@@ -267,7 +269,7 @@ def _json_rows(events: Sequence[tuple[str, NewEvent]]) -> str:
                 context,
             ]
         )
-    return json.dumps(rows, separators=(",", ":"), ensure_ascii=False)
+    return to_json(rows).decode()
 
 
 # One round trip per append: lock and bump the stream, then (only if that matched) allocate
