@@ -329,3 +329,28 @@ async def _appended(store: PostgresEventStore, events: list[NewEvent]) -> bool:
     if not await store.event_exists(events[0].event_id):
         await append_in_batches(store, events)
     return True
+
+
+async def test_a_batch_reads_only_its_own_events_however_far_the_store_has_grown(
+    store: PostgresEventStore, pool: asyncpg.Pool, db_schema: str, nc: Client, topology: Topology
+) -> None:
+    """With a backlog of a thousand outbox rows late in a grown store, the relay's read looks
+    up each row's event by its key: it reads no more events than the batch holds (a plain
+    join was planned as a merge join from the store's first event, decision 0255)."""
+    await store.append_many([(f"E{i:06d}", None, [event(i)]) for i in range(3_000)])
+    async with pool.acquire() as proxy:
+        conn = cast(asyncpg.Connection, proxy)
+        await conn.execute(f'DELETE FROM "{db_schema}".outbox WHERE position <= 2000')
+        await conn.execute(f'ANALYZE "{db_schema}".outbox, "{db_schema}".events')
+        relay = relay_for(pool, db_schema, nc, topology)
+        plan = await conn.fetchval(
+            f"EXPLAIN (ANALYZE, FORMAT JSON) {relay._select_sql}",  # noqa: SLF001 - its plan
+            500,
+        )
+    nodes, read = [json.loads(plan)[0]["Plan"]], 0
+    while nodes:
+        node = nodes.pop()
+        nodes += node.get("Plans", [])
+        if node.get("Relation Name") == "events":
+            read += node["Actual Rows"] * node["Actual Loops"]
+    assert read == 500
