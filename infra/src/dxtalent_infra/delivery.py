@@ -75,6 +75,12 @@ Handler = Callable[[asyncpg.Connection, Delivery], Awaitable[None]]
 #: raising before its first statement makes a failed call cheap.
 ManyHandler = Callable[[asyncpg.Connection, Sequence[Delivery]], Awaitable[None]]
 
+#: Optional on a handler object as `check`: a pure test of one message, without the database,
+#: run on every new message of a batch before any handler; raising `RejectMessage` dead-letters
+#: it at once, any other exception retries it, and neither reaches `handle_many` (whose batch
+#: then needs no fallback for what `check` already refused).
+Check = Callable[[Delivery], None]
+
 
 def delivery_from_msg(msg: Any, topology: Topology, stream: str) -> Delivery:
     """A JetStream message of contract stream `stream` as a `Delivery` (not yet parsed)."""

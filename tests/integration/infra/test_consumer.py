@@ -550,3 +550,35 @@ async def test_halving_gives_the_same_rows_as_one_message_at_a_time(env: Env) ->
     assert {r["message_key"] for r in rows} == set(keys(120)) - env.effects.reject
     assert 1 in env.effects.attempts["m-60"]  # failed alone, then applied on redelivery
     assert env.counter("dxtalent_messages_dead_lettered_total", cause="rejected") == 18
+
+
+@dataclass
+class CheckedEffects(SegmentEffects):
+    """`SegmentEffects` that also offers `check`: it refuses the messages to reject up front."""
+
+    checked: int = 0
+
+    def check(self, d: Delivery) -> None:
+        self.checked += 1
+        if d.message_key in self.effects.reject:
+            raise RejectMessage(f"Course of {d.message_key} is unknown.")
+
+
+async def test_a_check_dead_letters_refused_messages_before_the_batch_is_applied_at_once(
+    env: Env,
+) -> None:
+    """With `check`, every 7th message is dead-lettered before any statement and the rest is
+    applied in one `handle_many` call: no rolled-back attempt, no message alone."""
+    env.effects.reject = {f"m-{i}" for i in range(0, 120, 7)}
+    handler = CheckedEffects(env.effects)
+    await env.publish(keys(120))
+    consumer = env.consumer(handler=handler, batch_size=120)
+    async with running(consumer):
+        await eventually(lambda: env.has_dead_letters(18), "18 dead letters")
+        await eventually(consumer.caught_up, "caught up")
+    assert await env.rows() == (102, 102)
+    rows = await env.pool.fetch(f"SELECT message_key FROM {quote_ident(env.schema)}.effects")
+    assert {r["message_key"] for r in rows} == set(keys(120)) - env.effects.reject
+    assert env.effects.calls == 0  # the handler itself never ran: no fallback
+    assert handler.checked == 120
+    assert env.counter("dxtalent_messages_dead_lettered_total", cause="rejected") == 18
