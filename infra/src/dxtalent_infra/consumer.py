@@ -11,6 +11,12 @@ acknowledges, rejects or drops a message. The whole fetched list reaches one han
 3. only after COMMIT are messages acknowledged, dead letters published (awaited) before their
    originals are acknowledged, and retried messages nak'ed with a backoff delay.
 
+The handler takes the fetched list as its decoded body (`_undecoded`), not as a
+`NatsMessage` parameter: FastDepends resolves such a parameter by a sync function that it
+runs in a worker thread, a thread round trip per batch (decision 0250). At debug level each
+batch logs `consumer.batch_timings`: how long it was held after its fetch (the batch before
+it, then its top-up), applied, settled, and the age of its oldest message at the end.
+
 `max_deliver` is enforced here from each message's delivery count, and the server-side limit is
 left unlimited on purpose: a server that gives up on its own would silently drop a message whose
 last attempt died with the process or during a database outage, before it reached the

@@ -23,6 +23,9 @@ Design (architecture guarantee 2, no dual write):
   After a failed batch (NATS restart mid-batch) an event can be stored once out of order
   relative to another event of the same batch; consumers de-duplicate by id and the domain
   is order-independent (guarantee 4).
+- At debug level each batch logs `outbox.published` with where its time went: from the
+  NOTIFY that woke the relay to the read, the read, publishing until every ack, DELETE and
+  COMMIT (decision 0250).
 - Wakes on LISTEN/NOTIFY (appends notify), polls every `poll_interval` as a fallback, and
   backs off exponentially up to `max_backoff` while NATS or PostgreSQL is unreachable; the
   pool hands out fresh connections and nats-py reconnects by itself. Keep the streams'
@@ -321,7 +324,10 @@ class OutboxRelay:
                     headers=headers,
                 )
                 futures.append(future)
-            acks = await asyncio.wait_for(asyncio.gather(*futures), self._publish_timeout)
+            # in order, one by one: most are done by then, and gather's task and callback per
+            # future cost more than the awaits (profile of decision 0250)
+            async with asyncio.timeout(self._publish_timeout):
+                acks = [await future for future in futures]
         except BaseException as exc:
             failure = exc
             raise
