@@ -9,7 +9,8 @@ acknowledges, rejects or drops a message. The whole fetched list reaches one han
 1. each message is parsed once (`edge`), unparsable ones are to be dead-lettered;
 2. the batch is applied in one database transaction by `applier.BatchApplier`;
 3. only after COMMIT are messages acknowledged, dead letters published (awaited) before their
-   originals are acknowledged, and retried messages nak'ed with a backoff delay.
+   originals are acknowledged, and retried messages nak'ed with a backoff delay. The dead
+   letters go out while the next batch is applied; `close` waits for them.
 
 The handler takes the fetched list as its decoded body (`_undecoded`), not as a
 `NatsMessage` parameter: FastDepends resolves such a parameter by a sync function that it
@@ -31,7 +32,7 @@ import contextlib
 import datetime as dt
 import logging
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from dataclasses import dataclass
 from typing import Any, cast
 
@@ -48,7 +49,7 @@ from dxtalent_infra.delivery import Delivery, Handler, RejectMessage, delivery_f
 from dxtalent_infra.edge import Parser, parse_all
 from dxtalent_infra.inbox import PostgresInbox
 from dxtalent_infra.nats import broker_inbox_prefix
-from dxtalent_infra.settle import Settling, settle
+from dxtalent_infra.settle import Settling, acknowledge, settle_dead
 from dxtalent_infra.topology import Topology
 
 __all__ = [
@@ -174,6 +175,7 @@ class JetStreamConsumer:
         self._stop = asyncio.Event()
         self._died: BaseException | None = None
         self._inflight: asyncio.Task[None] | None = None
+        self._dead_lettering: set[asyncio.Task[None]] = set()  # see settle.settle_dead
         self._done_fetching = asyncio.Event()  # set when the handler ends the fetching
         self._hold_max = max(0.1, min(5.0, self._opts.ack_wait / 3))
         self._log = log.bind(consumer=self._durable, stream=self._stream_name)
@@ -266,6 +268,7 @@ class JetStreamConsumer:
             await asyncio.wait_for(self._done_fetching.wait(), 2 * self._opts.fetch_timeout + 0.5)
         await self._subscriber.stop()
         await self._finish_previous()
+        await asyncio.gather(*self._dead_lettering, return_exceptions=True)
         with contextlib.suppress(Exception):
             await self._broker.connection.flush(timeout=2)  # buffered acknowledgements
 
@@ -327,6 +330,11 @@ class JetStreamConsumer:
             self._log.debug("consumer.top_up_failed", error=repr(exc))
             return []
 
+    def _settle_later(self, settling: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.create_task(settling, name=f"dead-letters:{self._durable}")
+        self._dead_lettering.add(task)
+        task.add_done_callback(self._dead_lettering.discard)
+
     async def _finish_previous(self) -> None:
         task, self._inflight = self._inflight, None
         if task is not None:
@@ -358,7 +366,11 @@ class JetStreamConsumer:
             committed = time.perf_counter()
             if self._opts.after_commit is not None:
                 await self._opts.after_commit(deliveries)
-            await settle(self._js(), msgs, deliveries, outcome, self._settling)
+            await acknowledge(msgs, outcome, self._settling)
+            if outcome.dead:  # published (then acknowledged) while the next batch is applied
+                self._settle_later(
+                    settle_dead(self._js(), msgs, deliveries, outcome, self._settling)
+                )
             traced.settled(outcome)
         settled = time.perf_counter()
         metrics.BATCH_SECONDS.labels(self._durable).observe(settled - started)
