@@ -9,7 +9,14 @@ acknowledges, rejects or drops a message. The whole fetched list reaches one han
 1. each message is parsed once (`edge`), unparsable ones are to be dead-lettered;
 2. the batch is applied in one database transaction by `applier.BatchApplier`;
 3. only after COMMIT are messages acknowledged, dead letters published (awaited) before their
-   originals are acknowledged, and retried messages nak'ed with a backoff delay.
+   originals are acknowledged, and retried messages nak'ed with a backoff delay. The dead
+   letters go out while the next batch is applied; `close` waits for them.
+
+The handler takes the fetched list as its decoded body (`_undecoded`), not as a
+`NatsMessage` parameter: FastDepends resolves such a parameter by a sync function that it
+runs in a worker thread, a thread round trip per batch (decision 0250). At debug level each
+batch logs `consumer.batch_timings`: how long it was held after its fetch (the batch before
+it, then its top-up), applied, settled, and the age of its oldest message at the end.
 
 `max_deliver` is enforced here from each message's delivery count, and the server-side limit is
 left unlimited on purpose: a server that gives up on its own would silently drop a message whose
@@ -22,8 +29,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import datetime as dt
+import logging
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from dataclasses import dataclass
 from typing import Any, cast
 
@@ -40,7 +49,7 @@ from dxtalent_infra.delivery import Delivery, Handler, RejectMessage, delivery_f
 from dxtalent_infra.edge import Parser, parse_all
 from dxtalent_infra.inbox import PostgresInbox
 from dxtalent_infra.nats import broker_inbox_prefix
-from dxtalent_infra.settle import Settling, settle
+from dxtalent_infra.settle import Settling, acknowledge, settle_dead
 from dxtalent_infra.topology import Topology
 
 __all__ = [
@@ -56,6 +65,16 @@ log = structlog.get_logger(__name__)
 fetch_timeout.install()
 
 AfterCommit = Callable[[Sequence[Delivery]], Awaitable[None]]
+
+
+@dataclass(frozen=True, slots=True)
+class _Stamps:
+    """When FastStream handed a batch over (perf_counter), with how many messages, and how
+    many the top-up added."""
+
+    at: float
+    fetched: int
+    topped_up: int
 
 
 class ConsumerConfigError(ValueError):
@@ -156,6 +175,7 @@ class JetStreamConsumer:
         self._stop = asyncio.Event()
         self._died: BaseException | None = None
         self._inflight: asyncio.Task[None] | None = None
+        self._dead_lettering: set[asyncio.Task[None]] = set()  # see settle.settle_dead
         self._done_fetching = asyncio.Event()  # set when the handler ends the fetching
         self._hold_max = max(0.1, min(5.0, self._opts.ack_wait / 3))
         self._log = log.bind(consumer=self._durable, stream=self._stream_name)
@@ -248,6 +268,7 @@ class JetStreamConsumer:
             await asyncio.wait_for(self._done_fetching.wait(), 2 * self._opts.fetch_timeout + 0.5)
         await self._subscriber.stop()
         await self._finish_previous()
+        await asyncio.gather(*self._dead_lettering, return_exceptions=True)
         with contextlib.suppress(Exception):
             await self._broker.connection.flush(timeout=2)  # buffered acknowledgements
 
@@ -276,14 +297,15 @@ class JetStreamConsumer:
 
     # --- one batch ---------------------------------------------------------------------------
 
-    async def _on_batch(self, message: NatsMessage) -> None:
+    async def _on_batch(self, batch: Any) -> None:
         """FastStream's handler, given each fetched list in stream order. The batch is applied
         in a task, and the handler returns so that FastStream fetches the next batch meanwhile
         (measured: without that overlap the rate fell by ~15%); the next call first waits
         for it, so batches are applied one at a time, in order; when it did wait, it tops its
         batch up with what arrived meanwhile (`fetch_timeout.top_up`). Stopping, the batch
         already fetched is applied, then `StopConsume` ends the fetching."""
-        msgs = cast(list[Any], message.raw_message)
+        fetched = time.perf_counter()
+        msgs = cast(list[Any], batch)
         waited = self._inflight is not None and not self._inflight.done()
         await self._finish_previous()
         if self._died is not None:
@@ -293,9 +315,13 @@ class JetStreamConsumer:
             await self._guarded(msgs)
             self._done_fetching.set()
             raise StopConsume
+        topped: list[Any] = []
         if waited:  # under load: add what arrived while the previous batch was applied
-            msgs = msgs + await self._top_up(self._opts.batch_size - len(msgs))
-        self._inflight = asyncio.create_task(self._guarded(msgs), name=f"batch:{self._durable}")
+            topped = await self._top_up(self._opts.batch_size - len(msgs))
+        stamps = _Stamps(fetched, len(msgs), len(topped))
+        self._inflight = asyncio.create_task(
+            self._guarded(msgs + topped, stamps), name=f"batch:{self._durable}"
+        )
 
     async def _top_up(self, room: int) -> list[Any]:
         try:
@@ -304,14 +330,19 @@ class JetStreamConsumer:
             self._log.debug("consumer.top_up_failed", error=repr(exc))
             return []
 
+    def _settle_later(self, settling: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.create_task(settling, name=f"dead-letters:{self._durable}")
+        self._dead_lettering.add(task)
+        task.add_done_callback(self._dead_lettering.discard)
+
     async def _finish_previous(self) -> None:
         task, self._inflight = self._inflight, None
         if task is not None:
             await task
 
-    async def _guarded(self, msgs: list[Any]) -> None:
+    async def _guarded(self, msgs: list[Any], stamps: _Stamps | None = None) -> None:
         try:
-            await self._process(msgs)
+            await self._process(msgs, stamps)
         except asyncio.CancelledError:
             raise
         except BaseException as exc:  # the process dying: nothing more is fetched or acked
@@ -324,7 +355,7 @@ class JetStreamConsumer:
         deliveries = [delivery_from_msg(m, self._topology, stream) for m in msgs]
         return parse_all(self._sub_spec.parser, deliveries)
 
-    async def _process(self, msgs: list[Any]) -> None:
+    async def _process(self, msgs: list[Any], stamps: _Stamps | None = None) -> None:
         started = time.perf_counter()
         deliveries, rejected = self._deliveries(msgs)
         metrics.BATCH_SIZE.labels(self._durable).observe(len(deliveries))
@@ -332,12 +363,37 @@ class JetStreamConsumer:
             outcome = await self._apply_until_committed(msgs, deliveries, rejected)
             if outcome is None:
                 return  # stopping while the database is away: the messages will be redelivered
+            committed = time.perf_counter()
             if self._opts.after_commit is not None:
                 await self._opts.after_commit(deliveries)
-            await settle(self._js(), msgs, deliveries, outcome, self._settling)
+            await acknowledge(msgs, outcome, self._settling)
+            if outcome.dead:  # published (then acknowledged) while the next batch is applied
+                self._settle_later(
+                    settle_dead(self._js(), msgs, deliveries, outcome, self._settling)
+                )
             traced.settled(outcome)
-        metrics.BATCH_SECONDS.labels(self._durable).observe(time.perf_counter() - started)
+        settled = time.perf_counter()
+        metrics.BATCH_SECONDS.labels(self._durable).observe(settled - started)
         metrics.CONSUMER_LAG.labels(self._durable).set(msgs[-1].metadata.num_pending)
+        if stamps is not None and self._log.is_enabled_for(logging.DEBUG):
+            self._log_timings(stamps, deliveries[0], started, committed, settled)
+
+    def _log_timings(
+        self, stamps: _Stamps, first: Delivery, started: float, committed: float, settled: float
+    ) -> None:
+        """Where a batch's time went (debug): `held_ms` from its fetch to its apply (waiting for
+        the batch before, then the top-up), `apply_ms` to COMMIT, `settle_ms` to the last
+        acknowledgement sent, and `age_ms` of its oldest message, from JetStream storing it."""
+        age = dt.datetime.now(dt.UTC) - first.received_at
+        self._log.debug(
+            "consumer.batch_timings",
+            fetched=stamps.fetched,
+            topped_up=stamps.topped_up,
+            held_ms=round((started - stamps.at) * 1000, 2),
+            apply_ms=round((committed - started) * 1000, 2),
+            settle_ms=round((settled - committed) * 1000, 2),
+            age_ms=round(age.total_seconds() * 1000, 2),
+        )
 
     async def _apply_until_committed(
         self, msgs: list[Any], deliveries: list[Delivery], rejected: dict[int, RejectMessage]

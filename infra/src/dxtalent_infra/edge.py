@@ -9,7 +9,6 @@ a message the consumer does not use (acknowledged, never handled), or raises
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Callable, Collection, Sequence
 from typing import Any
 
@@ -61,7 +60,7 @@ def parse_all(
     if parse is not None:
         for i, d in enumerate(parsed):
             try:
-                parsed[i] = dataclasses.replace(d, event=parse(d.subject, d.data))
+                parsed[i] = d.with_event(parse(d.subject, d.data))
             except RejectMessage as exc:
                 rejected[i] = exc
     return parsed, rejected

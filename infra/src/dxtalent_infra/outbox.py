@@ -26,6 +26,9 @@ Design (architecture guarantee 2, no dual write):
   After a failed batch (NATS restart mid-batch) an event can be stored once out of order
   relative to another event of the same batch; consumers de-duplicate by id and the domain
   is order-independent (guarantee 4).
+- At debug level each batch logs `outbox.published` with where its time went: from the
+  NOTIFY that woke the relay to the read, the read, publishing until every ack, DELETE and
+  COMMIT (decision 0250).
 - Wakes on LISTEN/NOTIFY (appends notify), polls every `poll_interval` as a fallback, and
   backs off exponentially up to `max_backoff` while NATS or PostgreSQL is unreachable; the
   pool hands out fresh connections and nats-py reconnects by itself. Keep the streams'
@@ -45,6 +48,7 @@ import asyncio
 import contextlib
 import datetime as dt
 import json
+import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any, cast
 
@@ -146,6 +150,7 @@ class OutboxRelay:
         self._delete_table = f"{s}.outbox"
         self._count_sql = f"SELECT count(*) FROM {s}.outbox"
         self._wake = asyncio.Event()
+        self._woken_at: float | None = None  # the first NOTIFY not yet served (debug timings)
         self._stop = asyncio.Event()
         self._done: asyncio.Event | None = None
         self._listener: PoolConnectionProxy[asyncpg.Record] | None = None  # kept for LISTEN
@@ -215,6 +220,8 @@ class OutboxRelay:
             await asyncio.wait_for(event.wait(), seconds)
 
     def _notified(self, *_: object) -> None:
+        if self._woken_at is None:
+            self._woken_at = time.perf_counter()
         self._wake.set()
 
     def _listening(self) -> bool:
@@ -253,6 +260,8 @@ class OutboxRelay:
         """One batch: lock, read in position order, publish, await acks, delete, commit.
         Three round trips: BEGIN with the lock, the read, the DELETE with COMMIT (both pairs
         sent as one simple query; the key and the positions are integers, inlined)."""
+        began = time.perf_counter()
+        woken, self._woken_at = self._woken_at, None
         async with self._pool.acquire() as proxy:
             conn = cast(asyncpg.Connection, proxy)
             await conn.execute(f"BEGIN; SELECT pg_advisory_xact_lock({int(self._lock_key)})")
@@ -261,6 +270,7 @@ class OutboxRelay:
                 if not rows:
                     await conn.execute("COMMIT")
                     return 0
+                read = time.perf_counter()
                 event_ids = [r["event_id"] for r in rows]
                 try:
                     duplicates = await self._publish(rows)
@@ -274,6 +284,7 @@ class OutboxRelay:
                         detail="kept in the outbox; published again on the next attempt",
                     )
                     raise
+                acked = time.perf_counter()
                 if self._on_published is not None:
                     await self._on_published(event_ids)
                 positions = ",".join(str(int(r["position"])) for r in rows)
@@ -286,11 +297,18 @@ class OutboxRelay:
                     await conn.execute("ROLLBACK")
                 raise
         RELAY_PUBLISHED.labels(service=self.schema).inc(len(rows))
+        done = time.perf_counter()
         log.debug(
             "outbox.published",
             schema=self.schema,
             count=len(rows),
             duplicates=duplicates,
+            # where the time went: from the NOTIFY (when one woke it) to the read, the read
+            # (lock, BEGIN, SELECT), publishing until every JetStream ack, DELETE and COMMIT
+            notified_ms=None if woken is None else round((began - woken) * 1000, 2),
+            read_ms=round((read - began) * 1000, 2),
+            publish_ms=round((acked - read) * 1000, 2),
+            commit_ms=round((done - acked) * 1000, 2),
             first_position=rows[0]["position"],
             last_position=rows[-1]["position"],
             first_event_id=event_ids[0],

@@ -501,13 +501,16 @@ class SegmentEffects:
             await self.effects._insert(conn, d)
         if any(d.message_key in self.effects.reject for d in ds):
             raise RejectMessage("one of the segment is bad")
+        if any(d.message_key in self.effects.fail for d in ds):
+            raise RuntimeError("one of the segment fails")
         self.segments_applied += 1
 
 
-async def test_segments_apply_at_once_and_fall_back_one_by_one_when_one_is_bad(env: Env) -> None:
+async def test_segments_apply_at_once_and_are_halved_when_one_is_bad(env: Env) -> None:
     """With `handle_many`, clean segments are applied in one call; a segment holding a bad
-    message is rolled back whole and re-applied message by message: every good message
-    lands once, only the bad ones are dead-lettered."""
+    message is rolled back whole and re-applied in halves, down to the bad message alone:
+    every good message lands once, only the bad ones are dead-lettered, and the handler
+    itself sees a few messages, not the whole segment."""
     env.effects.reject = {"m-5", "m-130"}
     handler = SegmentEffects(env.effects)
     await env.publish(keys(200))
@@ -520,3 +523,62 @@ async def test_segments_apply_at_once_and_fall_back_one_by_one_when_one_is_bad(e
     assert sorted(d["id"] for d in await env.dead_letters()) == sorted(
         f"rejected-{k}" for k in env.effects.reject
     )
+    # one message at a time, each bad one (and its neighbours in the last halves) only: a
+    # segment of 50 is halved 5 times; message by message it would have been 2 x 50 calls
+    assert env.effects.calls <= 2 * 6
+
+
+async def test_halving_gives_the_same_rows_as_one_message_at_a_time(env: Env) -> None:
+    """Every 7th message rejected after its segment wrote it, one failing once: halving the
+    segments ends with exactly what the message-by-message way gives (the test above it with
+    a plain handler): each good message applied once, each bad one dead-lettered once, the
+    failing one applied on its redelivery, and nothing of a rolled-back attempt left."""
+    env.effects.reject = {f"m-{i}" for i in range(0, 120, 7)}
+    env.effects.fail = {"m-60"}
+    env.effects.write_first = True
+    handler = SegmentEffects(env.effects)
+    await env.publish(keys(120))
+    consumer = env.consumer(handler=handler, batch_size=120, backoff=(0.5,), max_deliver=100)
+    async with running(consumer):
+        await eventually(lambda: env.has_dead_letters(18), "18 dead letters")
+        await eventually(lambda: env.has_rows(101), "101 rows")
+        env.effects.fail = set()
+        await eventually(lambda: env.has_rows(102), "the failed one applied on redelivery")
+        await eventually(consumer.caught_up, "caught up")
+    assert await env.rows() == (102, 102)
+    rows = await env.pool.fetch(f"SELECT message_key FROM {quote_ident(env.schema)}.effects")
+    assert {r["message_key"] for r in rows} == set(keys(120)) - env.effects.reject
+    assert 1 in env.effects.attempts["m-60"]  # failed alone, then applied on redelivery
+    assert env.counter("dxtalent_messages_dead_lettered_total", cause="rejected") == 18
+
+
+@dataclass
+class CheckedEffects(SegmentEffects):
+    """`SegmentEffects` that also offers `check`: it refuses the messages to reject up front."""
+
+    checked: int = 0
+
+    def check(self, d: Delivery) -> None:
+        self.checked += 1
+        if d.message_key in self.effects.reject:
+            raise RejectMessage(f"Course of {d.message_key} is unknown.")
+
+
+async def test_a_check_dead_letters_refused_messages_before_the_batch_is_applied_at_once(
+    env: Env,
+) -> None:
+    """With `check`, every 7th message is dead-lettered before any statement and the rest is
+    applied in one `handle_many` call: no rolled-back attempt, no message alone."""
+    env.effects.reject = {f"m-{i}" for i in range(0, 120, 7)}
+    handler = CheckedEffects(env.effects)
+    await env.publish(keys(120))
+    consumer = env.consumer(handler=handler, batch_size=120)
+    async with running(consumer):
+        await eventually(lambda: env.has_dead_letters(18), "18 dead letters")
+        await eventually(consumer.caught_up, "caught up")
+    assert await env.rows() == (102, 102)
+    rows = await env.pool.fetch(f"SELECT message_key FROM {quote_ident(env.schema)}.effects")
+    assert {r["message_key"] for r in rows} == set(keys(120)) - env.effects.reject
+    assert env.effects.calls == 0  # the handler itself never ran: no fallback
+    assert handler.checked == 120
+    assert env.counter("dxtalent_messages_dead_lettered_total", cause="rejected") == 18

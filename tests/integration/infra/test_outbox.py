@@ -344,7 +344,7 @@ async def test_a_batch_reads_only_its_own_events_however_far_the_store_has_grown
         await conn.execute(f'ANALYZE "{db_schema}".outbox, "{db_schema}".events')
         relay = relay_for(pool, db_schema, nc, topology)
         plan = await conn.fetchval(
-            f"EXPLAIN (ANALYZE, FORMAT JSON) {relay._select_sql}",  # noqa: SLF001 - its plan
+            f"EXPLAIN (ANALYZE, FORMAT JSON) {relay._select_sql}",
             500,
         )
     nodes, read = [json.loads(plan)[0]["Plan"]], 0

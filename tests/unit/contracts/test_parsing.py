@@ -68,6 +68,9 @@ def test_the_contract_example_parses_into_a_typed_completion() -> None:
     [
         (b'{"specversion": "1.0", ', "not valid JSON"),
         (b"\xff\xfe\x00", "not valid JSON"),
+        # beyond what Python's JSON decoder takes: refused, not raised (a poison message)
+        (_raw(course_id=0).replace(b": 0", b": " + b"9" * 5000), "not valid JSON"),
+        (_raw(course_id=0).replace(b": 0", b": " + b"[" * 5000 + b"]" * 5000), "not valid JSON"),
         (b"[1, 2]", "not an object"),
         (b'"a string"', "not an object"),
         (_raw({"type": None}), "no CloudEvents 'type'"),
@@ -81,6 +84,18 @@ def test_bytes_that_are_not_a_cloudevent_of_a_known_type_are_rejected(
     rejection = _rejected(raw)
     assert reason in rejection.reason
     assert rejection.errors == []
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [b"\xef\xbb\xbf" + _raw(), _raw().replace(b'"specversion"', b'"x": NaN, "specversion"')],
+    ids=["byte-order mark", "NaN"],
+)
+def test_json_that_only_pythons_decoder_takes_is_refused_by_the_wire_rules(raw: bytes) -> None:
+    """A valid event is read in one pass of pydantic's JSON mode; what Python's decoder would
+    take but that mode refuses (a byte-order mark, NaN) stays refused."""
+    assert isinstance(parse_inbound(raw), Rejection)
+    assert isinstance(parse_event(raw), Rejection)
 
 
 def test_an_unknown_type_rejection_keeps_the_type_and_id_and_lists_the_known_ones() -> None:
