@@ -8,13 +8,14 @@ import types
 from typing import cast
 
 import asyncpg
+import pytest
 
 from dxtalent.citygen import generate_city
 from dxtalent_contracts.catalog import load_catalog
 from dxtalent_contracts.registry import parse_inbound
 from dxtalent_enrollment.domain import fact_event_id
 from dxtalent_enrollment.service import InboundHandler
-from dxtalent_infra.delivery import Delivery
+from dxtalent_infra.delivery import Delivery, RejectMessage
 from dxtalent_infra.eventstore import PostgresEventStore
 from dxtalent_infra.runtime import ServiceContext
 
@@ -66,3 +67,18 @@ async def test_segments_record_each_fact_once_and_count_the_duplicates(
     for stream in {e.stream_id for e in recorded}:
         versions = [e.stream_version for e in await store.read_stream(stream)]
         assert versions == list(range(1, len(versions) + 1))
+
+
+def test_check_refuses_before_the_batch_what_the_catalog_refuses() -> None:
+    """A completion of a course the catalog does not know is refused by `check`, without the
+    database, so the consumer dead-letters it and applies the rest of its batch at once."""
+    handler = InboundHandler(cast(ServiceContext, types.SimpleNamespace(name="e", catalog=CATALOG)))
+    facts = deliveries(40)
+    completion = next(d for d in facts if d.subject.endswith("completion"))
+    handler.check(completion)  # accepted
+    event = completion.event
+    unknown = event.model_copy(
+        update={"data": event.data.model_copy(update={"course_id": "NO-SUCH"})}
+    )
+    with pytest.raises(RejectMessage, match="NO-SUCH"):
+        handler.check(completion.with_event(unknown))

@@ -64,9 +64,15 @@ class InboundHandler:
         ):
             await self._record(conn, [record(self._ctx.catalog, parsed, delivery.received_at)])
 
+    def check(self, delivery: Delivery) -> None:
+        """`RejectMessage` for a fact the catalog refuses: the consumer dead-letters it before
+        the batch and applies the rest at once (`applier`, decision 0250), instead of a
+        rolled-back attempt and savepoint segments for every batch holding one."""
+        _accepted(self._ctx, delivery)
+
     async def handle_many(self, conn: asyncpg.Connection, deliveries: Sequence[Delivery]) -> None:
-        """A whole segment at once. A message to reject raises, and the consumer goes one
-        message at a time."""
+        """A whole segment at once (`check` refused the facts to reject already; a direct
+        caller's refused fact still raises, and the consumer goes one message at a time)."""
         facts = [
             record(self._ctx.catalog, _accepted(self._ctx, d), d.received_at) for d in deliveries
         ]
