@@ -18,7 +18,11 @@ Design (architecture guarantee 2, no dual write):
 - One batch at a time per schema: each batch holds a transaction-level advisory lock, so
   relays in several replicas take turns instead of interleaving (which could reorder a
   stream). The lock transaction writes nothing until the final DELETE, so it never holds
-  back `read_all` (no transaction id while waiting for acks).
+  back `read_all` (no transaction id while waiting for acks). That DELETE commits without
+  waiting for its WAL flush (`synchronous_commit` off for it alone): a crash that loses it
+  leaves rows whose events were acked, which are published again and dropped by id, as after
+  a relay crash between the acks and the commit; the next batch no longer waits for an fsync
+  on a disk the consumers' commits need (0260).
 - Publishing is pipelined: every message of a batch asks for its JetStream ack on the
   relay's own reply subscription (`<inbox>.<batch>.<index>`), and the batch waits for all of
   them at once, with a timeout (0236; nats-py's `publish_async` did the same at a
@@ -288,7 +292,10 @@ class OutboxRelay:
                 if self._on_published is not None:
                     await self._on_published(event_ids)
                 positions = ",".join(str(int(r["position"])) for r in rows)
+                # no WAL flush to wait for: a DELETE lost in a server crash only publishes
+                # its events again, which JetStream drops by id (0260)
                 await conn.execute(
+                    "SET LOCAL synchronous_commit TO off; "
                     f"DELETE FROM {self._delete_table} WHERE position = ANY('{{{positions}}}'"
                     "::bigint[]); COMMIT"
                 )

@@ -354,3 +354,23 @@ async def test_a_batch_reads_only_its_own_events_however_far_the_store_has_grown
         if node.get("Relation Name") == "events":
             read += node["Actual Rows"] * node["Actual Loops"]
     assert read == 500
+
+
+async def test_a_batch_turns_off_synchronous_commit_for_its_own_transaction_only(
+    store: PostgresEventStore, database_url: str, db_schema: str, nc: Client, topology: Topology
+) -> None:
+    """The relay's DELETE + COMMIT does not wait for its WAL flush (decision 0260: a lost
+    DELETE only publishes its events again, dropped by id); the setting ends with the batch's
+    transaction, and its one pooled connection goes back with `synchronous_commit` on."""
+    await store.append("E000001", 0, [event(0), event(1)])
+    async with asyncpg.create_pool(database_url, min_size=1, max_size=1) as one:
+        async with one.acquire() as proxy:
+            conn = cast(asyncpg.Connection, proxy)
+            await conn.execute("SET synchronous_commit TO on")  # the session's, kept
+        relay = relay_for(one, db_schema, nc, topology)
+        assert await relay.drain_once() == 2
+        assert await relay.pending() == 0
+        async with one.acquire() as proxy:
+            conn = cast(asyncpg.Connection, proxy)
+            assert await conn.fetchval("SHOW synchronous_commit") == "on"
+    assert len(await stream_ids(nc.jetstream(), topology)) == 2
