@@ -278,11 +278,7 @@ class BatchApplier:
         started = time.perf_counter()
         delivery = deliveries[index]
         try:
-            # every log line of the handler carries the message's id
-            with structlog.contextvars.bound_contextvars(
-                event_id=delivery.message_key, subject=delivery.subject
-            ):
-                await self._handler(conn, delivery)
+            await self._call(conn, delivery)
         except Exception as exc:
             if _connection_lost(exc, conn):
                 raise
@@ -293,6 +289,13 @@ class BatchApplier:
             self._latency.observe(time.perf_counter() - started)
         outcome.applied.append(index)
         return True
+
+    async def _call(self, conn: asyncpg.Connection, delivery: Delivery) -> None:
+        """The handler on one message, every log line of it carrying the message's id."""
+        with structlog.contextvars.bound_contextvars(
+            event_id=delivery.message_key, subject=delivery.subject
+        ):
+            await self._handler(conn, delivery)
 
     def _observe(self, started: float, indices: Sequence[int]) -> None:
         per_message = (time.perf_counter() - started) / len(indices)
@@ -315,13 +318,8 @@ class BatchApplier:
                 begin = pos
             index = todo[pos]
             started = time.perf_counter()
-            delivery = deliveries[index]
             try:
-                # every log line of the handler carries the message's id
-                with structlog.contextvars.bound_contextvars(
-                    event_id=delivery.message_key, subject=delivery.subject
-                ):
-                    await self._handler(conn, delivery)
+                await self._call(conn, deliveries[index])
             except Exception as exc:
                 if _connection_lost(exc, conn):
                     raise
