@@ -71,11 +71,9 @@ class InboundHandler:
         _accepted(self._ctx, delivery)
 
     async def handle_many(self, conn: asyncpg.Connection, deliveries: Sequence[Delivery]) -> None:
-        """A whole segment at once (`check` refused the facts to reject already; a direct
-        caller's refused fact still raises, and the consumer goes one message at a time)."""
-        facts = [
-            record(self._ctx.catalog, _accepted(self._ctx, d), d.received_at) for d in deliveries
-        ]
+        """A whole segment at once, of messages `check` has passed (the consumer runs it on
+        every new message before any handler, `delivery.Check`): no second catalog check."""
+        facts = [record(self._ctx.catalog, d.event, d.received_at) for d in deliveries]
         await self._record(conn, facts)
 
     async def _record(self, conn: asyncpg.Connection, facts: Sequence[RecordedFact]) -> None:
