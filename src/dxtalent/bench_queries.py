@@ -15,12 +15,12 @@ import statistics
 import threading
 import time
 from dataclasses import dataclass
-from pathlib import Path
 
 from rich.console import Console
 
 from dxtalent.bench_dashboard import city_stack
 from dxtalent.figures import percentile, spread
+from dxtalent.processes import rss_mb
 from dxtalent.stack import LocalStack
 
 YEAR = "fiscal_year=2025&as_of=2026-03-31"
@@ -83,14 +83,6 @@ def load(port: int, path: str, clients: int, seconds: float) -> Run:
     elapsed = time.monotonic() - started
     latencies = tuple(x for s in samples for x in s)
     return Run(per_second=len(latencies) / elapsed, latencies=latencies)
-
-
-def rss_mb(pid: int) -> float:
-    """Resident memory of process `pid` in MB (Linux)."""
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    return float("nan")
 
 
 def bench_size(

@@ -7,13 +7,17 @@ first publish until every service reports `caught_up` (`GET /v1/status`, polled 
 three checks in a row; the time is that of the first of them). The services' resident memory
 is sampled meanwhile. Then, on the same servers, the same number of facts goes through the
 bare single stage (`bench_stage`). Printed: both rates, their ratio and the largest resident
-memory of each service, per run, then min / median / max over the runs.
+memory of each service, per run, then min / median / max over the runs; and where the CPU went
+while the city went through: microseconds of CPU per fact for each service, the embedded
+servers (PostgreSQL with its backends) and the bench itself (publishing, polling), and how
+many of the machine's cores they kept busy together.
 """
 
 from __future__ import annotations
 
 import asyncio
 import os
+import resource
 import shutil
 import tempfile
 import time
@@ -31,6 +35,7 @@ from dxtalent.citygen import generate_city
 from dxtalent.demo import DEMO_SEED
 from dxtalent.figures import spread
 from dxtalent.nats_tools import subject_for
+from dxtalent.processes import cpu_seconds, rss_mb
 from dxtalent.stack import SERVICES, LocalStack, running_stack
 from dxtalent_contracts.catalog import load_catalog
 from dxtalent_contracts.envelope import CONTENT_TYPE
@@ -44,21 +49,21 @@ class RunFigures:
     end_to_end: float  # facts/s
     bare: float  # facts/s
     rss_mb: dict[str, float] = field(default_factory=dict)  # largest seen, per service
+    cpu_us: dict[str, float] = field(default_factory=dict)  # CPU µs per fact, end to end
+    cores: float = 0.0  # cores kept busy end to end, all of `cpu_us` together
 
     @property
     def ratio(self) -> float:
         return self.end_to_end / self.bare
 
 
-def rss_mb(pid: int) -> float:
-    """Resident memory of a process in MB (0 when it is gone)."""
-    try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-    except OSError:
-        pass
-    return 0.0
+def _cpu_now(stack: LocalStack) -> dict[str, float]:
+    """CPU seconds so far of the services, the embedded servers and this process."""
+    roots = {name: svc.proc.pid for name, svc in stack.services.items()}
+    seconds = cpu_seconds({**roots, **stack.server_pids()})
+    own = resource.getrusage(resource.RUSAGE_SELF)
+    seconds["bench"] = own.ru_utime + own.ru_stime
+    return seconds
 
 
 def _caught_up_at(stack: LocalStack, rss: dict[str, float], timeout: float) -> float:
@@ -109,17 +114,22 @@ def one_run(console: Console, messages: Sequence[bytes]) -> RunFigures:
         with running_stack(stack):
             stack.wait_ready(timeout=120, settle_checks=1)
             rss: dict[str, float] = {}
+            cpu_before = _cpu_now(stack)
             started = time.monotonic()
             uvloop.run(_publish_all(str(stack.nats_url), messages))
             done = _caught_up_at(stack, rss, timeout=1800)
+            cpu_after = _cpu_now(stack)  # a few polls after `done`: a little idle time
             end_to_end = len(messages) / (done - started)
+            spent = {k: cpu_after[k] - cpu_before.get(k, 0.0) for k in cpu_after}
+            cpu_us = {k: 1e6 * v / len(messages) for k, v in spent.items()}
+            cores = sum(spent.values()) / (time.monotonic() - started)
             console.print(f"  end to end: {end_to_end:,.0f} facts/s; now the bare stage")
             bare = uvloop.run(
                 bare_stage_rate(str(stack.nats_url), str(stack.database_url), messages)
             )
     finally:
         shutil.rmtree(data_dir, ignore_errors=True)
-    return RunFigures(len(messages), end_to_end, bare, rss)
+    return RunFigures(len(messages), end_to_end, bare, rss, cpu_us, cores)
 
 
 def run_throughput_bench(console: Console, *, staff: int, runs: int, seed: int = DEMO_SEED) -> None:
@@ -136,9 +146,11 @@ def run_throughput_bench(console: Console, *, staff: int, runs: int, seed: int =
         fig = one_run(console, messages)
         figures.append(fig)
         memory = ", ".join(f"{name} {fig.rss_mb.get(name, 0):.0f}" for name in SERVICES)
+        cpu = ", ".join(f"{name} {us:,.0f}" for name, us in fig.cpu_us.items())
         console.print(
             f"run {i + 1}: end to end {fig.end_to_end:,.0f} facts/s, bare stage "
-            f"{fig.bare:,.0f} facts/s, ratio {fig.ratio:.2f}; largest RSS MB: {memory}"
+            f"{fig.bare:,.0f} facts/s, ratio {fig.ratio:.2f}; largest RSS MB: {memory}; "
+            f"CPU µs per fact: {cpu} ({fig.cores:.2f} cores busy)"
         )
     table = Table(title=f"throughput, {len(messages)} facts, min / median / max of {runs}")
     table.add_column("measure")
@@ -148,4 +160,11 @@ def run_throughput_bench(console: Console, *, staff: int, runs: int, seed: int =
     table.add_row("ratio", spread([f.ratio for f in figures], ".2f"))
     for name in SERVICES:
         table.add_row(f"RSS {name} (MB)", spread([f.rss_mb.get(name, 0) for f in figures], ".0f"))
+    for name in figures[0].cpu_us:
+        us = [f.cpu_us.get(name, 0.0) for f in figures]
+        table.add_row(f"CPU {name} (µs per fact)", spread(us, ",.0f"))
+    table.add_row(
+        "CPU all (µs per fact)", spread([sum(f.cpu_us.values()) for f in figures], ",.0f")
+    )
+    table.add_row("cores busy", spread([f.cores for f in figures], ".2f"))
     console.print(table)

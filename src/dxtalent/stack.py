@@ -126,6 +126,16 @@ class LocalStack:
             self._servers.append(pg)
             self.database_url = pg.url
 
+    def server_pids(self) -> dict[str, int]:
+        """The process ids of the embedded servers running ("nats", "postgres"); servers
+        given by URL are not ours and are left out."""
+        pids = {}
+        for server in self._servers:
+            name = "nats" if isinstance(server, EmbeddedNats) else "postgres"
+            if (pid := server.pid) is not None:
+                pids[name] = pid
+        return pids
+
     def provision(self) -> None:
         """`dxtalent provision` with the services' environment (the operator's credential and
         DXT_STREAM_REPLICAS): the streams exist before any service starts (the services may

@@ -157,6 +157,11 @@ class EmbeddedNats:
     def running(self) -> bool:
         return self._proc is not None and self._proc.poll() is None
 
+    @property
+    def pid(self) -> int | None:
+        """The server's process id while it runs."""
+        return self._proc.pid if self.running and self._proc is not None else None
+
 
 @dataclass
 class EmbeddedPostgres:
@@ -173,6 +178,14 @@ class EmbeddedPostgres:
     @property
     def _pgdata(self) -> Path:
         return self.data_dir / "pgdata"
+
+    @property
+    def pid(self) -> int | None:
+        """The postmaster's process id (its backends are its children) while it runs."""
+        try:
+            return int((self._pgdata / "postmaster.pid").read_text().split()[0])
+        except (OSError, ValueError, IndexError):
+            return None
 
     def _run(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[bytes]:
         as_root = os.geteuid() == 0
