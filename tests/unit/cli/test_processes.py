@@ -21,7 +21,8 @@ _TREE = (
 def test_cpu_of_a_tree_counts_descendants_that_ended() -> None:
     child = subprocess.Popen([sys.executable, "-c", _TREE], stdout=subprocess.PIPE)
     try:
-        assert child.stdout is not None and child.stdout.readline() == b"burnt\n"
+        assert child.stdout is not None
+        assert child.stdout.readline() == b"burnt\n"
         # the grandchild has ended: its 0.3 s are the child's reaped children's time now
         assert cpu_seconds({"child": child.pid})["child"] >= 0.3
     finally:
