@@ -34,14 +34,13 @@ from typing import Any
 
 import asyncpg
 
-from dxtalent_contracts.fiscal import yearly
-from dxtalent_contracts.memberships import Member, membership_changes
+from dxtalent_contracts.fiscal import BEGINNING, fiscal_year_start, yearly
+from dxtalent_contracts.memberships import Member, membership_changes_of
 from dxtalent_infra.eventstore import lock_key
 from dxtalent_infra.membership_counts import MEMBERSHIP_PRIVILEGES, MEMBERSHIP_TABLES
 from dxtalent_infra.migrations import Migration, Privilege, quote_ident
-from dxtalent_reporting.domain.placements import Change, placement_changes
-from dxtalent_reporting.domain.progress import Standing
-from dxtalent_reporting.domain.standings import assemble_standings
+from dxtalent_reporting.domain.placements import Change, Placement
+from dxtalent_reporting.domain.progress import UNKNOWN_DEPARTMENT
 
 MIGRATION = Migration(
     3,
@@ -155,16 +154,23 @@ class PlacementWriter:
     def add(
         self, pending: PendingCounts, employee: str, before: Sequence[Row], after: Sequence[Row]
     ) -> None:
-        """Add to `pending` what replacing the employee's rows `before` by `after` does."""
+        """Add to `pending` what replacing the employee's rows `before` by `after` does.
+
+        The same sums as `placement_changes` and `membership_changes` of the two (after minus
+        before), added one timeline at a time: the zeros where they cancel are left to
+        `apply`, which writes only non-zero changes."""
         if Counter(before) == Counter(after):
             return
-        pending.placed.update(
-            placement_changes(_standing(employee, before), _standing(employee, after))
-        )
-        for (day, names, skills), n in membership_changes(
-            _member(employee, before), _member(employee, after)
-        ).items():
-            pending.members[(day, " ".join(names), " ".join(skills))] += n
+        for rows, sign in ((after, 1), (before, -1)):
+            if not rows:
+                continue
+            placed = pending.placed
+            for change, n in placement_steps(rows):
+                placed[change] = placed.get(change, 0) + sign * n
+            members = pending.members
+            for (day, names, skills), n in membership_changes_of(_member(employee, rows)).items():
+                key = (day, " ".join(names), " ".join(skills))
+                members[key] = members.get(key, 0) + sign * n
 
     async def apply(self, conn: asyncpg.Connection, changes: PendingCounts) -> None:
         """Add `changes` to the count tables (one statement; none when nothing changed)."""
@@ -198,15 +204,75 @@ def by_employee(records: Sequence[asyncpg.Record]) -> dict[str, list[Row]]:
     return out
 
 
-def _standing(employee: str, rows: Sequence[Row]) -> Standing | None:
-    """The employee's `Standing` from their rows, None when there are none."""
-    found = assemble_standings(
-        [(employee, r[1], r[2]) for r in rows if r[0] == "r"],
-        [(employee, r[1]) for r in rows if r[0] == "d"],
-        [(employee, r[3], r[1], r[2]) for r in rows if r[0] == "l"],
-        [(employee, r[3], r[2]) for r in rows if r[0] == "n"],
-    )
-    return found[0] if found else None
+def placement_steps(rows: Sequence[Row]) -> list[tuple[Change, int]]:
+    """The count changes the employee of `rows` contributes, as (change, ±1) pairs: what
+    `domain.placements.changes_of` gives of their `Standing` (`domain.standings` assembles
+    it from the same rows; none for an employee with only skills), in one sweep of the days.
+
+    Each handler write walks two timelines per counted employee, so this is hot: the
+    `Standing` is never built, and the day's department, highest level and employment are
+    carried forward as the sorted records and levels are passed (tests check it against
+    `domain.placements.changes_of`)."""
+    found = _timeline_rows(rows)
+    if found is None:
+        return []
+    placed, certified, left_on = found
+    days = {BEGINNING, *(day for day, _ in placed), *(day for day, _ in certified)}
+    if left_on is not None:
+        days.add(left_on)
+    # before its first record an employee is where the earliest one places them
+    department = placed[0][1] if placed else UNKNOWN_DEPARTMENT
+    highest = r = c = 0
+    out: list[tuple[Change, int]] = []
+    previous: Placement | None = None
+    for day in sorted(days):
+        while r < len(placed) and placed[r][0] <= day:
+            department = placed[r][1]
+            r += 1
+        while c < len(certified) and certified[c][0] <= day:
+            highest = max(highest, certified[c][1])
+            c += 1
+        placement = (department, highest, left_on is None or left_on > day)
+        if placement == previous:
+            continue
+        out.append(((day, *placement), 1))
+        if previous is not None:
+            out.append(((day, *previous), -1))
+        previous = placement
+    return out
+
+
+def _timeline_rows(
+    rows: Sequence[Row],
+) -> tuple[list[tuple[dt.date, str]], list[tuple[dt.date, int]], dt.date | None] | None:
+    """What `assemble_standings` takes of `rows`: the dated departments that place the
+    employee (records, else nominations from April 1 of their year, else the departments
+    levels name), sorted; each level certified as (certified_on, level), sorted; `left_on`.
+    None when no row makes a standing (only skills, or none)."""
+    records: list[tuple[dt.date, str]] = []
+    nominated: list[tuple[dt.date, str]] = []
+    level_named: list[tuple[dt.date, str]] = []
+    levels: dict[int, dt.date] = {}
+    left_on: dt.date | None = None
+    known = False
+    for kind, day, code, number, _ in rows:
+        if kind == "r":
+            records.append((day, code))
+        elif kind == "l":
+            levels[number] = day
+            if code is not None:
+                level_named.append((day, code))
+        elif kind == "n":
+            nominated.append((fiscal_year_start(number), code))
+        elif kind == "d":
+            left_on = day
+        else:
+            continue
+        known = True
+    if not known:
+        return None
+    certified = sorted((on, n) for n, on in levels.items())
+    return sorted(records or nominated or level_named), certified, left_on
 
 
 def _member(employee: str, rows: Sequence[Row]) -> Member:

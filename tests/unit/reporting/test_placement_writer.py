@@ -1,0 +1,89 @@
+"""The handler's count changes are those of the per-employee definitions (hypothesis).
+
+`PlacementWriter.add` sweeps an employee's rows once per timeline instead of assembling a
+`Standing` and walking it day by day; these tests hold it to the definitions it replaced:
+`changes_of` of the `Standing` that `assemble_standings` makes of the rows (`placement_steps`),
+and `placement_changes` / `membership_changes` of the rows before and after (`add`). The rows
+are any the read statement can return, and some it cannot (several departures, a level twice):
+the sweep must agree with the definitions on those too.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections import Counter
+from collections.abc import Sequence
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from dxtalent_contracts.memberships import Member, membership_changes
+from dxtalent_reporting.domain.placements import Change, changes_of, placement_changes
+from dxtalent_reporting.domain.progress import Standing
+from dxtalent_reporting.domain.standings import assemble_standings
+from dxtalent_reporting.placements import PendingCounts, PlacementWriter, Row, placement_steps
+
+FIRST, LAST = dt.date(2022, 1, 1), dt.date(2028, 6, 30)
+days = st.dates(FIRST, LAST)
+departments = st.sampled_from(["D-A", "D-B", "D-C"])
+categories = st.lists(st.sampled_from(["section-chief", "it-department", "other"]), max_size=3)
+rows_of_one: st.SearchStrategy[list[Row]] = st.lists(
+    st.one_of(
+        st.tuples(st.just("r"), days, departments, st.none(), categories.map(tuple)),
+        st.tuples(st.just("d"), days, st.none(), st.none(), st.none()),
+        st.tuples(st.just("l"), days, st.none() | departments, st.integers(1, 4), st.none()),
+        st.tuples(st.just("n"), st.none(), departments, st.integers(2022, 2027), st.none()),
+        st.tuples(
+            st.just("s"), st.none() | days, st.sampled_from(["sec", "data"]), st.none(), st.none()
+        ),
+    ),
+    max_size=12,
+)
+
+
+def standing_of(rows: Sequence[Row]) -> Standing | None:
+    """The employee's `Standing` as the handler assembled it before the sweep."""
+    found = assemble_standings(
+        [("E", r[1], r[2]) for r in rows if r[0] == "r"],
+        [("E", r[1]) for r in rows if r[0] == "d"],
+        [("E", r[3], r[1], r[2]) for r in rows if r[0] == "l"],
+        [("E", r[3], r[2]) for r in rows if r[0] == "n"],
+    )
+    return found[0] if found else None
+
+
+def member_of(rows: Sequence[Row]) -> Member:
+    """The employee as the category counts read them (unchanged by the sweep)."""
+    return Member(
+        employee_id="E",
+        records=tuple(sorted((r[1], tuple(r[4] or ())) for r in rows if r[0] == "r")),
+        left_on=next((r[1] for r in rows if r[0] == "d"), None),
+        skills={r[2]: r[1] for r in rows if r[0] == "s" and r[1] is not None},
+    )
+
+
+@settings(max_examples=500, deadline=None)
+@given(rows_of_one)
+def test_the_sweep_gives_the_changes_of_the_assembled_standing(rows: list[Row]) -> None:
+    swept: Counter[Change] = Counter()
+    for change, n in placement_steps(rows):
+        swept[change] += n
+    assert swept == changes_of(standing_of(rows))
+
+
+@settings(max_examples=500, deadline=None)
+@given(rows_of_one, rows_of_one)
+def test_add_sums_what_the_definitions_give_for_before_and_after(
+    before: list[Row], after: list[Row]
+) -> None:
+    pending = PendingCounts()
+    PlacementWriter("s").add(pending, "E", before, after)
+    members: Counter[tuple[dt.date, str, str]] = Counter()
+    for (day, names, skills), n in membership_changes(member_of(before), member_of(after)).items():
+        members[(day, " ".join(names), " ".join(skills))] += n
+    assert {k: n for k, n in pending.placed.items() if n} == placement_changes(
+        standing_of(before), standing_of(after)
+    )
+    assert {k: n for k, n in pending.members.items() if n} == {
+        k: n for k, n in members.items() if n
+    }
