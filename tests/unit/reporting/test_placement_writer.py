@@ -21,7 +21,13 @@ from dxtalent_contracts.memberships import Member, membership_changes
 from dxtalent_reporting.domain.placements import Change, changes_of, placement_changes
 from dxtalent_reporting.domain.progress import Standing
 from dxtalent_reporting.domain.standings import assemble_standings
-from dxtalent_reporting.placements import PendingCounts, PlacementWriter, Row, placement_steps
+from dxtalent_reporting.placements import (
+    PendingCounts,
+    PlacementWriter,
+    Row,
+    placement_steps,
+    rows_after,
+)
 
 FIRST, LAST = dt.date(2022, 1, 1), dt.date(2028, 6, 30)
 days = st.dates(FIRST, LAST)
@@ -87,3 +93,60 @@ def test_add_sums_what_the_definitions_give_for_before_and_after(
     assert {k: n for k, n in pending.members.items() if n} == {
         k: n for k, n in members.items() if n
     }
+
+
+#: each table's primary key after the employee, as positions in a `Row` (written out from the
+#: migrations, not from `placements`)
+PRIMARY_KEY = {"r": (1,), "d": (), "n": (3, 2), "l": (3,), "s": (2,)}
+
+
+def read_after(before: list[Row], written: list[tuple[Row, bool]]) -> Counter[Row]:
+    """What reading the employee's rows after the writes returns: each write replaces the
+    row of its primary key; a tombstone (revoked) is kept in the table but not read."""
+    table = {(r[0], *(r[i] for i in PRIMARY_KEY[r[0]])): (r, True) for r in before}
+    for row, kept in written:
+        table[(row[0], *(row[i] for i in PRIMARY_KEY[row[0]]))] = (row, kept)
+    return Counter(row for row, kept in table.values() if kept)
+
+
+unique_rows = rows_of_one.map(
+    lambda rows: list({(r[0], *(r[i] for i in PRIMARY_KEY[r[0]])): r for r in rows}.values())
+)
+
+
+@settings(max_examples=500, deadline=None)
+@given(
+    unique_rows, st.lists(st.tuples(rows_of_one.filter(bool).map(lambda r: r[0]), st.booleans()))
+)
+def test_the_rows_after_a_segment_are_those_before_with_its_writes_put_in(
+    before: list[Row], written: list[tuple[Row, bool]]
+) -> None:
+    kept = [(row, flag or row[0] not in "ls") for row, flag in written]  # only those tombstone
+    assert Counter(rows_after(before, kept)) == read_after(before, kept)
+
+
+def test_a_write_replaces_only_the_row_of_its_own_key() -> None:
+    day, other = dt.date(2026, 4, 1), dt.date(2026, 10, 1)
+    before: list[Row] = [
+        ("r", day, "D-A", None, ()),
+        ("r", other, "D-A", None, ()),
+        ("n", None, "D-A", 2026, None),
+        ("l", day, "D-A", 2, None),
+        ("s", day, "sec", None, None),
+    ]
+    written: list[tuple[Row, bool]] = [
+        (("r", day, "D-B", None, ("section-chief",)), True),  # the same day, a newer fact
+        (("n", None, "D-B", 2026, None), True),  # another department the same year
+        (("l", None, None, 2, None), False),  # level 2 revoked
+        (("s", other, "data", None, None), True),
+    ]
+    assert Counter(rows_after(before, written)) == Counter(
+        [
+            ("r", day, "D-B", None, ("section-chief",)),
+            ("r", other, "D-A", None, ()),
+            ("n", None, "D-A", 2026, None),
+            ("n", None, "D-B", 2026, None),
+            ("s", day, "sec", None, None),
+            ("s", other, "data", None, None),
+        ]
+    )

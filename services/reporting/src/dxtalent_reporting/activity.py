@@ -190,6 +190,7 @@ SKILLS = Table(
     " revoked = EXCLUDED.revoked, stream_sequence = EXCLUDED.stream_sequence"
     " WHERE EXCLUDED.stream_sequence > s.stream_sequence",
     key=2,
+    returning=True,
 )
 CASES = Table(
     "improvement_cases",

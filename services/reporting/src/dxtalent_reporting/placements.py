@@ -90,6 +90,22 @@ PRIVILEGES: tuple[Privilege, ...] = (
 
 Row = tuple[str, Any, Any, Any, Any]  # kind, day, code, number, names (see `PlacementWriter`)
 
+#: the tables the counts read: (table, the columns of a `Row`, whether a row can be a
+#: tombstone (`revoked`), which the counts do not read)
+_COUNTED = (
+    (
+        "employee_records",
+        "'r'::text, effective_date, department_code, NULL::int, categories",
+        False,
+    ),
+    ("departures", "'d', left_on, NULL, NULL, NULL", False),
+    ("nominations", "'n', NULL, department_code, fiscal_year, NULL", False),
+    ("levels", "'l', certified_on, department_code, level, NULL", True),
+    ("skills", "'s', acquired_on, skill, NULL, NULL", True),
+)
+#: the columns of a `Row` after its kind that make its table's key (with the employee)
+_KEY = {"r": (1,), "d": (), "n": (2, 3), "l": (3,), "s": (2,)}
+
 
 class PlacementWriter:
     """Reads employees' rows before and after a segment's writes, and keeps the placement
@@ -102,18 +118,25 @@ class PlacementWriter:
         #: (employee, kind, day, code, number, names)
         self.rows_sql = " UNION ALL ".join(
             f"SELECT employee_id, {columns} FROM {q}.{table}"
-            f" WHERE employee_id = ANY($1::text[]){where}"
-            for table, columns, where in (
-                (
-                    "employee_records",
-                    "'r'::text, effective_date, department_code, NULL::int, categories",
-                    "",
+            f" WHERE employee_id = ANY($1::text[]){' AND NOT revoked' if tombstones else ''}"
+            for table, columns, tombstones in _COUNTED
+        )
+        #: the main query of a segment's statement (`segment`, whose data-modifying `WITH`
+        #: queries `w_<table>` return the rows they wrote): those rows before the segment,
+        #: `written` NULL, then each row written, `written` false for a tombstone
+        self.segment_sql = " UNION ALL ".join(
+            [
+                *(
+                    f"SELECT employee_id, {columns}, NULL::bool AS written FROM {q}.{table}"
+                    f" WHERE employee_id = ANY($1::text[]){' AND NOT revoked' if tombstones else ''}"
+                    for table, columns, tombstones in _COUNTED
                 ),
-                ("departures", "'d', left_on, NULL, NULL, NULL", ""),
-                ("nominations", "'n', NULL, department_code, fiscal_year, NULL", ""),
-                ("levels", "'l', certified_on, department_code, level, NULL", " AND NOT revoked"),
-                ("skills", "'s', acquired_on, skill, NULL, NULL", " AND NOT revoked"),
-            )
+                *(
+                    f"SELECT employee_id, {columns}, {'NOT revoked' if tombstones else 'true'}"
+                    f" FROM w_{table}"
+                    for table, columns, tombstones in _COUNTED
+                ),
+            ]
         )
         upsert = (
             "INSERT INTO {q}.{table} AS c ({columns}, n) SELECT * FROM unnest({arrays})"
@@ -150,6 +173,27 @@ class PlacementWriter:
     ) -> dict[str, list[Row]]:
         """The rows of `employees` now, per employee (one statement)."""
         return by_employee(await conn.fetch(self.rows_sql, list(employees)))
+
+    def changes(self, found: Sequence[asyncpg.Record]) -> PendingCounts:
+        """The count changes of a segment from what its statement's main query returned
+        (`segment_sql`, every round in order): each employee whose rows it wrote, from their
+        rows before to those rows with each written row put in (a tombstone taken out) in
+        the order written. The same rows a read after the segment gets, without a statement
+        of its own; an employee whose rows were not written costs nothing."""
+        before: dict[str, list[Row]] = {}
+        written: dict[str, list[tuple[Row, bool]]] = {}
+        for r in found:
+            names = None if r[5] is None else tuple(r[5])
+            row = (r[1], r[2], r[3], r[4], names)
+            if r[6] is None:
+                before.setdefault(r[0], []).append(row)
+            else:
+                written.setdefault(r[0], []).append((row, r[6]))
+        pending = PendingCounts()
+        for employee, rows in written.items():
+            old = before.get(employee, [])
+            self.add(pending, employee, old, rows_after(old, rows))
+        return pending
 
     def add(
         self, pending: PendingCounts, employee: str, before: Sequence[Row], after: Sequence[Row]
@@ -202,6 +246,19 @@ def by_employee(records: Sequence[asyncpg.Record]) -> dict[str, list[Row]]:
         names = None if r[5] is None else tuple(r[5])
         out.setdefault(r[0], []).append((r[1], r[2], r[3], r[4], names))
     return out
+
+
+def rows_after(before: Sequence[Row], written: Sequence[tuple[Row, bool]]) -> list[Row]:
+    """The rows `before` with each row of `written` in order: it replaces the row of its key
+    (a table's conflict target), or, not kept (a tombstone), removes it."""
+    now = {(row[0], *(row[i] for i in _KEY[row[0]])): row for row in before}
+    for row, kept in written:
+        key = (row[0], *(row[i] for i in _KEY[row[0]]))
+        if kept:
+            now[key] = row
+        else:
+            now.pop(key, None)
+    return list(now.values())
 
 
 def placement_steps(rows: Sequence[Row]) -> list[tuple[Change, int]]:
