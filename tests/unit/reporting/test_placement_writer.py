@@ -6,8 +6,7 @@
 and `placement_changes` / `membership_changes` of the rows before and after (`add`). The rows
 are any the read statement can return (one per table's primary key), and for the sweep also
 some it cannot (several departures, a level twice): it must agree with the definitions on those
-too. (`add` skips an employee whose rows before and after are the same multiset, as before;
-with several rows of one key their order would matter.)
+too. (`add` compares the rows before and after as sets, which only rows unique per key are.)
 """
 
 from __future__ import annotations

@@ -103,6 +103,10 @@ _COUNTED = (
     ("levels", "'l', certified_on, department_code, level, NULL", True),
     ("skills", "'s', acquired_on, skill, NULL, NULL", True),
 )
+#: the kinds of rows a placement timeline reads (`placement_steps`), and a membership one
+#: (`_member`)
+_PLACED = frozenset("rdln")
+_MEMBERS = frozenset("rds")
 #: the columns of a `Row` after its kind that make its table's key (with the employee)
 _KEY = {"r": (1,), "d": (), "n": (2, 3), "l": (3,), "s": (2,)}
 
@@ -202,19 +206,24 @@ class PlacementWriter:
 
         The same sums as `placement_changes` and `membership_changes` of the two (after minus
         before), added one timeline at a time: the zeros where they cancel are left to
-        `apply`, which writes only non-zero changes."""
-        if Counter(before) == Counter(after):
-            return
+        `apply`, which writes only non-zero changes. A timeline whose rows are the same before
+        and after (a skill acquired moves no placement; a level, no membership) cancels to
+        nothing and is not walked. Rows are unique (each holds its table's key), so sets
+        compare them."""
+        changed = {row[0] for row in set(before).symmetric_difference(after)}
         for rows, sign in ((after, 1), (before, -1)):
             if not rows:
                 continue
-            placed = pending.placed
-            for change, n in placement_steps(rows):
-                placed[change] = placed.get(change, 0) + sign * n
-            members = pending.members
-            for (day, names, skills), n in membership_changes_of(_member(employee, rows)).items():
-                key = (day, " ".join(names), " ".join(skills))
-                members[key] = members.get(key, 0) + sign * n
+            if not changed.isdisjoint(_PLACED):
+                placed = pending.placed
+                for change, n in placement_steps(rows):
+                    placed[change] = placed.get(change, 0) + sign * n
+            if not changed.isdisjoint(_MEMBERS):
+                members = pending.members
+                member = _member(employee, rows)
+                for (day, names, skills), n in membership_changes_of(member).items():
+                    key = (day, " ".join(names), " ".join(skills))
+                    members[key] = members.get(key, 0) + sign * n
 
     async def apply(self, conn: asyncpg.Connection, changes: PendingCounts) -> None:
         """Add `changes` to the count tables (one statement; none when nothing changed)."""
