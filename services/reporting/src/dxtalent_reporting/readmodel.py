@@ -106,6 +106,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     ),
     activity.MIGRATION,
     placements.MIGRATION,
+    activity.UNREAD_INDEXES,
 )
 
 #: The service role's rights on these tables and on those of `activity` (one component):
