@@ -11,11 +11,13 @@ they mean):
 
 A segment of facts about employees (records, departures, nominations, levels certified or
 revoked, skills acquired or revoked) is written in the consumer's transaction by one statement
-that also reads those employees' rows as they were before it (one snapshot: `rows_sql`,
-`segment`); their rows are read again after it (`rows`). Each employee before and after give
-the count changes (pure: `placement_changes`, `membership_changes`), applied by one more
-statement. Both are differences of one function of the employee (after minus before), so the
-changes of the whole segment are the sum of what each fact did one at a time. A fact the
+that also reads those employees' rows as they were before it (one snapshot: `segment_sql`,
+`segment`) and returns the rows it wrote; their rows after it are those before with the
+written ones put in (decision 0270). Each employee before and after give the count changes
+(`placement_changes`, `membership_changes` of `domain.placements` and
+`dxtalent_contracts.memberships`, computed in one sweep per timeline: `add`), applied by one
+more statement. Both are differences of one function of the employee (after minus before), so
+the changes of the whole segment are the sum of what each fact did one at a time. A fact the
 idempotent writes do not take (a duplicate, an older record) changes no row and no count.
 
 The count rows are shared by many employees, and a change is only right against the rows

@@ -3,7 +3,7 @@
 Each table's rows of the segment travel as column arrays (`INSERT … SELECT … FROM unnest(…)`),
 every table as a data-modifying `WITH` query of one statement, whose main query reads what
 the caller asks for (`SegmentStatement`: the counted employees' rows) in the same snapshot,
-so before the writes.
+so before the writes, and the rows the writes of a `returning` table return.
 
 An `ON CONFLICT DO UPDATE` may touch a row only once per statement. So a key that occurs again
 in the segment (the same fact twice, a level certified then revoked, a completion and its void)
