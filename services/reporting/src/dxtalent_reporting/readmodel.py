@@ -39,7 +39,7 @@ from dxtalent_contracts.events import (
 from dxtalent_infra.migrations import Migration, Privilege
 from dxtalent_reporting import activity, placements
 from dxtalent_reporting.activity import ActivityEvent
-from dxtalent_reporting.placements import PendingCounts, PlacementWriter, by_employee
+from dxtalent_reporting.placements import PlacementWriter
 from dxtalent_reporting.segment import SegmentRows, SegmentStatement, Table
 
 ProjectedEvent = (
@@ -106,6 +106,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     ),
     activity.MIGRATION,
     placements.MIGRATION,
+    activity.UNREAD_INDEXES,
 )
 
 #: The service role's rights on these tables and on those of `activity` (one component):
@@ -137,6 +138,7 @@ RECORDS = Table(
     " department_name = EXCLUDED.department_name, categories = EXCLUDED.categories,"
     " duty_skills = EXCLUDED.duty_skills WHERE EXCLUDED.fact_id > r.fact_id",
     key=2,
+    returning=True,
 )
 DEPARTURES = Table(
     "departures",
@@ -146,6 +148,7 @@ DEPARTURES = Table(
     " SET left_on = EXCLUDED.left_on, fact_id = EXCLUDED.fact_id"
     " WHERE (EXCLUDED.left_on, EXCLUDED.fact_id) < (d.left_on, d.fact_id)",
     key=1,
+    returning=True,
 )
 NOMINATIONS = Table(
     "nominations",
@@ -159,6 +162,7 @@ NOMINATIONS = Table(
     "ON CONFLICT (employee_id, fiscal_year, department_code) DO UPDATE"
     " SET fact_id = EXCLUDED.fact_id WHERE EXCLUDED.fact_id < n.fact_id",
     key=3,
+    returning=True,
 )
 #: a certification and a revocation share the row: the revocation (a tombstone) keeps what
 #: the certification wrote, or leaves it empty when read first
@@ -185,6 +189,7 @@ LEVELS = Table(
     " stream_sequence = EXCLUDED.stream_sequence"
     " WHERE EXCLUDED.stream_sequence > l.stream_sequence",
     key=2,
+    returning=True,
 )
 
 
@@ -256,27 +261,21 @@ class ReadModelWriter:
         self._write = SegmentStatement(
             schema,
             (RECORDS, DEPARTURES, NOMINATIONS, LEVELS, *activity.TABLES),
-            self.counts.rows_sql,
+            self.counts.segment_sql,
         )
 
     async def apply(
         self, conn: asyncpg.Connection, projected: Sequence[tuple[ProjectedEvent, int]]
     ) -> None:
         """Apply each event, read at its stream sequence, in the caller's transaction: the
-        rows in one statement (more when a key repeats), and the count changes they make
-        (`placements`) in one more, between reads of the counted employees' rows before and
-        after, under the read model's turn."""
+        rows in one statement (more when a key repeats), which also returns the counted
+        employees' rows before it and the rows it wrote, and the count changes they make
+        (`placements`) in one more, under the read model's turn."""
         rows = SegmentRows()
         for event, sequence in projected:
             add_rows(rows, event, sequence)
-        employees = sorted(rows.counted)
         # replicas take turns with the whole segment, so they never wait on each other's rows
         await self.counts.lock(conn)
-        before = by_employee(await self._write.write(conn, rows.rows, employees))
-        if not employees:
-            return
-        after = await self.counts.rows(conn, employees)
-        pending = PendingCounts()
-        for employee in employees:
-            self.counts.add(pending, employee, before.get(employee, []), after.get(employee, []))
-        await self.counts.apply(conn, pending)
+        found = await self._write.write(conn, rows.rows, sorted(rows.counted))
+        if rows.counted:
+            await self.counts.apply(conn, self.counts.changes(found))

@@ -3,7 +3,7 @@
 Each table's rows of the segment travel as column arrays (`INSERT … SELECT … FROM unnest(…)`),
 every table as a data-modifying `WITH` query of one statement, whose main query reads what
 the caller asks for (`SegmentStatement`: the counted employees' rows) in the same snapshot,
-so before the writes.
+so before the writes, and the rows the writes of a `returning` table return.
 
 An `ON CONFLICT DO UPDATE` may touch a row only once per statement. So a key that occurs again
 in the segment (the same fact twice, a level certified then revoked, a completion and its void)
@@ -36,7 +36,8 @@ class Table:
 
     `columns` are (column, PostgreSQL type) in row order; `conflict` is the statement's
     `ON CONFLICT` clause, the table aliased `alias`; the first `key` columns are its conflict
-    target (0: `DO NOTHING`, no rounds needed).
+    target (0: `DO NOTHING`, no rounds needed). `returning`: the rows it writes are returned
+    (`RETURNING *`) to the statement's main query, as the `WITH` query `w_<name>`.
     """
 
     name: str
@@ -44,6 +45,7 @@ class Table:
     columns: tuple[tuple[str, str], ...]
     conflict: str
     key: int = 0
+    returning: bool = False
 
     def insert(self, q: str, first: int) -> tuple[str, int]:
         """The `INSERT` of this table in schema `q` (quoted), its arrays numbered from
@@ -66,6 +68,7 @@ class Table:
             f" ({', '.join(c for c, _ in self.columns)})"
             f" SELECT {', '.join(values)} FROM unnest({', '.join(arrays)})"
             f" AS u({', '.join(names)}) {self.conflict}"
+            + (" RETURNING *" if self.returning else "")
         )
         return sql, n
 
@@ -103,15 +106,16 @@ class Table:
 
 class SegmentStatement:
     """One statement writing every table of `tables` in schema `schema`, whose main query
-    `read` (parameter `$1` a `text[]`) reads in the snapshot before the writes."""
+    `read` (parameter `$1` a `text[]`) reads in the snapshot before the writes, and may read
+    what a `returning` table's write returned (`w_<name>`)."""
 
     def __init__(self, schema: str, tables: Sequence[Table], read: str) -> None:
         q = quote_ident(schema)
         self._tables = tuple(tables)
         writes, n = [], 2
-        for i, table in enumerate(self._tables):
+        for table in self._tables:
             sql, n = table.insert(q, n)
-            writes.append(f"w{i} AS ({sql})")
+            writes.append(f"w_{table.name} AS ({sql})")
         self._sql = f"WITH {', '.join(writes)} {read}"
 
     async def write(
@@ -121,16 +125,15 @@ class SegmentStatement:
         read: Sequence[str],
     ) -> list[asyncpg.Record]:
         """Write `rows` (per table name, in stream order) in as many rounds as a key repeats;
-        returns what the main query read, with `$1` = `read`, before the first round."""
+        returns what the main query returned in each round, in order: with `$1` = `read` in
+        the first round, empty in the next ones."""
         rounds = [t.rounds(rows.get(t.name, ())) for t in self._tables]
         found: list[asyncpg.Record] = []
         for n in range(max([1, *(len(r) for r in rounds)])):
             args: list[object] = [list(read) if n == 0 else []]
             for table, its in zip(self._tables, rounds, strict=True):
                 args += table.arguments(its[n] if n < len(its) else ())
-            records = await conn.fetch(self._sql, *args)
-            if n == 0:
-                found = records
+            found += await conn.fetch(self._sql, *args)
         return found
 
 
