@@ -3,7 +3,9 @@
 Uses the servers of `DXT_NATS_URL` / `DXT_DATABASE_URL` when set, else starts embedded ones in
 a temporary directory. Each benchmark is a *section*: an async function
 `(nats_url, database_url, n) -> {metric: value}` listed in `SECTIONS`; `main()` runs them in
-order and prints one table. Metrics named `*_per_s` are events per second. To add a section,
+order and prints one table. Metrics named `*_per_s` are events per second, `*_cpu_us_per_event`
+this process's CPU (`time.process_time`) per event: the client's share, steadier on a shared
+machine than a rate. To add a section,
 write such a function and append it to `SECTIONS`.
 
     python -m dxtalent_infra.bench [--events N] [--no-uvloop] [--only SECTION]
@@ -110,13 +112,15 @@ async def bench_append(nats_url: str, database_url: str, n: int) -> Metrics:
         )
         concurrent = per_writer * WRITERS / (time.perf_counter() - start)
         events = [_event(i) for i in range(n)]
-        start = time.perf_counter()
+        start, cpu = time.perf_counter(), time.process_time()
         await _append_batched(store, events)
         batched = n / (time.perf_counter() - start)
+        batched_cpu = (time.process_time() - cpu) / n * 1e6
     return {
         "append_single_per_s": single,
         f"append_single_{WRITERS}_writers_per_s": concurrent,
         f"append_many_{BATCH_STREAMS}_streams_per_s": batched,
+        "append_many_client_cpu_us_per_event": batched_cpu,
         "append_single_events": float(single_n),
         "append_many_events": float(n),
     }
@@ -134,15 +138,20 @@ async def bench_relay(nats_url: str, database_url: str, n: int) -> Metrics:
             relay = OutboxRelay(
                 store.pool, store.schema, js, topology, source="urn:bench", batch_size=RELAY_BATCH
             )
-            start = time.perf_counter()
+            start, cpu = time.perf_counter(), time.process_time()
             published = await relay.drain_once()
             rate = published / (time.perf_counter() - start)
+            relay_cpu = (time.process_time() - cpu) / max(published, 1) * 1e6
     finally:
         for spec in ALL_STREAMS:
             with contextlib.suppress(Exception):
                 await js.delete_stream(topology.stream(spec.name))
         await nc.close()
-    return {"relay_publish_per_s": rate, "relay_events": float(published)}
+    return {
+        "relay_publish_per_s": rate,
+        "relay_cpu_us_per_event": relay_cpu,
+        "relay_events": float(published),
+    }
 
 
 SECTIONS: list[tuple[str, Section]] = [

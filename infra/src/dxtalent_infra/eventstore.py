@@ -307,8 +307,9 @@ ob AS (
 )
 SELECT version FROM alloc"""
 
-# Many streams in one statement (`append_many`, `append_new`). $1 the call's stream ids,
-# $2 required start versions (jsonb {stream: version}, only for streams with an expected
+# Many streams in one statement (`append_many`, `append_new`). $1 the call's stream ids (a
+# JSON array: asyncpg checks every element of a `text[]` parameter, 0.3 ms per 500), $2
+# required start versions (jsonb {stream: version}, only for streams with an expected
 # version; -1 when the call's expectations cannot all hold), $3 skip events already stored,
 # $4 lock key, $5 channel, $6 the events as one JSON array of rows (`_json_rows`).
 # `fresh` drops stored events (with $3), `req` counts each stream's events, and `bump`
@@ -316,9 +317,11 @@ SELECT version FROM alloc"""
 # upsert, so a stream another writer is creating is waited for and then seen at its
 # committed version. A stream whose start version is not the required one is locked but
 # neither bumped nor returned; positions are then not allocated and nothing is inserted,
-# and `append_many` undoes the other bumps (`_UNDO_BUMPS`). The result: each bumped
-# stream's version, then (with $3) the ids that were stored already (`stored` looks them up
-# with `= ANY(array)`, so by index whatever the planner thinks of the CTE's size).
+# and `append_many` undoes the other bumps (`_UNDO_BUMPS`). The result: without $3 each
+# bumped stream's version (`append_new` has no use for them: a row per stream to decode),
+# with $3 the ids that were stored already (`stored` looks them up with `= ANY(array)`,
+# so by index whatever the planner thinks of the CTE's size). A data-modifying CTE runs
+# to completion whether or not the query reads it, so `bump` bumps either way.
 _APPEND_MANY = """
 WITH given AS MATERIALIZED (
     SELECT e->>0 AS stream_id, e->>1 AS event_id, e->>2 AS event_type, e->3 AS data,
@@ -337,7 +340,7 @@ fresh AS MATERIALIZED (
 ),
 req AS MATERIALIZED (
     SELECT i.stream_id, count(f.ord)::int AS total
-    FROM unnest($1::text[]) AS i(stream_id) LEFT JOIN fresh AS f USING (stream_id)
+    FROM jsonb_array_elements_text($1::jsonb) AS i(stream_id) LEFT JOIN fresh AS f USING (stream_id)
     GROUP BY i.stream_id
     HAVING NOT $3 OR count(f.ord) > 0
 ),
@@ -371,7 +374,7 @@ ob AS (
     SELECT (x.a).first_position + f.n - 1, f.event_id, f.trace_context
     FROM alloc AS x, fresh AS f
 )
-SELECT b.stream_id, b.version, NULL::text AS stored FROM bump AS b
+SELECT b.stream_id, b.version, NULL::text AS stored FROM bump AS b WHERE NOT $3
 UNION ALL
 SELECT NULL, NULL, event_id FROM stored"""
 
@@ -568,7 +571,7 @@ class PostgresEventStore:
         try:
             rows: list[asyncpg.Record] = await conn.fetch(
                 self._append_many_sql,
-                streams,
+                to_json(streams).decode(),
                 json.dumps(required),
                 skip,
                 self._lock_key,

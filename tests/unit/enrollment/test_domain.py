@@ -4,14 +4,21 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import uuid
 from typing import Any
 
 import pytest
+from hypothesis import assume, given, settings
+from hypothesis import strategies as st
 
+from dxtalent.citygen import generate_city
 from dxtalent_contracts.catalog import load_catalog
-from dxtalent_contracts.inbound import InboundEvent
-from dxtalent_contracts.registry import Rejection, parse_inbound
+from dxtalent_contracts.events import CourseCompletedRecordedEvent, CourseCompletionRecorded
+from dxtalent_contracts.fiscal import fiscal_year_of
+from dxtalent_contracts.inbound import CourseCompletedEvent, InboundEvent
+from dxtalent_contracts.registry import Rejection, parse_inbound, type_name
 from dxtalent_enrollment.domain import (
+    FACT_NAMESPACE,
     catalog_problems,
     fact_event_id,
     inbound_problem,
@@ -178,3 +185,62 @@ def test_an_improvement_case_is_recorded_on_its_own_stream() -> None:
     )
     assert catalog_problems(CATALOG, case) == []
     assert record(CATALOG, case, RECEIVED).stream_id == "case-C1"
+
+
+def _recorded_the_model_way(event: CourseCompletedEvent) -> tuple[str, str, dict[str, Any]]:
+    """What `record` made of a completion before it wrote the data out by hand: the recorded
+    model, validated, then dumped."""
+    d = event.data
+    completion = CourseCompletionRecorded(
+        employee_id=d.employee_id,
+        course_id=d.course_id,
+        completed_on=d.completed_on,
+        fiscal_year=fiscal_year_of(d.completed_on),
+        skills=list(CATALOG.course_by_id[d.course_id].grants),
+        fact_id=event.id,
+    )
+    return (
+        f"employee-{d.employee_id}",
+        type_name(CourseCompletedRecordedEvent),
+        completion.model_dump(mode="json"),
+    )
+
+
+@settings(max_examples=300)
+@given(
+    employee=st.from_regex(r"\A[A-Za-z0-9][A-Za-z0-9_-]{0,20}\Z"),
+    course=st.sampled_from(sorted(CATALOG.course_by_id)),
+    day=st.dates(dt.date(2019, 4, 1), dt.date(2035, 3, 31)),
+    fact_id=st.from_regex(r"\A[A-Za-z0-9][A-Za-z0-9._:-]{0,40}\Z"),
+)
+def test_a_completion_records_what_its_recorded_model_would_dump(
+    employee: str, course: str, day: dt.date, fact_id: str
+) -> None:
+    """The hand-written completion data is the recorded model's dump, keys' order included,
+    and a recorded fact's id is still `uuid.uuid5` of its source and id."""
+    doc = {
+        "specversion": "1.0",
+        "id": fact_id,
+        "source": "urn:test",
+        "type": "dxtalent.lms.CourseCompleted.v1",
+        "data": {"employee_id": employee, "course_id": course, "completed_on": day.isoformat()},
+    }
+    parsed = parse_inbound(json.dumps(doc).encode())
+    assume(not isinstance(parsed, Rejection))
+    assert isinstance(parsed, CourseCompletedEvent)
+    fact = record(CATALOG, parsed, RECEIVED)
+    stream, event_type, data = _recorded_the_model_way(parsed)
+    assert (fact.stream_id, fact.event_type) == (stream, event_type)
+    assert list(fact.data.items()) == list(data.items())
+    assert fact.event_id == str(uuid.uuid5(FACT_NAMESPACE, f"urn:test\x00{fact_id}"))
+
+
+def test_every_fact_of_a_city_records_as_before() -> None:
+    """Every completion of a generated city gives the recorded model's dump (the other types
+    are dumped from their models as before)."""
+    city = generate_city(CATALOG, seed=3, staff=300)
+    completions = [e for e in city.events if isinstance(e, CourseCompletedEvent)]
+    assert completions
+    for event in completions:
+        fact = record(CATALOG, event, RECEIVED)
+        assert (fact.stream_id, fact.event_type, fact.data) == _recorded_the_model_way(event)
