@@ -173,6 +173,8 @@ def _one_client(msgs: Sequence[Any]) -> Client | None:
     for msg in msgs:
         if type(msg) is not Msg or msg._client is not client or msg._ackd or not msg.reply:
             return None
+    if len({id(msg) for msg in msgs}) != len(msgs):  # a second ack of one message raises
+        return None
     # what `publish` refuses in a subject (whitespace, CR, LF), looked for in all at once
     if _SUBJECT_INVALID is None or _SUBJECT_INVALID.search("".join([m.reply for m in msgs])):
         return None

@@ -134,6 +134,9 @@ async def test_acknowledging_a_batch_queues_what_ack_by_ack_queues() -> None:
     assert all(msg._ackd for msg in batch)
     with pytest.raises(nats.errors.MsgAlreadyAckdError):
         await nats_fast.ack_all(batch)  # as `msg.ack()` refuses a second acknowledgement
+    twice = _msgs(_client(), 1)
+    with pytest.raises(nats.errors.MsgAlreadyAckdError):
+        await nats_fast.ack_all([twice[0], twice[0]])
 
 
 async def test_without_a_flusher_the_batch_is_written_at_once_as_each_ack_would_be() -> None:
