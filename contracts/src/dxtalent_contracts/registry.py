@@ -8,7 +8,6 @@ whose `errors` name each field and its problem.
 
 from __future__ import annotations
 
-import contextlib
 import datetime as dt
 import json
 from collections.abc import Callable
@@ -154,9 +153,17 @@ def _parse(doc: object, known: set[str], validate: Callable[[], Any]) -> Any:
 def _parse_bytes(raw: bytes, adapter: TypeAdapter[Any], known: set[str]) -> Any:
     # the bytes themselves are validated, by pydantic's strict JSON mode: the wire's rules.
     # A valid event is read once (the consumers' hot path: decoding the JSON first as well
-    # cost as much again); only a refused one is decoded, to say why.
-    with contextlib.suppress(ValidationError):
-        return adapter.validate_json(raw)
+    # cost as much again); only a refused one is decoded, to say why. The adapter's core
+    # validator is called directly, in a plain try: `TypeAdapter.validate_json` with no
+    # options and `contextlib.suppress` cost a quarter as much again (decision 0275).
+    try:
+        return adapter.validator.validate_json(raw)
+    except ValidationError:
+        return _refused(raw, adapter, known)
+
+
+def _refused(raw: bytes, adapter: TypeAdapter[Any], known: set[str]) -> Any:
+    """Why `raw` is not an event of a `known` type (it failed `adapter` already)."""
     try:
         doc = json.loads(raw)
     except (ValueError, RecursionError) as exc:  # not JSON, or beyond what Python decodes

@@ -299,8 +299,7 @@ class BatchApplier:
 
     def _observe(self, started: float, indices: Sequence[int]) -> None:
         per_message = (time.perf_counter() - started) / len(indices)
-        for _ in indices:
-            self._latency.observe(per_message)
+        observe_many(self._latency, per_message, len(indices))
 
     async def _one_by_one(
         self,
@@ -354,6 +353,26 @@ class BatchApplier:
         self._log.warning(
             "consumer.handler_failed", attempt=attempts, retry_in=delay, exc_info=exc, **fields
         )
+
+
+def observe_many(histogram: Any, value: float, times: int) -> None:
+    """`histogram.observe(value)` `times` times (a prometheus_client histogram child), in one
+    step: the sum grows by `value * times` and the bucket `value` falls in by `times`, which
+    is what `observe` does each time (its lock, bucket search and checks cost ~1.5 µs per
+    message of a segment applied at once; decision 0275). Anything else, or a
+    prometheus_client without those parts, is observed time by time."""
+    try:
+        total, bounds, buckets = histogram._sum, histogram._upper_bounds, histogram._buckets
+        histogram._raise_if_not_observable()
+    except AttributeError:
+        for _ in range(times):
+            histogram.observe(value)
+        return
+    total.inc(value * times)
+    for bound, bucket in zip(bounds, buckets, strict=True):
+        if value <= bound:
+            bucket.inc(times)
+            break
 
 
 def _connection_lost(exc: BaseException, conn: asyncpg.Connection) -> bool:

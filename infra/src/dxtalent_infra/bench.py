@@ -206,7 +206,9 @@ async def _versions(servers: _Servers) -> tuple[str, str]:
 
 
 def _format(value: float, metric: str) -> str:
-    if metric.endswith("_per_s"):
+    if "_us_per_" in metric:
+        return f"{value:,.1f} µs"
+    if metric.endswith("_per_s") or "_per_s_" in metric:
         return f"{value:,.0f} events/s"
     return f"{value:,.0f}" if value == int(value) else f"{value:,.2f}"
 

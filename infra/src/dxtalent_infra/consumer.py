@@ -43,10 +43,10 @@ from faststream.middlewares import AckPolicy
 from faststream.nats import JStream, NatsBroker, NatsMessage, PullSub
 from nats.js import api
 
-from dxtalent_infra import fetch_timeout, metrics, tracing
+from dxtalent_infra import fetch_timeout, metrics, nats_fast, tracing
 from dxtalent_infra.applier import BatchApplier, BatchOutcome
-from dxtalent_infra.delivery import Delivery, Handler, RejectMessage, delivery_from_msg
-from dxtalent_infra.edge import Parser, parse_all
+from dxtalent_infra.delivery import Delivery, Handler, RejectMessage
+from dxtalent_infra.edge import Parser, deliveries_of
 from dxtalent_infra.inbox import PostgresInbox
 from dxtalent_infra.nats import broker_inbox_prefix
 from dxtalent_infra.settle import Settling, acknowledge, settle_dead
@@ -63,6 +63,7 @@ __all__ = [
 
 log = structlog.get_logger(__name__)
 fetch_timeout.install()
+nats_fast.install()
 
 AfterCommit = Callable[[Sequence[Delivery]], Awaitable[None]]
 
@@ -351,9 +352,7 @@ class JetStreamConsumer:
             self._stop.set()
 
     def _deliveries(self, msgs: list[Any]) -> tuple[list[Delivery], dict[int, RejectMessage]]:
-        stream = self._sub_spec.stream
-        deliveries = [delivery_from_msg(m, self._topology, stream) for m in msgs]
-        return parse_all(self._sub_spec.parser, deliveries)
+        return deliveries_of(msgs, self._topology, self._sub_spec.stream, self._sub_spec.parser)
 
     async def _process(self, msgs: list[Any], stamps: _Stamps | None = None) -> None:
         started = time.perf_counter()

@@ -82,18 +82,24 @@ ManyHandler = Callable[[asyncpg.Connection, Sequence[Delivery]], Awaitable[None]
 Check = Callable[[Delivery], None]
 
 
-def delivery_from_msg(msg: Any, topology: Topology, stream: str) -> Delivery:
-    """A JetStream message of contract stream `stream` as a `Delivery` (not yet parsed)."""
+def delivery_from_msg(
+    msg: Any, topology: Topology, stream: str, *, subject: str | None = None, event: Any = None
+) -> Delivery:
+    """A JetStream message of contract stream `stream` as a `Delivery`, with `event` (None:
+    not parsed) and its contract `subject` when the caller already has it. Built once per
+    message: the consumer parses first and makes the delivery with its event
+    (`edge.deliveries_of`), as `with_event` would cost a second construction."""
     headers: dict[str, str] = msg.headers or {}
     seq, delivered, received_at = _ack_fields(msg)
     return Delivery(
-        subject=topology.contract_subject(msg.subject),
-        data=msg.data,
-        headers=headers,
-        stream_sequence=seq,
-        num_delivered=delivered,
-        message_key=headers.get(MSG_ID_HEADER) or f"{stream}:{seq}",
-        received_at=received_at,
+        topology.contract_subject(msg.subject) if subject is None else subject,
+        msg.data,
+        headers,
+        seq,
+        delivered,
+        headers.get(MSG_ID_HEADER) or f"{stream}:{seq}",
+        received_at,
+        event,
     )
 
 

@@ -14,7 +14,8 @@ from typing import Any
 
 from dxtalent_contracts.inbound import InboundEvent
 from dxtalent_contracts.registry import AnyEvent, Rejection, parse_event, parse_inbound
-from dxtalent_infra.delivery import Delivery, RejectMessage
+from dxtalent_infra.delivery import Delivery, RejectMessage, delivery_from_msg
+from dxtalent_infra.topology import Topology
 
 Parser = Callable[[str, bytes], Any]
 
@@ -64,3 +65,23 @@ def parse_all(
             except RejectMessage as exc:
                 rejected[i] = exc
     return parsed, rejected
+
+
+def deliveries_of(
+    msgs: Sequence[Any], topology: Topology, stream: str, parse: Parser | None
+) -> tuple[list[Delivery], dict[int, RejectMessage]]:
+    """What `parse_all` makes of the deliveries of `msgs` (JetStream messages of contract
+    stream `stream`), each delivery built once, with its event (decision 0275)."""
+    deliveries: list[Delivery] = []
+    rejected: dict[int, RejectMessage] = {}
+    contract_subject = topology.contract_subject
+    for i, msg in enumerate(msgs):
+        subject = contract_subject(msg.subject)
+        event = None
+        if parse is not None:
+            try:
+                event = parse(subject, msg.data)
+            except RejectMessage as exc:
+                rejected[i] = exc
+        deliveries.append(delivery_from_msg(msg, topology, stream, subject=subject, event=event))
+    return deliveries, rejected

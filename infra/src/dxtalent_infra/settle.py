@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from dxtalent_infra import metrics
+from dxtalent_infra import metrics, nats_fast
 from dxtalent_infra.applier import BatchOutcome, DeadLetter
 from dxtalent_infra.deadletter import dead_letter_event, publish_dead_letter
 from dxtalent_infra.delivery import Delivery
@@ -55,8 +55,7 @@ async def _ack(
     msgs: Sequence[Any], done: Sequence[int], retry: Sequence[tuple[int, float]], who: Settling
 ) -> None:
     try:
-        for i in done:
-            await msgs[i].ack()
+        await nats_fast.ack_all([msgs[i] for i in done])  # one command for the batch
         for i, delay in retry:
             await msgs[i].nak(delay=delay)
     except Exception as exc:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import json
 from typing import Any, Final
@@ -9,6 +10,7 @@ from typing import Any, Final
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from pydantic import ValidationError
 
 from dxtalent_contracts import registry
 from dxtalent_contracts.envelope import CloudEvent
@@ -362,3 +364,32 @@ def test_one_pass_parse_accepts_and_refuses_as_decoding_first_did(raw: bytes) ->
     """Valid bytes are validated once; bytes pydantic refuses are decoded by `json` as well,
     so every fact gets the result, and every refusal the reason, of decoding first."""
     assert parse_inbound(raw) == _decoded_first(raw)
+
+
+def _through_the_adapter(raw: bytes) -> object:
+    """How `parse_event` read bytes before it called the core validator directly (0250)."""
+    with contextlib.suppress(ValidationError):
+        return registry._any_adapter.validate_json(raw)
+    try:
+        doc = json.loads(raw)
+    except (ValueError, RecursionError) as exc:
+        return Rejection(f"The message is not valid JSON: {exc}.")
+    return registry._parse(
+        doc, registry._ALL_TYPES, lambda: registry._any_adapter.validate_json(raw)
+    )
+
+
+@given(
+    cls=st.sampled_from(ALL_EVENT_CLASSES),
+    at=st.integers(min_value=0, max_value=400),
+    cut=st.integers(min_value=0, max_value=3),
+    insert=st.binary(max_size=3) | st.sampled_from([b'"', b"}", b",", b"0", b"null", b"\\"]),
+)
+def test_the_core_validator_accepts_and_refuses_as_the_adapter_did(
+    cls: type[CloudEvent], at: int, cut: int, insert: bytes
+) -> None:
+    """Any event's bytes, intact or damaged anywhere: the same event or the same reason."""
+    raw = _example(cls).to_json_bytes()
+    damaged = raw[:at] + insert + raw[at + cut :]
+    for candidate in (raw, damaged):
+        assert parse_event(candidate) == _through_the_adapter(candidate)
