@@ -9,10 +9,11 @@ reporting), so three per-message costs of nats-py 2.x are avoided:
    about 14 µs of CPU per message. When one is queued (and the call could not time out at
    once), the fast path takes it as `next_msg` would, with the same bookkeeping; otherwise
    nats-py's own `next_msg` runs.
-2. **Acknowledging a batch** (`ack_all`). `msg.ack()` is a `Client.publish` per message
-   (checks, formatting, a command appended to the pending list); the fast path appends the
-   same protocol bytes for the whole batch as one command and kicks the flusher once, as
-   `publish` does.
+2. **Sending a batch of messages** (`send_commands`). `Client.publish` checks, formats and
+   appends one command per message; for a batch whose protocol bytes the caller wrote
+   itself, the checks are made once and the bytes appended as one command, the flusher
+   kicked once, as `publish` does. Used for a batch's acknowledgements (`ack_all`: what
+   `msg.ack()` sends for each) and for the outbox relays' messages (`outbox.relay_frame`).
 3. **Header blocks** (`Client._parse_header_lines`, every JetStream message carries
    `Nats-Msg-Id`): the same result with fewer steps per line.
 
@@ -33,6 +34,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 import structlog
+from nats import errors as nats_errors
 from nats.aio import client as nats_client
 from nats.aio.client import Client
 from nats.aio.msg import Msg
@@ -51,6 +53,7 @@ FINGERPRINTS: dict[str, str] = {
     "Client.publish": "97d776c391adfd8b",
     "Client._send_publish": "300b534f8eabee74",
     "Client._send_command": "ed57e8e86389cf94",
+    "Client._flush_pending": "317c8d7ef54b90b7",
     "Client._parse_header_lines": "049cf69148e0bb4f",
 }
 
@@ -61,6 +64,7 @@ _SOURCES: dict[str, Callable[..., Any]] = {
     "Client.publish": Client.publish,
     "Client._send_publish": Client._send_publish,
     "Client._send_command": Client._send_command,
+    "Client._flush_pending": Client._flush_pending,
     "Client._parse_header_lines": Client._parse_header_lines,
 }
 
@@ -124,15 +128,43 @@ _SUBJECT_INVALID = getattr(nats_client, "_SUBJECT_INVALID_RE", None)
 
 
 @functools.cache
-def _acks_fast() -> bool:
-    """Whether `ack_all` may write a batch's acknowledgements in one command (checked once)."""
+def _commands_fast() -> bool:
+    """Whether a batch's protocol bytes may be handed to the client as one command: the
+    client's buffer works, and formats messages, as `send_commands` and its callers assume
+    (checked once)."""
     return _SUBJECT_INVALID is not None and _unchanged(
         "Msg.ack",
         "Msg._check_reply",
         "Client.publish",
         "Client._send_publish",
         "Client._send_command",
+        "Client._flush_pending",
     )
+
+
+async def send_commands(client: Client, data: bytes, messages: int, payload_size: int) -> bool:
+    """Hand `messages` protocol messages, already written as `data`, to `client` as one
+    command, with the checks and the accounting of `Client.publish` made once for all
+    (closed, draining, the reconnect buffer's limit: all of it is buffered, or none and the
+    error `publish` raises); the flusher writes it to the socket as after `publish`.
+    False, with nothing done, when the fast path is off: the caller publishes one by one."""
+    if not _commands_fast():
+        return False
+    if client.is_closed:
+        raise nats_errors.ConnectionClosedError
+    if client.is_draining_pubs:
+        raise nats_errors.ConnectionDrainingError
+    if not client.is_connected and (
+        client._max_pending_size <= 0
+        or len(data) + client._pending_data_size > client._max_pending_size
+    ):
+        raise nats_errors.OutboundBufferLimitError
+    client.stats["out_msgs"] += messages
+    client.stats["out_bytes"] += payload_size
+    await client._send_command(data)
+    if client._flush_queue is not None and client._flush_queue.empty():
+        await client._flush_pending()
+    return True
 
 
 def ack_command(replies: Sequence[str]) -> bytes:
@@ -149,15 +181,12 @@ async def ack_all(msgs: Sequence[Any]) -> None:
     if not msgs:
         return
     client = _one_client(msgs)
-    if client is None or not _acks_fast():
+    if client is None or not await send_commands(
+        client, ack_command([msg.reply for msg in msgs]), len(msgs), 0
+    ):
         for msg in msgs:
             await msg.ack()
         return
-    replies = [msg.reply for msg in msgs]
-    await client._send_command(ack_command(replies))
-    client.stats["out_msgs"] += len(replies)
-    if client._flush_queue is not None and client._flush_queue.empty():
-        await client._flush_pending()
     for msg in msgs:
         msg._ackd = True
 
@@ -218,6 +247,6 @@ def install() -> dict[str, bool]:
     """Enable the fast paths whose nats-py source is unchanged (idempotent); which are on."""
     return {
         "next_msg": _install_next_msg(),
-        "acks": _acks_fast(),
+        "commands": _commands_fast(),
         "header_lines": _install_header_lines(),
     }

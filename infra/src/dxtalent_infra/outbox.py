@@ -70,7 +70,7 @@ from pydantic_core import from_json, to_json
 
 from dxtalent_contracts.envelope import CONTENT_TYPE
 from dxtalent_contracts.registry import SUBJECT_BY_TYPE
-from dxtalent_infra import tracing
+from dxtalent_infra import nats_fast, tracing
 from dxtalent_infra.eventstore import lock_key, outbox_channel
 from dxtalent_infra.metrics import RELAY_PUBLISHED
 from dxtalent_infra.migrations import quote_ident
@@ -403,7 +403,7 @@ class OutboxRelay:
         the batch waits once for all of them. (`publish_async` cost a semaphore, a future, a
         random token and a callback per message: a third of the relay's CPU.) The batch's
         `HPUB` messages are written by `relay_frame` and handed to the connection at once
-        (`_send_frames`): nats-py's `publish` checked the subjects and encoded the headers
+        (`_send`): nats-py's `publish` checked the subjects and encoded the headers
         of every message again, a third of what was left (decision 0280).
         """
         routed: list[tuple[asyncpg.Record, str]] = []
@@ -431,13 +431,11 @@ class OutboxRelay:
         failure: BaseException | None = None
         nc: Client = self._js._nc
         try:
-            frames: list[bytes] = []
-            size = 0
+            messages: list[_Outgoing] = []
             for i, (row, contract_subject) in enumerate(routed):
                 payload = cloudevent_bytes(row, self._source)
                 if len(payload) > nc._max_payload:
                     raise nats.errors.MaxPayloadError
-                size += len(payload)
                 event_id: str = row["event_id"]
                 extra: dict[str, str] = {}
                 if row["trace_context"] is not None:
@@ -447,10 +445,8 @@ class OutboxRelay:
                         )
                     )
                 subject = self._wire_subject(contract_subject)
-                frames.append(
-                    relay_frame(subject, f"{prefix}.{batch}.{i}", event_id, payload, extra)
-                )
-            await _send_frames(nc, frames, size)
+                messages.append((subject, f"{prefix}.{batch}.{i}", event_id, payload, extra))
+            await _send(nc, messages)
             await asyncio.wait_for(waiting.done, self._publish_timeout)
             return sum(_duplicate(cast(Msg, ack)) for ack in waiting.acks)
         except BaseException as exc:
@@ -471,27 +467,21 @@ class OutboxRelay:
         return subject
 
 
-async def _send_frames(nc: Client, frames: Sequence[bytes], payload_size: int) -> None:
-    """Hand a batch's `HPUB` messages to the connection as one write, with the checks and the
-    accounting of nats-py's `publish` (closed, draining, the reconnect buffer's limit) made
-    once for the batch: all of it is buffered, or none (`OutboundBufferLimitError`), and the
-    flusher writes it to the socket as `publish` would have. Relies on nats-py's command
-    buffer (`_send_command`, `_flush_pending`; pinned in `uv.lock`, and
-    `tests/integration/infra/test_outbox.py` publishes through it, NATS restarts included)."""
-    if nc.is_closed:
-        raise nats.errors.ConnectionClosedError
-    if nc.is_draining_pubs:
-        raise nats.errors.ConnectionDrainingError
-    data = b"".join(frames)
-    if not nc.is_connected and (
-        nc._max_pending_size <= 0 or len(data) + nc._pending_data_size > nc._max_pending_size
-    ):
-        raise nats.errors.OutboundBufferLimitError
-    nc.stats["out_msgs"] += len(frames)
-    nc.stats["out_bytes"] += payload_size
-    await nc._send_command(data)
-    if nc._flush_queue is not None and nc._flush_queue.empty():
-        await nc._flush_pending()
+#: one message of a relay batch: subject, reply, event id, payload, extra headers
+_Outgoing = tuple[str, str, str, bytes, Mapping[str, str]]
+
+
+async def _send(nc: Client, messages: Sequence[_Outgoing]) -> None:
+    """Hand a batch's messages to the connection: written by `relay_frame` as one command
+    (`nats_fast.send_commands`: all of them buffered, or none), or, when nats-py is not the
+    version that path was written for, published one by one as `relay_frame` stands for."""
+    data = b"".join([relay_frame(*m) for m in messages])
+    size = sum([len(m[3]) for m in messages])
+    if await nats_fast.send_commands(nc, data, len(messages), size):
+        return
+    for subject, reply, event_id, payload, extra in messages:
+        headers = {"Nats-Msg-Id": event_id, "Content-Type": CONTENT_TYPE, **extra}
+        await nc.publish(subject, payload, reply=reply, headers=headers)
 
 
 class _AwaitedAcks:

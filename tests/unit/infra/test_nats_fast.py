@@ -28,7 +28,7 @@ REPLY = "$JS.ACK.DX_INBOUND.enrollment.1.{seq}.{seq}.1764536000123456789.0"
 def test_nats_py_is_the_version_the_fast_paths_were_written_for() -> None:
     assert consumer.JetStreamConsumer is not None  # importing the consumer installs them
     assert nats_fast.changed() == []
-    assert nats_fast.install() == {"next_msg": True, "acks": True, "header_lines": True}
+    assert nats_fast.install() == {"next_msg": True, "commands": True, "header_lines": True}
 
 
 # --- header blocks ---------------------------------------------------------------------------

@@ -7,11 +7,13 @@ import datetime as dt
 import json
 from typing import Any
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from nats.aio.client import Client
 
 from dxtalent_contracts.envelope import CONTENT_TYPE
+from dxtalent_infra import nats_fast, outbox
 from dxtalent_infra.outbox import cloudevent_bytes, relay_frame
 
 # what PostgreSQL's text can hold: any character but NUL and lone surrogates
@@ -105,3 +107,30 @@ def test_a_frame_is_what_nats_py_publish_sent(
     expected = _nats_py_frame("dx.events.enrollment.x", reply, headers, payload)
     frame = relay_frame("dx.events.enrollment.x", reply, event_id, payload, extra)
     assert frame == expected
+
+
+def test_without_the_fast_path_the_relay_publishes_the_same_messages_one_by_one(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """When nats-py is not the version `nats_fast` was written for, each message goes through
+    nats-py's `publish`: the bytes buffered are the frames the fast path would have sent."""
+    messages = [
+        ("dx.events.enrollment.x", f"_INBOX.abc.1.{i}", f"id-{i}", b'{"n":%d}' % i, extra)
+        for i, extra in enumerate([{}, {"traceparent": "00-ab-cd-01"}, {}])
+    ]
+    nc = Client()
+    sent: list[bytes] = []
+
+    async def capture(cmd: bytes, priority: bool = False) -> None:
+        sent.append(cmd)
+
+    nc._send_command = capture  # type: ignore[method-assign]
+    nc._flush_queue = None
+    nc._status = Client.CONNECTED
+    monkeypatch.setattr(nats_fast, "_commands_fast", lambda: False)
+    asyncio.run(outbox._send(nc, messages))
+    assert sent == [relay_frame(*m) for m in messages]
+    monkeypatch.undo()
+    sent.clear()
+    asyncio.run(outbox._send(nc, messages))  # the fast path: one command
+    assert sent == [b"".join(relay_frame(*m) for m in messages)]
