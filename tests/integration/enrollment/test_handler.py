@@ -17,7 +17,9 @@ from dxtalent_enrollment.domain import fact_event_id
 from dxtalent_enrollment.service import InboundHandler
 from dxtalent_infra.delivery import Delivery, RejectMessage
 from dxtalent_infra.eventstore import PostgresEventStore
+from dxtalent_infra.records import RecordedEvent
 from dxtalent_infra.runtime import ServiceContext
+from tests.support.polling import eventually
 
 CATALOG = load_catalog()
 
@@ -62,7 +64,15 @@ async def test_segments_record_each_fact_once_and_count_the_duplicates(
     assert handler._duplicates._value.get() == 2 + 3
     ids = {fact_event_id(d.event.source, d.event.id) for d in facts}
     assert await store.existing_event_ids(list(ids)) == ids
-    recorded = await store.read_all(0, limit=100)
+    # read_all returns events once no open transaction can still join them, and that horizon
+    # is the whole server's: tests running meanwhile on the same server hold it back a moment
+    recorded: list[RecordedEvent] = []
+
+    async def all_readable() -> bool:
+        recorded[:] = await store.read_all(0, limit=100)
+        return len(recorded) >= len(ids)
+
+    await eventually(all_readable, "every recorded fact readable")
     assert sorted(e.event_id for e in recorded) == sorted(ids)
     for stream in {e.stream_id for e in recorded}:
         versions = [e.stream_version for e in await store.read_stream(stream)]
