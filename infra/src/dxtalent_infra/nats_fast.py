@@ -13,7 +13,7 @@ reporting), so three per-message costs of nats-py 2.x are avoided:
    appends one command per message; for a batch whose protocol bytes the caller wrote
    itself, the checks are made once and the bytes appended as one command, the flusher
    kicked once, as `publish` does. Used for a batch's acknowledgements (`ack_all`: what
-   `msg.ack()` sends for each) and for the outbox relays' messages (`outbox.relay_frame`).
+   `msg.ack()` sends for each) and for the messages of `publisher.BatchPublisher` (`frame`).
 3. **Header blocks** (`Client._parse_header_lines`, every JetStream message carries
    `Nats-Msg-Id`): the same result with fewer steps per line.
 

@@ -23,10 +23,9 @@ Design (architecture guarantee 2, no dual write):
   leaves rows whose events were acked, which are published again and dropped by id, as after
   a relay crash between the acks and the commit; the next batch no longer waits for an fsync
   on a disk the consumers' commits need (0260).
-- Publishing is pipelined: every message of a batch asks for its JetStream ack on the
-  relay's own reply subscription (`<inbox>.<batch>.<index>`), and the batch waits for all of
-  them at once, with a timeout (0236; nats-py's `publish_async` did the same at a
-  semaphore, a future and a random token per message).
+- Publishing is pipelined (`publisher.BatchPublisher`): the batch's messages go out as one
+  command, each asks for its JetStream ack on the relay's own reply subscription, and the
+  batch waits for all of them at once, with a timeout (0236, 0280).
   After a failed batch (NATS restart mid-batch) an event can be stored once out of order
   relative to another event of the same batch; consumers de-duplicate by id and the domain
   is order-independent (guarantee 4).
@@ -51,29 +50,22 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime as dt
-import re
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any, cast
 
 import asyncpg
-import nats.errors
-import nats.js.errors
 import structlog
 from asyncpg.pool import PoolConnectionProxy
-from nats.aio.client import NO_RESPONDERS_STATUS, Client, _validate_subject
-from nats.aio.msg import Msg
-from nats.aio.subscription import Subscription
-from nats.js import api
 from nats.js.client import JetStreamContext
-from pydantic_core import from_json, to_json
+from pydantic_core import to_json
 
-from dxtalent_contracts.envelope import CONTENT_TYPE
 from dxtalent_contracts.registry import SUBJECT_BY_TYPE
-from dxtalent_infra import nats_fast, tracing
+from dxtalent_infra import tracing
 from dxtalent_infra.eventstore import lock_key, outbox_channel
 from dxtalent_infra.metrics import RELAY_PUBLISHED
 from dxtalent_infra.migrations import quote_ident
+from dxtalent_infra.publisher import BatchPublisher, Outgoing
 from dxtalent_infra.topology import Topology
 
 log = structlog.get_logger(__name__)
@@ -106,51 +98,6 @@ def cloudevent_bytes(row: asyncpg.Record, source: str) -> bytes:
     if row["correlation_id"] is not None:
         doc["correlationid"] = row["correlation_id"]
     return b"".join((to_json(doc)[:-1], b',"data":', row["data"].encode(), b"}"))
-
-
-#: What nats-py does to a header value before writing it: trimmed, CR and LF made spaces,
-#: so a value can never end its line or inject a protocol command.
-_HEADER_VALUE_NEWLINES = str.maketrans({"\r": " ", "\n": " "})
-_HEADER_KEY = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
-#: Every relayed message's header block around its `Nats-Msg-Id` value.
-_HEADER_HEAD = "NATS/1.0\r\nNats-Msg-Id: "
-_HEADER_TAIL = f"\r\nContent-Type: {CONTENT_TYPE}\r\n\r\n"
-_HEADER_FIXED = len(_HEADER_HEAD.encode()) + len(_HEADER_TAIL.encode())
-
-
-def relay_frame(
-    subject: str, reply: str, event_id: str, payload: bytes, extra: Mapping[str, str]
-) -> bytes:
-    """The `HPUB` protocol message nats-py's `publish` sends for `payload` with the headers
-    `{"Nats-Msg-Id": event_id, "Content-Type": CONTENT_TYPE, **extra}` (`extra`: a trace's
-    `traceparent`, mostly empty); a property test holds it to nats-py's own bytes.
-
-    An id of printable ASCII (every id the services make) has as many bytes as characters
-    and nothing to replace: the message is one formatted line, a third of the general way.
-    """
-    msg_id = event_id.strip()
-    if not extra and msg_id.isascii() and msg_id.isprintable():
-        n = _HEADER_FIXED + len(msg_id)
-        line = f"HPUB {subject} {reply} {n} {n + len(payload)}\r\n{_HEADER_HEAD}{msg_id}"
-        return b"".join(((line + _HEADER_TAIL).encode(), payload, b"\r\n"))
-    headers = _header_block(event_id, extra)
-    n = len(headers)
-    line = f"HPUB {subject} {reply} {n} {n + len(payload)}\r\n"
-    return b"".join((line.encode(), headers, payload, b"\r\n"))
-
-
-def _header_block(event_id: str, extra: Mapping[str, str]) -> bytes:
-    """The header block as nats-py encodes a headers dict, key by key."""
-    lines = [_HEADER_HEAD, event_id.strip().translate(_HEADER_VALUE_NEWLINES), _HEADER_TAIL[:-2]]
-    for k, v in extra.items():
-        key = k.strip()
-        if not key:
-            continue
-        if not _HEADER_KEY.fullmatch(key):
-            raise nats.errors.BadHeaderError(key)
-        lines.append(f"{key}: {v.strip().translate(_HEADER_VALUE_NEWLINES)}\r\n")
-    lines.append("\r\n")
-    return "".join(lines).encode()
 
 
 class OutboxRelay:
@@ -206,11 +153,8 @@ class OutboxRelay:
         self._stop = asyncio.Event()
         self._done: asyncio.Event | None = None
         self._listener: PoolConnectionProxy[asyncpg.Record] | None = None  # kept for LISTEN
-        self._ack_prefix: str | None = None  # `_ack_inbox`
-        self._ack_subscription: Subscription | None = None
-        self._batches = 0
-        self._awaiting: dict[str, _AwaitedAcks] = {}  # by batch number
-        self._wire_subjects: dict[str, str] = {}  # contract subject -> checked NATS subject
+        self._publisher = BatchPublisher(js._nc, timeout=publish_timeout)
+        self._wire_subjects: dict[str, str] = {}  # contract subject -> NATS subject
 
     async def pending(self) -> int:
         """How many committed events wait in the outbox."""
@@ -256,7 +200,7 @@ class OutboxRelay:
                 await self._sleep(self._poll_interval, wake_on_notify=True)
         finally:
             await self._release_listener()
-            await self._release_ack_inbox()
+            await self._publisher.close()
             self._done.set()
             log.info("outbox.relay_stopped", schema=self.schema)
 
@@ -372,40 +316,10 @@ class OutboxRelay:
         )
         return len(rows)
 
-    async def _ack_inbox(self) -> str:
-        """This relay's reply subject prefix for JetStream's publish acks, subscribed once
-        (nats-py subscribes again after a reconnect)."""
-        if self._ack_prefix is None:
-            nc = self._js._nc
-            prefix = nc.new_inbox()
-            self._ack_subscription = await nc.subscribe(f"{prefix}.>", cb=self._on_ack)
-            self._ack_prefix = prefix
-        return self._ack_prefix
-
-    async def _release_ack_inbox(self) -> None:
-        subscription, self._ack_subscription, self._ack_prefix = self._ack_subscription, None, None
-        if subscription is not None:
-            with contextlib.suppress(Exception):
-                await subscription.unsubscribe()
-
-    async def _on_ack(self, msg: Msg) -> None:
-        """Reply `<prefix>.<batch>.<index>`: file it; the last one of a batch wakes it. Replies
-        of an abandoned batch are dropped."""
-        batch, _, index = msg.subject[len(cast(str, self._ack_prefix)) + 1 :].partition(".")
-        waiting = self._awaiting.get(batch)
-        if waiting is not None:
-            waiting.file(int(index), msg)
-
     async def _publish(self, rows: Sequence[asyncpg.Record]) -> int:
-        """Publish `rows` pipelined, in order; returns how many JetStream saw as duplicates.
-
-        Each message asks for its ack on this relay's inbox (`<prefix>.<batch>.<index>`);
-        the batch waits once for all of them. (`publish_async` cost a semaphore, a future, a
-        random token and a callback per message: a third of the relay's CPU.) The batch's
-        `HPUB` messages are written by `relay_frame` and handed to the connection at once
-        (`_send`): nats-py's `publish` checked the subjects and encoded the headers
-        of every message again, a third of what was left (decision 0280).
-        """
+        """Publish `rows` in order, one batch of the relay's `BatchPublisher` (pipelined, one
+        command, every ack awaited: decisions 0236, 0280); returns how many JetStream saw as
+        duplicates."""
         routed: list[tuple[asyncpg.Record, str]] = []
         unroutable: list[str] = []
         for row in rows:
@@ -423,19 +337,11 @@ class OutboxRelay:
             )
         if not routed:
             return 0
-        prefix = await self._ack_inbox()
-        self._batches += 1
-        batch = str(self._batches)
-        self._awaiting[batch] = waiting = _AwaitedAcks(len(routed))
         spans: list[Any] = []  # tracing: each row's publish span, when it carries a trace
         failure: BaseException | None = None
-        nc: Client = self._js._nc
         try:
-            messages: list[_Outgoing] = []
-            for i, (row, contract_subject) in enumerate(routed):
-                payload = cloudevent_bytes(row, self._source)
-                if len(payload) > nc._max_payload:
-                    raise nats.errors.MaxPayloadError
+            messages: list[Outgoing] = []
+            for row, contract_subject in routed:
                 event_id: str = row["event_id"]
                 extra: dict[str, str] = {}
                 if row["trace_context"] is not None:
@@ -445,69 +351,19 @@ class OutboxRelay:
                         )
                     )
                 subject = self._wire_subject(contract_subject)
-                messages.append((subject, f"{prefix}.{batch}.{i}", event_id, payload, extra))
-            await _send(nc, messages)
-            await asyncio.wait_for(waiting.done, self._publish_timeout)
-            return sum(_duplicate(cast(Msg, ack)) for ack in waiting.acks)
+                messages.append((subject, event_id, cloudevent_bytes(row, self._source), extra))
+            return sum(await self._publisher.publish(messages))
         except BaseException as exc:
             failure = exc
             raise
         finally:
-            del self._awaiting[batch]
             tracing.end_spans(spans, failure)
 
     def _wire_subject(self, contract_subject: str) -> str:
-        """The subject an event type is published on, checked once as nats-py's `publish`
-        checked it on every message."""
+        """The subject an event type is published on (worked out once per type)."""
         subject = self._wire_subjects.get(contract_subject)
         if subject is None:
-            subject = self._topology.subject(contract_subject)
-            _validate_subject(subject)
-            self._wire_subjects[contract_subject] = subject
+            subject = self._wire_subjects[contract_subject] = self._topology.subject(
+                contract_subject
+            )
         return subject
-
-
-#: one message of a relay batch: subject, reply, event id, payload, extra headers
-_Outgoing = tuple[str, str, str, bytes, Mapping[str, str]]
-
-
-async def _send(nc: Client, messages: Sequence[_Outgoing]) -> None:
-    """Hand a batch's messages to the connection: written by `relay_frame` as one command
-    (`nats_fast.send_commands`: all of them buffered, or none), or, when nats-py is not the
-    version that path was written for, published one by one as `relay_frame` stands for."""
-    data = b"".join([relay_frame(*m) for m in messages])
-    size = sum([len(m[3]) for m in messages])
-    if await nats_fast.send_commands(nc, data, len(messages), size):
-        return
-    for subject, reply, event_id, payload, extra in messages:
-        headers = {"Nats-Msg-Id": event_id, "Content-Type": CONTENT_TYPE, **extra}
-        await nc.publish(subject, payload, reply=reply, headers=headers)
-
-
-class _AwaitedAcks:
-    """The acks of one batch, filed by index; `done` once every one arrived."""
-
-    __slots__ = ("acks", "done", "missing")
-
-    def __init__(self, n: int) -> None:
-        self.acks: list[Msg | None] = [None] * n
-        self.missing = n
-        self.done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-
-    def file(self, index: int, ack: Msg) -> None:
-        if self.acks[index] is None:
-            self.acks[index] = ack
-            self.missing -= 1
-            if self.missing == 0 and not self.done.done():
-                self.done.set_result(None)
-
-
-def _duplicate(ack: Msg) -> bool:
-    """Whether JetStream's ack says it had the message already; raises what `publish_async`
-    raised for a refusal (no stream for the subject, an API error)."""
-    if ack.headers and ack.headers.get(api.Header.STATUS) == NO_RESPONDERS_STATUS:
-        raise nats.js.errors.NoStreamResponseError
-    resp = from_json(ack.data)  # json.loads's result for an ack, in a third of the time
-    if "error" in resp:
-        raise nats.js.errors.APIError.from_error(resp["error"])
-    return bool(resp.get("duplicate", False))
