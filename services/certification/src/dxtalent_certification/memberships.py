@@ -93,16 +93,23 @@ def member_of(row: EmployeeRow | None) -> Member | None:
     """The employee of `row` as the category counts read them (None: no row yet)."""
     if row is None:
         return None
-    latest: dict[dt.date, tuple[str, frozenset[str]]] = {BEGINNING: ("", frozenset())}
-    for r in row.facts.records:
-        if r.effective_date not in latest or latest[r.effective_date][0] < r.fact_id:
+    facts = row.facts
+    latest: dict[dt.date, tuple[str, frozenset[str]]] = {BEGINNING: ("", _NO_CATEGORY)}
+    for r in facts.records:
+        found = latest.get(r.effective_date)
+        if found is None or found[0] < r.fact_id:
             latest[r.effective_date] = (r.fact_id, r.categories)
+    departures = facts.departures
+    # positional, in field order: twice per written row
     return Member(
-        employee_id=row.employee_id,
-        records=tuple(sorted((day, tuple(sorted(c))) for day, (_, c) in latest.items())),
-        left_on=row.facts.left_on(),
-        skills={code: held.acquired_on for code, held in row.state.skills.items()},
+        facts.employee_id,
+        tuple(sorted([(day, tuple(sorted(c))) for day, (_, c) in latest.items()])),
+        min([d.left_on for d in departures]) if departures else None,
+        {code: held.acquired_on for code, held in row.state.skills.items()},
     )
+
+
+_NO_CATEGORY: frozenset[str] = frozenset()
 
 
 def row_changes(
