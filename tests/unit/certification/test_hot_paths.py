@@ -5,17 +5,36 @@ plain code they replaced (kept here as the reference): the same values for any i
 from __future__ import annotations
 
 import datetime as dt
+import json
+from collections.abc import Sequence
+from typing import Any
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from dxtalent_certification.domain.corrections import SentLedger
+from dxtalent_certification.codec import (
+    facts_and_doc_from_json,
+    facts_from_json,
+    facts_to_json,
+    facts_to_json_after,
+)
+from dxtalent_certification.domain.corrections import (
+    SentEvent,
+    SentLedger,
+    key_of,
+    mark_with_data,
+    sent_data,
+)
+from dxtalent_certification.domain.decide import DomainChange, decide
 from dxtalent_certification.domain.facts import Departure, EmployeeFacts, EmployeeRecord, Fact
 from dxtalent_certification.domain.state import CertificationState, HeldSkill
 from dxtalent_certification.memberships import member_of
 from dxtalent_certification.projection import EmployeeRow
+from dxtalent_contracts.events import LevelCertified, LevelRevoked, SkillAcquired, SkillRevoked
 from dxtalent_contracts.fiscal import BEGINNING
 from dxtalent_contracts.memberships import Member
+from tests.unit.certification.test_properties import CATALOG, EMPLOYEE, employee_facts
 
 EXAMPLES = settings(max_examples=300, deadline=None)
 DAYS = [BEGINNING, dt.date(2024, 4, 1), dt.date(2024, 10, 1), dt.date(2025, 4, 1)]
@@ -63,3 +82,133 @@ def reference_member_of(row: EmployeeRow | None) -> Member | None:
 @given(st.none() | rows())
 def test_member_of_is_the_reference(row: EmployeeRow | None) -> None:
     assert member_of(row) == reference_member_of(row)
+
+
+def as_stored(text: str) -> str:
+    """`text` as `jsonb::text` gives it back: keys by length then bytes, `", "` and `": "`."""
+
+    def order(value: Any) -> Any:
+        if isinstance(value, dict):
+            keys = sorted(value, key=lambda k: (len(k.encode()), k.encode()))
+            return {k: order(value[k]) for k in keys}
+        if isinstance(value, list):
+            return [order(v) for v in value]
+        return value
+
+    return json.dumps(order(json.loads(text)), ensure_ascii=False)
+
+
+def same_value(a: str, b: str) -> bool:
+    """Equal as JSON values, keys in any order (as `jsonb` stores them)."""
+    return bool(json.loads(a) == json.loads(b))
+
+
+@EXAMPLES
+@given(facts=employee_facts(), data=st.data())
+def test_facts_written_after_a_read_are_the_whole_document(
+    facts: list[Fact], data: st.DataObject
+) -> None:
+    """A row read (as stored), then written with more facts: `facts_to_json_after` is the
+    same JSON value as `facts_to_json` of all of them, and reads back as them. (The facts of
+    `employee_facts` have distinct ids, so the order of each list is fixed.)"""
+    split = data.draw(st.integers(0, len(facts)))
+    before = EmployeeFacts.of(EMPLOYEE, facts[:split])
+    read, doc = facts_and_doc_from_json(as_stored(facts_to_json(before)))
+    assert read == before
+    after = read
+    for fact in data.draw(st.permutations(facts[split:])):
+        after = after.with_fact(fact)
+    written = facts_to_json_after(after, read, doc)
+    assert same_value(written, facts_to_json(after))
+    assert facts_from_json(written) == after
+
+
+@EXAMPLES
+@given(facts=employee_facts())
+def test_facts_written_over_another_document_are_encoded_whole(facts: list[Fact]) -> None:
+    """A document that is not the facts' before (another employee's, one fact short) is not
+    trusted: the facts are encoded whole."""
+    known = EmployeeFacts.of(EMPLOYEE, facts)
+    other = EmployeeFacts("E-other")
+    _, doc = facts_and_doc_from_json(facts_to_json(other))
+    assert facts_to_json_after(known, known, doc) == facts_to_json(known)
+    if facts:
+        short = EmployeeFacts.of(EMPLOYEE, facts[1:])
+        _, doc = facts_and_doc_from_json(facts_to_json(short))
+        assert facts_to_json_after(known, known, doc) == facts_to_json(known)
+
+
+def reference_mark_with_data(
+    changes: Sequence[DomainChange], ids: Sequence[str], ledger: SentLedger
+) -> tuple[list[tuple[str, DomainChange]], list[dict[str, Any]], SentLedger]:
+    """`corrections.mark_with_data` before decision 0265."""
+    entries = dict(ledger.entries)
+    kept: list[tuple[str, DomainChange]] = []
+    datas: list[dict[str, Any]] = []
+    for event_id, change in zip(ids, changes, strict=True):
+        key = key_of(change)
+        if isinstance(change, LevelRevoked | SkillRevoked):
+            entries.pop(key, None)
+            kept.append((event_id, change))
+            datas.append(change.model_dump(mode="json"))
+            continue
+        data = change.model_dump(mode="json", exclude={"supersedes"})
+        last = entries.get(key)
+        if last is not None and last.data == data:
+            continue
+        supersedes = last.event_id if last is not None else None
+        kept.append((event_id, change.model_copy(update={"supersedes": supersedes})))
+        datas.append({**data, "supersedes": supersedes})
+        entries[key] = SentEvent(event_id, data)
+    return kept, datas, SentLedger(entries) if kept else ledger
+
+
+@EXAMPLES
+@given(facts=employee_facts(), data=st.data())
+def test_mark_with_data_is_the_reference(facts: list[Fact], data: st.DataObject) -> None:
+    """The same changes, data (keys in order), ledger, and ledger identity when nothing is
+    sent; `sent_data` is the dump without `supersedes`, keys in order. Some changes come
+    with a `supersedes` already set, which marking replaces."""
+    known, state, ledger = (
+        EmployeeFacts(EMPLOYEE),
+        CertificationState.empty(EMPLOYEE),
+        SentLedger.empty(),
+    )
+    for fact in data.draw(st.permutations(facts)):
+        known, state, changes = decide(CATALOG, known, state, fact)
+        stale: bool = data.draw(st.booleans())
+        if changes and stale:
+            changes = [
+                c.model_copy(update={"supersedes": "stale"})
+                if isinstance(c, LevelCertified | SkillAcquired)
+                else c
+                for c in changes
+            ]
+        ids = [f"{fact.fact_id}/{i}" for i in range(len(changes))]
+        got = mark_with_data(changes, ids, ledger)
+        expected = reference_mark_with_data(changes, ids, ledger)
+        assert got == expected
+        assert [list(d) for d in got[1]] == [list(d) for d in expected[1]]
+        assert (got[2] is ledger) is (expected[2] is ledger)
+        for change in changes:
+            reference = change.model_dump(mode="json", exclude={"supersedes"})
+            assert list(sent_data(change).items()) == list(reference.items())
+        ledger = got[2]
+
+
+@EXAMPLES
+@given(
+    st.dictionaries(st.text(max_size=3), st.integers(), max_size=4),
+    st.dictionaries(st.integers(0, 9), st.text(max_size=2), max_size=4),
+)
+def test_a_state_keeps_its_mappings_ordered_by_key(
+    skills: dict[str, Any], levels: dict[int, Any]
+) -> None:
+    """The mappings given are copied (never shared with the caller), read-only, by key."""
+    state = CertificationState("E", skills, levels)
+    assert list(state.skills.items()) == sorted(skills.items())
+    assert list(state.levels.items()) == sorted(levels.items())
+    skills["not-drawn"] = 1
+    assert "not-drawn" not in state.skills
+    with pytest.raises(TypeError):
+        state.levels[0] = "x"  # type: ignore[index]
