@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+from collections import Counter
 from collections.abc import Sequence
 from typing import Any
 
@@ -29,12 +30,13 @@ from dxtalent_certification.domain.corrections import (
 from dxtalent_certification.domain.decide import DomainChange, decide
 from dxtalent_certification.domain.facts import Departure, EmployeeFacts, EmployeeRecord, Fact
 from dxtalent_certification.domain.state import CertificationState, HeldSkill
-from dxtalent_certification.memberships import member_of
+from dxtalent_certification.memberships import member_of, row_changes
 from dxtalent_certification.projection import EmployeeRow
 from dxtalent_contracts.events import LevelCertified, LevelRevoked, SkillAcquired, SkillRevoked
 from dxtalent_contracts.fiscal import BEGINNING
 from dxtalent_contracts.memberships import Member
 from tests.unit.certification.test_properties import CATALOG, EMPLOYEE, employee_facts
+from tests.unit.contracts.test_memberships import _walked
 
 EXAMPLES = settings(max_examples=300, deadline=None)
 DAYS = [BEGINNING, dt.date(2024, 4, 1), dt.date(2024, 10, 1), dt.date(2025, 4, 1)]
@@ -212,3 +214,35 @@ def test_a_state_keeps_its_mappings_ordered_by_key(
     assert "not-drawn" not in state.skills
     with pytest.raises(TypeError):
         state.levels[0] = "x"  # type: ignore[index]
+
+
+@st.composite
+def written_rows(draw: st.DrawFn) -> tuple[EmployeeRow | None, EmployeeRow]:
+    """A row before (or none) and after a write: the same facts objects with other skills (a
+    completion), the same state (a nomination), or another row altogether."""
+    after = draw(rows())
+    match draw(st.integers(0, 3)):
+        case 0:
+            return None, after
+        case 1:
+            skills = draw(st.dictionaries(st.sampled_from(["s1", "s2", "s4"]), days, max_size=3))
+            held = {s: HeldSkill(s, "C", on, f"ev-{s}") for s, on in skills.items()}
+            before = EmployeeRow(after.facts, CertificationState("E1", held, {}), after.sent)
+            return before, after
+        case 2:
+            return EmployeeRow(after.facts, after.state, after.sent), after
+        case _:
+            return draw(rows()), after
+
+
+@EXAMPLES
+@given(st.lists(written_rows(), max_size=4))
+def test_row_changes_are_the_walks_of_the_reference_members(
+    written: list[tuple[EmployeeRow | None, EmployeeRow]],
+) -> None:
+    expected: Counter[tuple[Any, ...]] = Counter()
+    for before, after in written:
+        expected.update(_walked(reference_member_of(after)))
+        expected.subtract(_walked(reference_member_of(before)))
+    got = row_changes(written)
+    assert {k: n for k, n in got.items() if n} == {k: n for k, n in expected.items() if n}
