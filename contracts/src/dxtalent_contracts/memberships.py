@@ -19,9 +19,9 @@ from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from types import MappingProxyType
+from typing import Any
 
 from dxtalent_contracts.catalog import Catalog
-from dxtalent_contracts.fiscal import BEGINNING
 
 Membership = tuple[tuple[str, ...], tuple[str, ...]]  # categories named, skills held (sorted)
 MembershipChange = tuple[dt.date, tuple[str, ...], tuple[str, ...]]
@@ -52,50 +52,101 @@ class Member:
         )
 
 
-def membership_changes_of(member: Member | None) -> Counter[MembershipChange]:
-    """The count changes one employee's membership timeline contributes.
+Step = tuple[dt.date, Membership | None]
 
-    `membership_on` of each day a step can happen on, in one sweep: records and skills are
-    taken in date order as the days pass (each handler write walks two timelines, so this is
-    hot; tests check the sweep against `membership_on`)."""
-    out: Counter[MembershipChange] = Counter()
-    if member is None:
-        return out
+
+def timeline(member: Member) -> list[Step]:
+    """The days on which `member`'s membership changes, each with the membership from that day
+    on (None: no longer a member), starting from none.
+
+    `membership_on` of each day a step can happen on, in one sweep over the records and
+    skills in date order (on a day with two records, the greater, as `max` in
+    `membership_on`); the categories and skills are sorted only when they change, and nothing
+    is looked at from `left_on` on, when the member is none for good. Each certification
+    write walks two timelines, so this is hot; tests hold it to `membership_on`."""
     left_on = member.left_on
-    days = {BEGINNING, *(day for day, _ in member.records), *member.skills.values()}
-    if left_on is not None:
-        days.add(left_on)
-    records = sorted(member.records)
-    acquired = sorted((on, s) for s, on in member.skills.items())
-    r = a = 0
-    in_force: tuple[str, ...] | None = None  # the categories of max(records on or before day)
+    events: list[tuple[dt.date, int, Any]] = [(day, 0, named) for day, named in member.records]
+    events += [(on, 1, skill) for skill, on in member.skills.items()]
+    events.sort()
+    named: tuple[str, ...] | None = None  # the categories of the record in force
     held: list[str] = []
+    skills: tuple[str, ...] = ()
     previous: Membership | None = None
-    for day in sorted(days):
-        while r < len(records) and records[r][0] <= day:
-            in_force = records[r][1]
-            r += 1
-        while a < len(acquired) and acquired[a][0] <= day:
-            held.append(acquired[a][1])
-            a += 1
-        current: Membership | None = None
-        if in_force is not None and (left_on is None or day < left_on):
-            current = (tuple(sorted(set(in_force))), tuple(sorted(held)))
-        if current == previous:
+    steps: list[Step] = []
+    i, n = 0, len(events)
+    while i < n:
+        day = events[i][0]
+        if left_on is not None and day >= left_on:
+            break
+        record: Sequence[str] | None = None
+        acquired = False
+        while i < n and events[i][0] == day:
+            _, kind, value = events[i]
+            if kind:
+                held.append(value)
+                acquired = True
+            else:
+                record = value
+            i += 1
+        if record is not None:
+            named = tuple(sorted(set(record)))
+        if acquired:
+            skills = tuple(sorted(held))
+        if named is None:
             continue
-        if current is not None:
-            out[(day, *current)] += 1
-        if previous is not None:
-            out[(day, *previous)] -= 1
-        previous = current
+        current = (named, skills)
+        if current != previous:
+            steps.append((day, current))
+            previous = current
+    if previous is not None and left_on is not None:
+        steps.append((left_on, None))
+    return steps
+
+
+def membership_changes_of(member: Member | None) -> Counter[MembershipChange]:
+    """The count changes one employee's membership timeline contributes: on each step, one
+    more of the membership entered, one less of the one left."""
+    out: Counter[MembershipChange] = Counter()
+    if member is not None:
+        _add_steps(out, timeline(member), 1)
     return out
 
 
 def membership_changes(before: Member | None, after: Member | None) -> dict[MembershipChange, int]:
-    """What replacing `before` by `after` does to the counts; only non-zero changes."""
-    delta = membership_changes_of(after)
-    delta.subtract(membership_changes_of(before))
+    """What replacing `before` by `after` does to the counts; only non-zero changes.
+
+    Equal timelines change nothing; otherwise the steps both timelines begin with cancel out
+    and are skipped."""
+    old = timeline(before) if before is not None else []
+    new = timeline(after) if after is not None else []
+    if old == new:
+        return {}
+    same = 0
+    for x, y in zip(old, new, strict=False):
+        if x != y:
+            break
+        same += 1
+    delta: dict[MembershipChange, int] = {}
+    _add_steps(delta, new, 1, same)
+    _add_steps(delta, old, -1, same)
     return {key: n for key, n in sorted(delta.items()) if n}
+
+
+def _add_steps(
+    out: dict[MembershipChange, int], steps: Sequence[Step], sign: int, start: int = 0
+) -> None:
+    """Add `sign` x the changes of `steps[start:]` (the membership left at `steps[start]` is
+    the one entered at the step before it) to `out`."""
+    previous = steps[start - 1][1] if start else None
+    for i in range(start, len(steps)):
+        day, current = steps[i]
+        if current is not None:
+            key = (day, *current)
+            out[key] = out.get(key, 0) + sign
+        if previous is not None:
+            key = (day, *previous)
+            out[key] = out.get(key, 0) - sign
+        previous = current
 
 
 @dataclass

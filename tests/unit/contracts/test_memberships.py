@@ -8,6 +8,7 @@ count changes the reporting and certification read models keep (`dxtalent_contra
 from __future__ import annotations
 
 import datetime as dt
+import itertools
 from collections import Counter
 
 from hypothesis import given, settings
@@ -21,10 +22,12 @@ from dxtalent_contracts.memberships import (
     category_counts,
     membership_changes,
     membership_changes_of,
+    timeline,
 )
 
 FIRST, LAST = dt.date(2023, 1, 1), dt.date(2028, 6, 30)
 days = st.dates(FIRST, LAST)
+SOME_DAYS = [dt.date(2023, 4, 1), dt.date(2024, 4, 1), dt.date(2024, 10, 1), dt.date(2025, 4, 1)]
 employees = st.sampled_from([f"E{i}" for i in range(6)])
 
 CATEGORIES = [
@@ -98,3 +101,79 @@ def test_the_timeline_sweep_steps_where_membership_on_does(member: Member) -> No
                 walked[(day, *previous)] -= 1
         previous = current
     assert membership_changes_of(member) == walked
+
+
+def _walked(member: Member | None) -> Counter[MembershipChange]:
+    """The count changes of `member` by `membership_on` day by day (the reference)."""
+    walked: Counter[MembershipChange] = Counter()
+    if member is None:
+        return walked
+    steps = {BEGINNING, *(d for d, _ in member.records), *member.skills.values()}
+    previous = None
+    for day in sorted(steps | ({member.left_on} if member.left_on else set())):
+        current = member.membership_on(day)
+        if current != previous:
+            if current is not None:
+                walked[(day, *current)] += 1
+            if previous is not None:
+                walked[(day, *previous)] -= 1
+        previous = current
+    return walked
+
+
+#: records as any publisher may give them: several on one day, categories unsorted and repeated
+loose_members = st.builds(
+    Member,
+    employee_id=employees,
+    records=st.lists(
+        st.tuples(st.sampled_from([BEGINNING, *SOME_DAYS]), category_lists.map(tuple))
+    ).map(tuple),
+    left_on=st.none() | st.sampled_from([BEGINNING, *SOME_DAYS]),
+    skills=st.dictionaries(skill_names, st.sampled_from([BEGINNING, *SOME_DAYS]), max_size=4),
+)
+
+
+@st.composite
+def member_pairs(draw: st.DrawFn) -> tuple[Member | None, Member | None]:
+    """A member before and after a write: often the same with a skill, a record or a
+    departure more (timelines that share their first steps), or unrelated, or absent."""
+    before = draw(st.none() | members | loose_members)
+    if before is None or draw(st.booleans()):
+        return before, draw(st.none() | members | loose_members)
+    skills = dict(before.skills)
+    records = list(before.records)
+    left_on = before.left_on
+    match draw(st.integers(0, 2)):
+        case 0:
+            skills[draw(skill_names)] = draw(days)
+        case 1:
+            records.append((draw(days), draw(category_lists.map(tuple))))
+        case _:
+            left_on = draw(days)
+    return before, Member(before.employee_id, tuple(records), left_on, skills)
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.one_of(members, loose_members))
+def test_the_timeline_steps_where_membership_on_does(member: Member) -> None:
+    """The sweep's steps give the walk's count changes, loose records included; each step
+    changes the membership."""
+    assert membership_changes_of(member) == _walked(member)
+    steps = timeline(member)
+    assert all(a[1] != b[1] and a[0] < b[0] for a, b in itertools.pairwise(steps))
+    for day, membership in steps:
+        assert member.membership_on(day) == membership
+
+
+@settings(max_examples=500, deadline=None)
+@given(member_pairs())
+def test_membership_changes_are_the_difference_of_the_walks(
+    pair: tuple[Member | None, Member | None],
+) -> None:
+    """`membership_changes` (equal timelines skipped, common first steps cancelled) is the
+    walk of `after` minus the walk of `before`, zeros dropped, in key order."""
+    before, after = pair
+    expected = _walked(after)
+    expected.subtract(_walked(before))
+    assert membership_changes(before, after) == {k: n for k, n in sorted(expected.items()) if n}
+    assert list(membership_changes(before, after)) == sorted(membership_changes(before, after))

@@ -93,16 +93,27 @@ def member_of(row: EmployeeRow | None) -> Member | None:
     """The employee of `row` as the category counts read them (None: no row yet)."""
     if row is None:
         return None
-    latest: dict[dt.date, tuple[str, frozenset[str]]] = {BEGINNING: ("", frozenset())}
-    for r in row.facts.records:
-        if r.effective_date not in latest or latest[r.effective_date][0] < r.fact_id:
+    facts = row.facts
+    latest: dict[dt.date, tuple[str, frozenset[str]]] = {BEGINNING: ("", _NO_CATEGORY)}
+    for r in facts.records:
+        found = latest.get(r.effective_date)
+        if found is None or found[0] < r.fact_id:
             latest[r.effective_date] = (r.fact_id, r.categories)
+    departures = facts.departures
+    # positional, in field order: twice per written row
     return Member(
-        employee_id=row.employee_id,
-        records=tuple(sorted((day, tuple(sorted(c))) for day, (_, c) in latest.items())),
-        left_on=row.facts.left_on(),
-        skills={code: held.acquired_on for code, held in row.state.skills.items()},
+        facts.employee_id,
+        tuple(sorted([(day, tuple(sorted(c))) for day, (_, c) in latest.items()])),
+        min([d.left_on for d in departures]) if departures else None,
+        _skills(row),
     )
+
+
+def _skills(row: EmployeeRow) -> dict[str, dt.date]:
+    return {code: held.acquired_on for code, held in row.state.skills.items()}
+
+
+_NO_CATEGORY: frozenset[str] = frozenset()
 
 
 def row_changes(
@@ -112,17 +123,23 @@ def row_changes(
 
     A row whose member reads the same before and after (a nomination, a completion granting
     no new skill) changes nothing, and its timelines are not walked: records, departures and
-    skills the very objects they were (`decide` keeps an unchanged state), or equal members."""
+    skills the very objects they were (`decide` keeps an unchanged state), or equal members.
+    With the same records and departures (a completion), the member after is the one before
+    with the skills after."""
     out: Counter[MembershipChange] = Counter()
     for before, after in written:
-        if (
+        same_facts = (
             before is not None
             and before.facts.records is after.facts.records
             and before.facts.departures is after.facts.departures
-            and before.state.skills is after.state.skills
-        ):
+        )
+        if same_facts and before is not None and before.state.skills is after.state.skills:
             continue
-        was, now = member_of(before), member_of(after)
+        was = member_of(before)
+        if same_facts and was is not None:
+            now: Member | None = Member(was.employee_id, was.records, was.left_on, _skills(after))
+        else:
+            now = member_of(after)
         if was != now:
             out.update(membership_changes(was, now))
     return out

@@ -10,13 +10,15 @@ per level and skill, which corrections supersede (see `codec` and `domain.correc
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
 import asyncpg
 
 from dxtalent_certification.codec import (
-    facts_from_json,
+    facts_and_doc_from_json,
     facts_to_json,
+    facts_to_json_after,
     ledger_from_json,
     ledger_to_json,
     state_from_json,
@@ -111,11 +113,14 @@ class ConcurrentInsertError(Exception):
 
 @dataclass(frozen=True, slots=True)
 class EmployeeRow:
-    """One employee's facts, state and sent ledger, as stored."""
+    """One employee's facts, state and sent ledger, as stored. `facts_doc` is the facts'
+    document as read (None for a row not read), not part of the row's value: writing the row
+    after a fact or two more encodes only those (`codec.facts_to_json_after`)."""
 
     facts: EmployeeFacts
     state: CertificationState
     sent: SentLedger
+    facts_doc: Mapping[str, Any] | None = field(default=None, compare=False, repr=False)
 
     @property
     def employee_id(self) -> str:
@@ -209,7 +214,7 @@ class PostgresEmployeeProjection:
             was = [before.get(row.employee_id) if existed else None for row in chosen]
             args = (
                 [row.employee_id for row in chosen],
-                [facts_to_json(row.facts) for row in chosen],
+                [_facts_json(row, old) for row, old in zip(chosen, was, strict=True)],
                 [
                     None if old is not None and row.state is old.state else state_to_json(row.state)
                     for row, old in zip(chosen, was, strict=True)
@@ -234,6 +239,12 @@ class PostgresEmployeeProjection:
 
 
 def _row(record: asyncpg.Record) -> EmployeeRow:
-    return EmployeeRow(
-        facts_from_json(record[0]), state_from_json(record[1]), ledger_from_json(record[2])
-    )
+    facts, doc = facts_and_doc_from_json(record[0])
+    return EmployeeRow(facts, state_from_json(record[1]), ledger_from_json(record[2]), doc)
+
+
+def _facts_json(row: EmployeeRow, old: EmployeeRow | None) -> str:
+    """The facts of `row`, written over `old`'s (as read, when it was)."""
+    if old is None or old.facts_doc is None:
+        return facts_to_json(row.facts)
+    return facts_to_json_after(row.facts, old.facts, old.facts_doc)

@@ -140,6 +140,8 @@ def _levels_revoked(
     caused_by: str,
     facts: EmployeeFacts | None,
 ) -> list[LevelRevoked]:
+    if not previous.levels:  # most employees: nothing certified, nothing to lose
+        return []
     lost = sorted((n for n in previous.levels if n not in current.levels), reverse=True)
     if not lost:
         return []

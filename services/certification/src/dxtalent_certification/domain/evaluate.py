@@ -62,14 +62,19 @@ def valid_completions(catalog: Catalog, facts: EmployeeFacts) -> list[Completion
     A void matches by `voided_fact_id` alone. Unknown course ids grant nothing.
     """
     voided = {v.voided_fact_id for v in facts.voids}
-    valid = (
+    courses = catalog.course_by_id
+    valid = [  # a list, not a generator: once per fact decided
         c
         for c in facts.completions
         if c.fact_id not in voided
-        and c.course_id in catalog.course_by_id
-        and catalog.course_by_id[c.course_id].offered_on(c.completed_on)
-    )
-    return sorted(valid, key=lambda c: (c.completed_on, c.fact_id, c.course_id))
+        and (course := courses.get(c.course_id)) is not None
+        and course.offered_on(c.completed_on)
+    ]
+    return sorted(valid, key=_completion_order)
+
+
+def _completion_order(c: Completion) -> tuple[dt.date, str, str]:
+    return c.completed_on, c.fact_id, c.course_id
 
 
 def held_skills(catalog: Catalog, valid: Iterable[Completion]) -> dict[str, HeldSkill]:

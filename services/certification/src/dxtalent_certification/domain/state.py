@@ -6,6 +6,7 @@ import datetime as dt
 from collections.abc import Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
+from typing import TypeVar
 
 from dxtalent_contracts.events import Evidence
 
@@ -45,8 +46,8 @@ class CertificationState:
     levels: Mapping[int, CertifiedLevel]
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "skills", MappingProxyType(dict(sorted(self.skills.items()))))
-        object.__setattr__(self, "levels", MappingProxyType(dict(sorted(self.levels.items()))))
+        object.__setattr__(self, "skills", _by_key(self.skills))
+        object.__setattr__(self, "levels", _by_key(self.levels))
 
     @classmethod
     def empty(cls, employee_id: str) -> CertificationState:
@@ -62,3 +63,13 @@ class CertificationState:
     def skill_codes(self) -> frozenset[str]:
         """The codes of the skills held."""
         return frozenset(self.skills)
+
+
+_K = TypeVar("_K", str, int)
+_V = TypeVar("_V")
+
+
+def _by_key(items: Mapping[_K, _V]) -> Mapping[_K, _V]:
+    """A read-only copy of `items`, ordered by key (none or one need no sorting: a hot path,
+    twice per state built)."""
+    return MappingProxyType(dict(sorted(items.items())) if len(items) > 1 else dict(items))
