@@ -14,7 +14,6 @@ supersedes, and one whose data was already sent is not sent again.
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
 import uuid
 from collections.abc import Sequence
 from typing import Any
@@ -43,6 +42,7 @@ from dxtalent_contracts.events import (
     SkillRevoked,
     SkillRevokedEvent,
 )
+from dxtalent_contracts.ids import uuid5_text
 from dxtalent_contracts.registry import AnyEvent, type_name
 from dxtalent_infra.delivery import Delivery, Handler, RejectMessage
 from dxtalent_infra.eventstore import PostgresEventStore
@@ -77,14 +77,9 @@ _NAMESPACE_BYTES = EMITTED_NAMESPACE.bytes
 
 def emitted_event_id(causing_event_id: str, index: int) -> str:
     """The id of the `index`-th event emitted for one enrollment event: the text of
-    `uuid.uuid5(EMITTED_NAMESPACE, f"{causing_event_id}\\x00{index}")`, computed without the
-    `UUID` object (once per change emitted)."""
-    name = f"{causing_event_id}\x00{index}".encode()
-    b = bytearray(hashlib.sha1(_NAMESPACE_BYTES + name, usedforsecurity=False).digest()[:16])
-    b[6] = (b[6] & 0x0F) | 0x50  # version 5
-    b[8] = (b[8] & 0x3F) | 0x80  # RFC 4122 variant
-    h = b.hex()
-    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
+    `uuid.uuid5(EMITTED_NAMESPACE, f"{causing_event_id}\\x00{index}")` (`uuid5_text`, once
+    per change emitted)."""
+    return uuid5_text(_NAMESPACE_BYTES, f"{causing_event_id}\x00{index}")
 
 
 def apply_fact(
