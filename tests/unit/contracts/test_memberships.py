@@ -89,18 +89,7 @@ def test_membership_counts_give_the_category_page_of_every_employee(
 def test_the_timeline_sweep_steps_where_membership_on_does(member: Member) -> None:
     """`membership_changes_of` (one sweep) equals the walk of `membership_on` day by day
     over every day a step can happen on."""
-    walked: Counter[MembershipChange] = Counter()
-    steps = {BEGINNING, *(d for d, _ in member.records), *member.skills.values()}
-    previous = None
-    for day in sorted(steps | ({member.left_on} if member.left_on else set())):
-        current = member.membership_on(day)
-        if current != previous:
-            if current is not None:
-                walked[(day, *current)] += 1
-            if previous is not None:
-                walked[(day, *previous)] -= 1
-        previous = current
-    assert membership_changes_of(member) == walked
+    assert membership_changes_of(member) == _walked(member)
 
 
 def _walked(member: Member | None) -> Counter[MembershipChange]:

@@ -17,8 +17,8 @@ from dxtalent_infra.publisher import BatchPublisher, frame
 HEADER_VALUE = st.text(st.characters(codec="utf-8"))
 
 
-def _nats_py_frame(subject: str, reply: str, headers: dict[str, str], payload: bytes) -> bytes:
-    """What nats-py's `publish` hands its command buffer for the same message."""
+def _capturing_client() -> tuple[Client, list[bytes]]:
+    """A client whose command buffer is a list: each command it would send, as it is."""
     nc = Client()
     sent: list[bytes] = []
 
@@ -27,6 +27,12 @@ def _nats_py_frame(subject: str, reply: str, headers: dict[str, str], payload: b
 
     nc._send_command = capture  # type: ignore[method-assign]
     nc._flush_queue = None
+    return nc, sent
+
+
+def _nats_py_frame(subject: str, reply: str, headers: dict[str, str], payload: bytes) -> bytes:
+    """What nats-py's `publish` hands its command buffer for the same message."""
+    nc, sent = _capturing_client()
     asyncio.run(nc._send_publish(subject, reply, payload, len(payload), headers))
     assert len(sent) == 1
     return sent[0]
@@ -60,14 +66,7 @@ def test_without_the_fast_path_the_same_messages_are_published_one_by_one(
         ("dx.events.enrollment.x", f"_INBOX.abc.1.{i}", f"id-{i}", b'{"n":%d}' % i, extra)
         for i, extra in enumerate([{}, {"traceparent": "00-ab-cd-01"}, {}])
     ]
-    nc = Client()
-    sent: list[bytes] = []
-
-    async def capture(cmd: bytes, priority: bool = False) -> None:
-        sent.append(cmd)
-
-    nc._send_command = capture  # type: ignore[method-assign]
-    nc._flush_queue = None
+    nc, sent = _capturing_client()
     nc._status = Client.CONNECTED
     publisher = BatchPublisher(nc, timeout=1)
     outgoing = [((s, i, p, x), reply) for s, reply, i, p, x in messages]
