@@ -137,10 +137,14 @@ class LoadFigures:
     resent: int = 0  # facts whose ack did not come and that were sent again
 
 
+#: The day the load's completions are dated; `one_run` loads the courses offered on it.
+LOAD_DAY = dt.date(2025, 6, 2)
+
+
 def _load_fact(i: int, courses: list[str]) -> bytes:
     emp = f"L{i % 5000:06d}"
     done = CourseCompleted(
-        employee_id=emp, course_id=courses[i % len(courses)], completed_on=dt.date(2025, 6, 2)
+        employee_id=emp, course_id=courses[i % len(courses)], completed_on=LOAD_DAY
     )
     return _event(CourseCompletedEvent, done, emp)
 
@@ -293,7 +297,7 @@ def one_run(samples: int, rate: int | None, duration: float) -> RunFigures:
                     str(stack.nats_url),
                     employees,
                     last_course,
-                    [c.id for c in catalog.courses],
+                    [c.id for c in catalog.courses if c.offered_on(LOAD_DAY)],
                     rate,
                     duration,
                 )
