@@ -16,7 +16,6 @@ many of the machine's cores they kept busy together.
 from __future__ import annotations
 
 import os
-import resource
 import shutil
 import tempfile
 import time
@@ -34,7 +33,7 @@ from dxtalent.citygen import generate_city
 from dxtalent.demo import DEMO_SEED
 from dxtalent.figures import spread
 from dxtalent.nats_tools import subject_for
-from dxtalent.processes import cpu_seconds, rss_mb
+from dxtalent.processes import cpu_seconds_with_own, rss_mb
 from dxtalent.stack import SERVICES, LocalStack, running_stack
 from dxtalent_contracts.catalog import load_catalog
 from dxtalent_infra.publisher import BatchPublisher, Outgoing
@@ -54,15 +53,6 @@ class RunFigures:
     @property
     def ratio(self) -> float:
         return self.end_to_end / self.bare
-
-
-def _cpu_now(stack: LocalStack) -> dict[str, float]:
-    """CPU seconds so far of the services, the embedded servers and this process."""
-    roots = {name: svc.proc.pid for name, svc in stack.services.items()}
-    seconds = cpu_seconds({**roots, **stack.server_pids()})
-    own = resource.getrusage(resource.RUSAGE_SELF)
-    seconds["bench"] = own.ru_utime + own.ru_stime
-    return seconds
 
 
 def _caught_up_at(stack: LocalStack, rss: dict[str, float], timeout: float) -> float:
@@ -115,11 +105,13 @@ def one_run(console: Console, messages: Sequence[bytes]) -> RunFigures:
         with running_stack(stack):
             stack.wait_ready(timeout=120, settle_checks=1)
             rss: dict[str, float] = {}
-            cpu_before = _cpu_now(stack)
+            cpu_before = cpu_seconds_with_own(stack.process_roots())
             started = time.monotonic()
             uvloop.run(_publish_all(str(stack.nats_url), messages))
             done = _caught_up_at(stack, rss, timeout=1800)
-            cpu_after = _cpu_now(stack)  # a few polls after `done`: a little idle time
+            cpu_after = cpu_seconds_with_own(
+                stack.process_roots()
+            )  # a few polls after `done`: a little idle time
             end_to_end = len(messages) / (done - started)
             spent = {k: cpu_after[k] - cpu_before.get(k, 0.0) for k in cpu_after}
             cpu_us = {k: 1e6 * v / len(messages) for k, v in spent.items()}

@@ -25,7 +25,7 @@ import tempfile
 import time
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +37,7 @@ from rich.table import Table
 
 from dxtalent.figures import percentile, spread
 from dxtalent.nats_tools import publish_raw
+from dxtalent.processes import cpu_seconds_with_own
 from dxtalent.stack import LocalStack, running_stack
 from dxtalent_contracts.catalog import load_catalog
 from dxtalent_contracts.envelope import CloudEvent
@@ -267,6 +268,10 @@ class RunFigures:
     how: str
     backlog_max: int | None = None
     backlog_end: int | None = None
+    #: CPU µs per fact of each process (services, embedded servers, the bench) from the
+    #: load's start until every timed fact was certified (the bench: its load built and sent);
+    #: empty without a load
+    cpu_us: dict[str, float] = field(default_factory=dict)
 
     def quantile(self, q: float) -> float:
         return percentile(self.latencies, q)
@@ -292,6 +297,7 @@ def one_run(samples: int, rate: int | None, duration: float) -> RunFigures:
             if rate is None:
                 latencies = asyncio.run(_measure(str(stack.nats_url), employees, last_course))
                 return RunFigures(latencies, "one at a time")
+            cpu_before = cpu_seconds_with_own(stack.process_roots())
             load = uvloop.run(
                 _measure_under_load(
                     str(stack.nats_url),
@@ -302,6 +308,10 @@ def one_run(samples: int, rate: int | None, duration: float) -> RunFigures:
                     duration,
                 )
             )
+            cpu_after = cpu_seconds_with_own(stack.process_roots())
+            cpu_us = {
+                k: 1e6 * (v - cpu_before.get(k, 0.0)) / load.published for k, v in cpu_after.items()
+            }
     finally:
         shutil.rmtree(data_dir, ignore_errors=True)
     how = (
@@ -310,7 +320,7 @@ def one_run(samples: int, rate: int | None, duration: float) -> RunFigures:
         + (f"; {load.resent} sent again, their ack lost" if load.resent else "")
         + ")"
     )
-    return RunFigures(load.latencies, how, load.backlog_max, load.backlog_end)
+    return RunFigures(load.latencies, how, load.backlog_max, load.backlog_end, cpu_us)
 
 
 def run_latency_bench(
@@ -338,6 +348,11 @@ def run_latency_bench(
                 "  backlog (unacknowledged messages of the 3 durables): "
                 f"max {fig.backlog_max:,}, when the load ended {fig.backlog_end:,}"
             )
+        if fig.cpu_us:
+            cpu = ", ".join(f"{name} {us:,.0f}" for name, us in fig.cpu_us.items())
+            console.print(
+                f"  CPU µs per fact under the load: {cpu}; all {sum(fig.cpu_us.values()):,.0f}"
+            )
     if runs == 1:
         return
     table = Table(
@@ -350,4 +365,10 @@ def run_latency_bench(
     if rate is not None:
         table.add_row("backlog, largest", spread([f.backlog_max or 0 for f in figures], ",.0f"))
         table.add_row("backlog at the end", spread([f.backlog_end or 0 for f in figures], ",.0f"))
+        for name in figures[0].cpu_us:
+            us = [f.cpu_us.get(name, 0.0) for f in figures]
+            table.add_row(f"CPU {name} (µs per fact)", spread(us, ",.0f"))
+        table.add_row(
+            "CPU all (µs per fact)", spread([sum(f.cpu_us.values()) for f in figures], ",.0f")
+        )
     console.print(table)

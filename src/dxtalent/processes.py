@@ -4,6 +4,7 @@ about memory and about where the CPU time of a run went."""
 from __future__ import annotations
 
 import os
+import resource
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -52,3 +53,12 @@ def cpu_seconds(roots: Mapping[str, int]) -> dict[str, float]:
                 todo.extend(children.get(pid, ()))
         out[name] = total
     return out
+
+
+def cpu_seconds_with_own(roots: Mapping[str, int], own: str = "bench") -> dict[str, float]:
+    """`cpu_seconds(roots)` plus this process's own CPU seconds under `own` (a benchmark's load
+    generator runs in it, on the cores it measures)."""
+    seconds = cpu_seconds(roots)
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    seconds[own] = usage.ru_utime + usage.ru_stime
+    return seconds

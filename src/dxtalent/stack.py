@@ -136,6 +136,11 @@ class LocalStack:
                 pids[name] = pid
         return pids
 
+    def process_roots(self) -> dict[str, int]:
+        """The process ids of the services and of the embedded servers, by name: the roots
+        whose process trees `processes.cpu_seconds` adds up."""
+        return {name: svc.proc.pid for name, svc in self.services.items()} | self.server_pids()
+
     def provision(self) -> None:
         """`dxtalent provision` with the services' environment (the operator's credential and
         DXT_STREAM_REPLICAS): the streams exist before any service starts (the services may

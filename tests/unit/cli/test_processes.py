@@ -7,7 +7,7 @@ import subprocess
 import sys
 import time
 
-from dxtalent.processes import cpu_seconds, rss_mb
+from dxtalent.processes import cpu_seconds, cpu_seconds_with_own, rss_mb
 
 #: a child that starts a grandchild burning about 0.3 s of CPU, waits for it, then sleeps
 _TREE = (
@@ -41,3 +41,14 @@ def test_a_process_that_is_gone_counts_nothing() -> None:
 def test_own_figures() -> None:
     assert cpu_seconds({"me": os.getpid()})["me"] > 0
     assert rss_mb(os.getpid()) > 1
+
+
+def test_with_own_adds_this_process_beside_the_trees() -> None:
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()
+    start = time.process_time()
+    while time.process_time() - start < 0.05:
+        pass
+    seconds = cpu_seconds_with_own({"gone": gone.pid}, own="load")
+    assert seconds["gone"] == 0.0
+    assert seconds["load"] >= 0.05
