@@ -26,6 +26,8 @@ SESSION_STATE = {
     "temporary table": re.compile(r"\bCREATE\s+(GLOBAL\s+|LOCAL\s+)?TEMP(ORARY)?\b"),
     "session setting": re.compile(
         r"\bset_config\(|\bSET\s+(SESSION\b|ROLE\b|search_path\b|TIME\s+ZONE\b)"
+        # `SET name TO value` (an UPDATE's SET takes `=`, so `SET name = value` is not told)
+        r"|\bSET\s+(?!LOCAL\b)\w+\s+TO\b"
     ),
 }
 
