@@ -43,7 +43,7 @@ from typing import Any, cast
 import asyncpg
 from pydantic_core import to_json
 
-from dxtalent_infra import tracing
+from dxtalent_infra import pool_reset, tracing
 from dxtalent_infra.migrations import Migration, Privilege, migrate, quote_ident
 from dxtalent_infra.records import NewEvent, RecordedEvent
 
@@ -483,8 +483,11 @@ class PostgresEventStore:
         async with self._connection(conn) as c:
             try:
                 version: int | None = await c.fetchval(self._append_sql[kind], *args)
-            except asyncpg.UniqueViolationError as exc:
-                raise _unique_violation(exc, stream_id, expected_version) from exc
+            except BaseException as exc:
+                pool_reset.needs_full_reset(c)  # see _append_statement
+                if isinstance(exc, asyncpg.UniqueViolationError):
+                    raise _unique_violation(exc, stream_id, expected_version) from exc
+                raise
             if version is None:
                 actual = await self.stream_version(stream_id, conn=c)
                 raise ConcurrencyError(stream_id, expected_version, actual)
@@ -578,8 +581,13 @@ class PostgresEventStore:
                 self._channel,
                 _json_rows(events),
             )
-        except asyncpg.UniqueViolationError as exc:
-            raise _unique_violation(exc, None, None) from exc
+        except BaseException as exc:
+            # an interrupted allocate_positions() may keep its session lock: asyncpg's full
+            # reset releases it when the connection goes back to a pool (decision 0285)
+            pool_reset.needs_full_reset(conn)
+            if isinstance(exc, asyncpg.UniqueViolationError):
+                raise _unique_violation(exc, None, None) from exc
+            raise
         return rows
 
     async def _raise_concurrency(

@@ -61,7 +61,7 @@ from nats.js.client import JetStreamContext
 from pydantic_core import to_json
 
 from dxtalent_contracts.registry import SUBJECT_BY_TYPE
-from dxtalent_infra import tracing
+from dxtalent_infra import pool_reset, tracing
 from dxtalent_infra.eventstore import lock_key, outbox_channel
 from dxtalent_infra.metrics import RELAY_PUBLISHED
 from dxtalent_infra.migrations import quote_ident
@@ -234,6 +234,7 @@ class OutboxRelay:
             return
         await self._release_listener()
         proxy = await self._pool.acquire()
+        pool_reset.needs_full_reset(proxy)  # UNLISTEN * when it goes back, whatever happens
         try:
             await proxy.add_listener(self._channel, self._notified)
             # a lost listener connection wakes the loop, which then reconnects

@@ -39,6 +39,7 @@ from nats.js.errors import NotFoundError
 
 from dxtalent_contracts.catalog import Catalog
 from dxtalent_infra import inbox as inbox_module
+from dxtalent_infra import pool_reset
 from dxtalent_infra.applier import BatchApplier
 from dxtalent_infra.delivery import Delivery, Handler
 from dxtalent_infra.edge import parse_all
@@ -169,6 +170,7 @@ class Rebuild:
         report = RebuildReport(self._spec.service.name)
         async with self._pool.acquire() as proxy:
             guard = cast(asyncpg.Connection, proxy)
+            pool_reset.needs_full_reset(guard)  # its session lock goes whatever happens
             key = lock_key(self.live, "rebuild")
             if not await guard.fetchval("SELECT pg_try_advisory_lock($1)", key):
                 raise RebuildError(f"another rebuild of {self.live!r} is running")

@@ -45,7 +45,15 @@ from nats.js import JetStreamContext
 from starlette.routing import Route
 
 from dxtalent_contracts.catalog import Catalog, load_catalog
-from dxtalent_infra import eventstore, inbox, inbox_retention, metrics, migrations, tracing
+from dxtalent_infra import (
+    eventstore,
+    inbox,
+    inbox_retention,
+    metrics,
+    migrations,
+    pool_reset,
+    tracing,
+)
 from dxtalent_infra.consumer import ConsumerOptions, JetStreamConsumer, Subscription
 from dxtalent_infra.delivery import Handler
 from dxtalent_infra.edge import Parser
@@ -199,7 +207,7 @@ async def _migrate(spec: ServiceSpec, settings: Settings, pool: asyncpg.Pool, sc
             await migrate_service(spec, cast(asyncpg.Connection, conn), schema)
         return
     service_role: str = await pool.fetchval("SELECT current_user")
-    migrator = await _connect_postgres(settings.migration_database_url, spec.name, size=1)
+    migrator = await connect_postgres(settings.migration_database_url, spec.name, size=1)
     try:
         async with migrator.acquire() as conn:
             await migrate_service(spec, cast(asyncpg.Connection, conn), schema, service_role)
@@ -219,7 +227,9 @@ def pool_server_settings(name: str) -> dict[str, str]:
     return {"application_name": f"dxtalent-{name}", "plan_cache_mode": "force_custom_plan"}
 
 
-async def _connect_postgres(url: str, name: str, size: int = 8) -> asyncpg.Pool:
+async def connect_postgres(url: str, name: str, size: int = 8) -> asyncpg.Pool:
+    """Service `name`'s connection pool, retried until PostgreSQL answers. A connection goes
+    back to it without asyncpg's reset query unless our code marked it (`pool_reset`)."""
     delay = 0.2
     while True:
         try:
@@ -228,6 +238,8 @@ async def _connect_postgres(url: str, name: str, size: int = 8) -> asyncpg.Pool:
                 min_size=1,
                 max_size=size,
                 server_settings=pool_server_settings(name),
+                # no reset query on release unless our code left session state (0285)
+                reset=pool_reset.reset_on_release,
             )
         except (TimeoutError, OSError, asyncpg.PostgresError) as exc:
             log.warning("postgres.unavailable", service=name, error=str(exc), retry_in_s=delay)
@@ -246,7 +258,7 @@ async def build_context(spec: ServiceSpec, settings: Settings) -> ServiceContext
     catalog = load_catalog(settings.catalog)  # a bad catalog fails now, not after connecting
     topology = Topology(settings.prefix)
     schema = schema_for(settings, spec.name)
-    pool = await _connect_postgres(settings.database_url, spec.name)
+    pool = await connect_postgres(settings.database_url, spec.name)
     broker = service_broker(spec.name, settings)
     await connect_broker(broker)
     nc: NatsClient = broker.connection
