@@ -38,6 +38,7 @@ import re
 import zlib
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from typing import Any, cast
 
 import asyncpg
@@ -151,6 +152,44 @@ PRIVILEGES: tuple[Privilege, ...] = (
     Privilege("position_seq", ("USAGE", "SELECT", "UPDATE"), sequence=True),
     Privilege("stamp_seq", ("USAGE", "SELECT", "UPDATE"), sequence=True),
 )
+
+
+@dataclass(frozen=True, slots=True)
+class Write:
+    """A data-modifying statement that travels with an append (`append_many(along=...)`,
+    `append_new(along=...)`), for a caller that writes its own tables in the transaction of
+    its events: one round trip instead of two. `sql` is one `INSERT`, `UPDATE` or `DELETE`
+    (no `WITH` of its own, no `$` but its parameters), written with its own parameters
+    `$1`..`$n`, which `args` gives; the store renumbers them. Its `RETURNING` rows, if any,
+    are not returned. It runs as a data-modifying `WITH` of the append, so it sees the same
+    snapshot: not the events appended, nor they its rows (decision 0296)."""
+
+    sql: str
+    args: tuple[Any, ...]
+
+
+_PARAMETER = re.compile(r"\$(\d+)")
+#: a `$` that starts no parameter: a dollar quote (`$$`, `$tag$`), which renumbering would break
+_NOT_A_PARAMETER = re.compile(r"\$(?!\d)")
+
+
+def _with_along(statement: str, along: Sequence[str], first: int) -> str:
+    """`statement` (starting with `WITH`) with each of `along` as a data-modifying `WITH`
+    before its own, their parameters shifted to follow its `first - 1`."""
+    ctes = []
+    offset = first - 1
+    for i, sql in enumerate(along):
+        if _NOT_A_PARAMETER.search(sql) or sql.lstrip()[:4].upper() == "WITH":
+            raise ValueError(f"a Write is one statement without WITH or dollar quotes: {sql!r}")
+
+        def shift(match: re.Match[str], by: int = offset) -> str:
+            return f"${int(match[1]) + by}"
+
+        ctes.append(f"along_{i} AS ({_PARAMETER.sub(shift, sql)})")
+        offset += max((int(n) for n in _PARAMETER.findall(sql)), default=0)
+    head, rest = statement.lstrip().split(None, 1)
+    assert head.upper() == "WITH"
+    return f"WITH {', '.join(ctes)},\n{rest}"
 
 
 class EventStoreError(Exception):
@@ -418,6 +457,7 @@ class PostgresEventStore:
             for kind, bump in (("any", _BUMP_ANY), ("new", _BUMP_NEW), ("at", _BUMP_AT))
         }
         self._append_many_sql = _APPEND_MANY.format(s=s)
+        self._along_sql: dict[tuple[str, ...], str] = {}  # `_APPEND_MANY` with writes
         self._undo_bumps_sql = _UNDO_BUMPS.format(s=s)
 
     @property
@@ -506,6 +546,7 @@ class PostgresEventStore:
         batches: Sequence[tuple[str, int | None, Sequence[NewEvent]]],
         *,
         conn: asyncpg.Connection | None = None,
+        along: Sequence[Write] = (),
     ) -> list[int]:
         """Append to many streams in one transaction, all or nothing; new version per batch.
 
@@ -514,6 +555,11 @@ class PostgresEventStore:
         locked in id order, so concurrent calls cannot deadlock each other. One statement
         (`_APPEND_MANY`) when every expectation holds; a `ConcurrencyError` costs a second
         one that undoes the bumps, so nothing is written and the transaction stays usable.
+
+        `along` are the caller's writes, made exactly when the events are appended: in the
+        same statement when every batch appends at any version (nothing can then fail but
+        the whole statement), else each in a statement of its own after the append
+        succeeded, so a `ConcurrencyError` still leaves nothing written.
         """
         if not batches:
             return []
@@ -528,13 +574,19 @@ class PostgresEventStore:
                 required[stream_id] = start
             counts[stream_id] = before + len(events)
         pairs = [(stream_id, e) for stream_id, _, events in batches for e in events]
+        expecting = any(expected is not None for _, expected, _ in batches)
         async with self._connection(conn, transaction=True) as c:
-            rows = await self._append_statement(c, list(counts), required, pairs, skip=False)
+            rows = await self._append_statement(
+                c, list(counts), required, pairs, skip=False, along=() if expecting else along
+            )
             starts = {r["stream_id"]: r["version"] - counts[r["stream_id"]] for r in rows}
             if len(starts) < len(counts) or any(
                 starts[k] != v for k, v in required.items() if k in starts
             ):
                 await self._raise_concurrency(c, batches, counts, starts)
+            if expecting:
+                for write in along:
+                    await c.execute(write.sql, *write.args)
         versions = dict(starts)
         results: list[int] = []
         for stream_id, _, events in batches:
@@ -547,9 +599,11 @@ class PostgresEventStore:
         events: Sequence[tuple[str, NewEvent]],
         *,
         conn: asyncpg.Connection | None = None,
+        along: Sequence[Write] = (),
     ) -> set[str]:
         """Append each `(stream_id, event)` whose event id is not stored yet, at any stream
         version, in one statement; returns the ids that were stored already (and skipped).
+        `along` are the caller's writes, in the same statement (see `Write`).
 
         The ids must be distinct within a call. For a consumer recording facts idempotently:
         the lookup of stored ids and the append travel together. An id another transaction
@@ -559,7 +613,7 @@ class PostgresEventStore:
             return set()
         streams = list(dict.fromkeys(stream_id for stream_id, _ in events))
         async with self._connection(conn, transaction=True) as c:
-            rows = await self._append_statement(c, streams, {}, events, skip=True)
+            rows = await self._append_statement(c, streams, {}, events, skip=True, along=along)
         return {r["stored"] for r in rows if r["stored"] is not None}
 
     async def _append_statement(
@@ -570,16 +624,26 @@ class PostgresEventStore:
         events: Sequence[tuple[str, NewEvent]],
         *,
         skip: bool,
+        along: Sequence[Write] = (),
     ) -> list[asyncpg.Record]:
+        sql = self._append_many_sql
+        extra: list[Any] = []
+        if along:
+            key = tuple(w.sql for w in along)
+            sql = self._along_sql.get(key) or self._along_sql.setdefault(
+                key, _with_along(sql, key, 7)
+            )
+            extra = [a for w in along for a in w.args]
         try:
             rows: list[asyncpg.Record] = await conn.fetch(
-                self._append_many_sql,
+                sql,
                 to_json(streams).decode(),
                 json.dumps(required),
                 skip,
                 self._lock_key,
                 self._channel,
                 _json_rows(events),
+                *extra,
             )
         except BaseException as exc:
             # an interrupted allocate_positions() may keep its session lock: asyncpg's full

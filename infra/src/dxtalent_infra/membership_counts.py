@@ -17,6 +17,7 @@ import asyncpg
 
 from dxtalent_contracts.fiscal import fiscal_year_of, fiscal_year_start, yearly
 from dxtalent_contracts.memberships import MembershipChange
+from dxtalent_infra.eventstore import Write
 from dxtalent_infra.migrations import Privilege, quote_ident
 
 #: the tables (SQL for a `Migration`: `{schema}` is the read model's schema)
@@ -72,6 +73,14 @@ class MembershipCounts:
             q=q, table="membership_years", key="fiscal_year", kind="int", a=5, b=6, c=7, d=8
         )
         self._add = f"WITH days AS ({days}) {years}"
+        # the same two upserts, each with parameters $1..$4 of its own (`writes`)
+        self._writes = tuple(
+            upsert.format(q=q, table=table, key=key, kind=kind, a=1, b=2, c=3, d=4)
+            for table, key, kind in (
+                ("membership_days", "day", "date"),
+                ("membership_years", "fiscal_year", "int"),
+            )
+        )
 
     async def on(self, conn: asyncpg.Connection, day: dt.date) -> list[Membership]:
         """Per membership, the employees in it on `day` (one statement: the yearly sums of the
@@ -85,21 +94,41 @@ class MembershipCounts:
         in key order. Which table's rows it locks first is PostgreSQL's choice, so writers
         that may add at once take a turn first (certification's handler does, see
         `dxtalent_certification.memberships.lock_key`). Nothing when nothing changed."""
-        daily = {
-            (day, " ".join(named), " ".join(skills)): n
-            for (day, named, skills), n in changes.items()
-            if n
-        }
-        if not daily:
-            return
-        columns: list[list[object]] = [[], [], [], [], [], [], [], []]
-        for offset, rows in (
-            (0, sorted(daily.items())),
-            (4, list(yearly(daily).items())),
-        ):
-            for (key, named, skills), n in rows:
-                for column, value in zip(
-                    columns[offset : offset + 4], (key, named, skills, n), strict=True
-                ):
-                    column.append(value)
-        await conn.execute(self._add, *columns)
+        columns = _columns(changes)
+        if columns is not None:
+            await conn.execute(self._add, *columns)
+
+    def writes(self, changes: Mapping[MembershipChange, int]) -> list[Write]:
+        """What `add` does, as the two upserts (days, then years) for a caller that sends them
+        with other statements (`PostgresEventStore.append_many(along=...)`); none when nothing
+        changed."""
+        columns = _columns(changes)
+        if columns is None:
+            return []
+        return [
+            Write(self._writes[0], tuple(columns[:4])),
+            Write(self._writes[1], tuple(columns[4:])),
+        ]
+
+
+def _columns(changes: Mapping[MembershipChange, int]) -> list[list[object]] | None:
+    """The days' and the fiscal years' rows as eight arrays (four each, in key order);
+    None when nothing changed."""
+    daily = {
+        (day, " ".join(named), " ".join(skills)): n
+        for (day, named, skills), n in changes.items()
+        if n
+    }
+    if not daily:
+        return None
+    columns: list[list[object]] = [[], [], [], [], [], [], [], []]
+    for offset, rows in (
+        (0, sorted(daily.items())),
+        (4, list(yearly(daily).items())),
+    ):
+        for (key, named, skills), n in rows:
+            for column, value in zip(
+                columns[offset : offset + 4], (key, named, skills, n), strict=True
+            ):
+                column.append(value)
+    return columns

@@ -20,6 +20,7 @@ from dxtalent_infra.eventstore import (
     ConcurrencyError,
     DuplicateEventError,
     PostgresEventStore,
+    Write,
 )
 from dxtalent_infra.migrations import quote_ident
 from dxtalent_infra.records import NewEvent
@@ -441,3 +442,118 @@ async def test_event_types_and_times_are_checked_before_anything_is_sent(
         with pytest.raises(ValueError, match=r"CloudEvents type|timezone-aware"):
             await store.append("s", None, [bad])
     assert await store.stream_version("s") == 0
+
+
+class Statements:
+    """asyncpg's query logger: the statements a connection sent that write (not BEGIN, nor
+    asyncpg's own look-ups of types)."""
+
+    def __init__(self) -> None:
+        self.sent: list[str] = []
+
+    def __call__(self, record: object) -> None:
+        query = str(getattr(record, "query", ""))
+        if "INSERT INTO" in query:
+            self.sent.append(query)
+
+    async def taken(self) -> int:
+        """How many were sent since the last call (asyncpg calls loggers soon, not at once)."""
+        await asyncio.sleep(0)
+        count = len(self.sent)
+        self.sent.clear()
+        return count
+
+
+async def notes_table(pool: asyncpg.Pool, schema: str) -> str:
+    table = f"{quote_ident(schema)}.notes"
+    await pool.execute(f"CREATE TABLE {table} (k text PRIMARY KEY, a int, b text)")
+    return table
+
+
+def notes(table: str, rows: dict[str, tuple[int, str]]) -> Write:
+    """An upsert of `rows` into the test's notes table, with parameters $1..$3 of its own."""
+    return Write(
+        f"INSERT INTO {table} (k, a, b) SELECT * FROM unnest($1::text[], $2::int[], $3::text[])"
+        " ON CONFLICT (k) DO UPDATE SET a = excluded.a, b = excluded.b",
+        (list(rows), [a for a, _ in rows.values()], [b for _, b in rows.values()]),
+    )
+
+
+async def test_writes_along_an_append_travel_in_its_statement(
+    store: PostgresEventStore, pool: asyncpg.Pool
+) -> None:
+    """`along` writes made by `append_many` (any version) and `append_new` go in the append's
+    one statement, their parameters renumbered after the append's; with an expected version
+    they are a statement of their own after the append, which succeeded."""
+    table = await notes_table(pool, store.schema)
+    async with connection(pool) as conn:
+        statements = Statements()
+        conn.add_query_logger(statements)
+        async with conn.transaction():
+            versions = await store.append_many(
+                [("a", None, [event()]), ("b", None, [event(), event()])],
+                conn=conn,
+                along=[notes(table, {"k1": (1, "x")}), notes(table, {"k2": (2, "y")})],
+            )
+            assert versions == [1, 2]
+            assert await statements.taken() == 1
+            stored = await store.append_new(
+                [("a", event())], conn=conn, along=[notes(table, {"k1": (3, "z")})]
+            )
+            assert stored == set()
+            assert await statements.taken() == 1
+            await store.append_many(
+                [("a", 2, [event()])], conn=conn, along=[notes(table, {"k3": (4, "w")})]
+            )
+            assert await statements.taken() == 2
+    rows = await pool.fetch(f"SELECT k, a, b FROM {table} ORDER BY k")
+    assert [tuple(r) for r in rows] == [("k1", 3, "z"), ("k2", 2, "y"), ("k3", 4, "w")]
+    assert await store.stream_version("a") == 3
+
+
+async def test_writes_along_a_failed_append_are_not_made(
+    store: PostgresEventStore, pool: asyncpg.Pool
+) -> None:
+    """A failed expectation leaves the writes unmade and the transaction usable; a write that
+    fails fails the append with it (one statement)."""
+    table = await notes_table(pool, store.schema)
+    await store.append("x", 0, [event()])
+    async with connection(pool) as conn, conn.transaction():
+        with pytest.raises(ConcurrencyError):
+            await store.append_many(
+                [("x", 0, [event()])], conn=conn, along=[notes(table, {"k": (1, "x")})]
+            )
+        assert await conn.fetchval(f"SELECT count(*) FROM {table}") == 0
+    async with connection(pool) as conn:
+        with pytest.raises(asyncpg.CardinalityViolationError):  # a key twice in one upsert
+            await store.append_many(
+                [("x", None, [event()])],
+                conn=conn,
+                along=[
+                    Write(
+                        f"INSERT INTO {table} (k) SELECT unnest($1::text[])"
+                        " ON CONFLICT (k) DO UPDATE SET a = 1",
+                        (["k", "k"],),
+                    )
+                ],
+            )
+    assert await store.stream_version("x") == 1
+    assert await pool.fetchval(f"SELECT count(*) FROM {table}") == 0
+
+
+@pytest.mark.parametrize(
+    "sql",
+    [
+        "WITH w AS (SELECT 1) INSERT INTO t SELECT * FROM w",
+        "UPDATE t SET b = $$x$$",
+        "UPDATE t SET b = $q$x$q$ WHERE c = $1",
+    ],
+)
+async def test_a_write_the_append_cannot_carry_is_refused(
+    store: PostgresEventStore, sql: str
+) -> None:
+    """A write with a WITH of its own, or with dollar quotes, is refused before anything is
+    sent (it could not be nested, or renumbered)."""
+    with pytest.raises(ValueError, match="without WITH"):
+        await store.append_many([("a", None, [event()])], along=[Write(sql, ())])
+    assert await store.stream_version("a") == 0

@@ -10,6 +10,7 @@ from dxtalent_certification.domain.facts import (
     Nomination,
     Void,
 )
+from dxtalent_contracts.envelope import CloudEvent
 from dxtalent_contracts.events import (
     CompletionVoidedRecordedEvent,
     CourseCompletedRecordedEvent,
@@ -20,6 +21,20 @@ from dxtalent_contracts.events import (
     LeaderNominatedRecordedEvent,
 )
 from dxtalent_contracts.registry import AnyEvent
+
+#: The enrollment events that record a certification fact (`fact_of`), in the contract's order.
+FACT_EVENTS: tuple[type[CloudEvent], ...] = (
+    EmployeeUpdatedEvent,
+    EmployeeLeftRecordedEvent,
+    LeaderNominatedRecordedEvent,
+    CourseCompletedRecordedEvent,
+    CompletionVoidedRecordedEvent,
+)
+
+#: What the certification consumer filters on: the subjects of `FACT_EVENTS` only. The other
+#: enrollment events (`CourseEnrolled`, `ImprovementCaseReported`) change no certification, so
+#: they are neither fetched nor claimed in the inbox (decision 0295).
+SUBJECTS: tuple[str, ...] = tuple(cls.nats_subject for cls in FACT_EVENTS)
 
 
 class UnexpectedEventError(ValueError):

@@ -2,9 +2,10 @@
 
 Runs inside the consumer's batch transaction. A segment of messages is applied at once by
 `handle_many`, a single message (the consumer's fallback) as a segment of one: take the
-replicas' turn and lock every employee's row (one statement), write the changed rows, add
-their membership count changes (`memberships`), append the emitted events to streams
-`employee-{id}` of the certification event store. The outbox relay then
+replicas' turn and lock every employee's row (one statement), insert the new rows, append
+the emitted events to streams `employee-{id}` of the certification event store with the
+update of the rows found and their membership count changes (`memberships`) in the same
+statement (decision 0296). The outbox relay then
 publishes them on `dx.events.certification.*`. A fact the row already holds
 (a re-published event) changes nothing and writes nothing. What `decide` returns passes
 `corrections.mark` against the row's sent ledger: a re-sent level or skill names the event it
@@ -187,8 +188,9 @@ class CertificationHandler:
         self, conn: asyncpg.Connection, items: Sequence[tuple[Delivery, AnyEvent, Fact]]
     ) -> None:
         """A few statements whatever the count: take the turn and lock every employee's row
-        (one statement), write the rows that changed and their count changes, append all
-        emitted events. Facts a row already holds change nothing, counts included.
+        (one statement), insert the new rows, append all emitted events with the update of
+        the rows found and the count changes (one statement, `_write`). Facts a row already
+        holds change nothing, counts included.
 
         The count changes are right without the turn: each is (after − before) of a row this
         transaction holds locked, and additions commute. The turn (a transaction-level
@@ -214,22 +216,45 @@ class CertificationHandler:
                 emitted.setdefault(emp, []).extend(events)
                 recorded.append((changes, events))
         changed = sorted(emp for emp, row in working.items() if row is not rows.get(emp))
-        if changed:
-            await self._projection.save_many(
-                conn, [(working[emp], emp in rows) for emp in changed], found=rows
-            )
-            await self._counts.add(
-                conn, row_changes((rows.get(emp), working[emp]) for emp in changed)
-            )
+        await self._write(conn, rows, {emp: working[emp] for emp in changed}, emitted)
         if self._store is None:  # a rebuild: the live service sent these changes already
             return
-        if emitted:
-            batches = [(f"employee-{emp}", None, events) for emp, events in emitted.items()]
-            await self._store.append_many(batches, conn=conn)
         if self._credentials is not None and recorded:  # same transaction as the events
             await self._credentials.record(conn, recorded)
         for changes, events in recorded:
             _record(changes, events)
+
+    async def _write(
+        self,
+        conn: asyncpg.Connection,
+        found: dict[str, EmployeeRow],
+        changed: dict[str, EmployeeRow],
+        emitted: dict[str, list[NewEvent]],
+    ) -> None:
+        """Write the `changed` rows (by employee, in id order; `found` what `lock_many` read),
+        their count changes and the `emitted` events. New rows are inserted first (a row
+        created meanwhile raises `ConcurrentInsertError`); the update of the rows found and
+        the two count upserts then travel with the append (decision 0296): the rows are
+        locked since `lock_many`, the count rows are behind the turn, and all is written or
+        nothing. Without events (or in a rebuild), the update and the counts are a statement
+        each."""
+        await self._projection.insert_many(
+            conn, [row for emp, row in changed.items() if emp not in found]
+        )
+        update = self._projection.update_many(
+            [row for emp, row in changed.items() if emp in found], found=found
+        )
+        counted = row_changes((found.get(emp), row) for emp, row in changed.items())
+        if self._store is not None and emitted:
+            along = [] if update is None else [update]
+            batches = [(f"employee-{emp}", None, events) for emp, events in emitted.items()]
+            await self._store.append_many(
+                batches, conn=conn, along=[*along, *self._counts.writes(counted)]
+            )
+            return
+        if update is not None:
+            await conn.execute(update.sql, *update.args)
+        await self._counts.add(conn, counted)
 
 
 def certification_handler(ctx: ServiceContext) -> Handler:

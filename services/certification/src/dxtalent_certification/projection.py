@@ -27,6 +27,7 @@ from dxtalent_certification.codec import (
 from dxtalent_certification.domain.corrections import SentLedger
 from dxtalent_certification.domain.facts import EmployeeFacts
 from dxtalent_certification.domain.state import CertificationState
+from dxtalent_infra.eventstore import Write
 from dxtalent_infra.migrations import Migration, Privilege, quote_ident
 
 COMPONENT = "projection"
@@ -202,35 +203,57 @@ class PostgresEmployeeProjection:
     ) -> None:
         """Write several rows in two statements; each `bool` says whether `lock_many` found it.
         A new row inserted meanwhile by another transaction raises `ConcurrentInsertError`.
+        (`update_many` and `insert_many`, for a caller that sends the update with other
+        statements.)"""
+        update = self.update_many([row for row, e in rows if e], found=found)
+        if update is not None:
+            await conn.execute(update.sql, *update.args)
+        await self.insert_many(conn, [row for row, e in rows if not e])
+
+    def update_many(
+        self, rows: Sequence[EmployeeRow], *, found: Mapping[str, EmployeeRow] | None = None
+    ) -> Write | None:
+        """The statement writing rows that `lock_many` found (and so locked); None for none.
+        A `Write`, so it can travel with the append of the batch's events
+        (`PostgresEventStore.append_many(along=...)`, decision 0296).
 
         `found` (what `lock_many` returned) spares work: a row's state or sent ledger that is
         the very object found there is unchanged, so it is neither encoded nor rewritten (a
         nomination, a completion granting nothing new)."""
+        if not rows:
+            return None
         before = found or {}
-        for existed in (True, False):
-            chosen = [row for row, e in rows if e is existed]
-            if not chosen:
-                continue
-            was = [before.get(row.employee_id) if existed else None for row in chosen]
-            args = (
-                [row.employee_id for row in chosen],
-                [_facts_json(row, old) for row, old in zip(chosen, was, strict=True)],
-                [
-                    None if old is not None and row.state is old.state else state_to_json(row.state)
-                    for row, old in zip(chosen, was, strict=True)
-                ],
-                [
-                    None if old is not None and row.sent is old.sent else ledger_to_json(row.sent)
-                    for row, old in zip(chosen, was, strict=True)
-                ],
-            )
-            if existed:
-                await conn.execute(self._update_many, *args)
-                continue
-            inserted = {r[0] for r in await conn.fetch(self._insert_many, *args)}
-            for row in chosen:
-                if row.employee_id not in inserted:
-                    raise ConcurrentInsertError(row.employee_id)
+        was = [before.get(row.employee_id) for row in rows]
+        return Write(self._update_many, self._columns(rows, was))
+
+    async def insert_many(self, conn: asyncpg.Connection, rows: Sequence[EmployeeRow]) -> None:
+        """Insert rows that `lock_many` did not find (one statement); a row another
+        transaction inserted meanwhile raises `ConcurrentInsertError`."""
+        if not rows:
+            return
+        args = self._columns(rows, [None] * len(rows))
+        inserted = {r[0] for r in await conn.fetch(self._insert_many, *args)}
+        for row in rows:
+            if row.employee_id not in inserted:
+                raise ConcurrentInsertError(row.employee_id)
+
+    @staticmethod
+    def _columns(
+        rows: Sequence[EmployeeRow], was: Sequence[EmployeeRow | None]
+    ) -> tuple[list[str], list[str], list[str | None], list[str | None]]:
+        """The statements' four arrays: ids, facts, state and sent (NULL: as stored)."""
+        return (
+            [row.employee_id for row in rows],
+            [_facts_json(row, old) for row, old in zip(rows, was, strict=True)],
+            [
+                None if old is not None and row.state is old.state else state_to_json(row.state)
+                for row, old in zip(rows, was, strict=True)
+            ],
+            [
+                None if old is not None and row.sent is old.sent else ledger_to_json(row.sent)
+                for row, old in zip(rows, was, strict=True)
+            ],
+        )
 
     async def all(self, conn: asyncpg.Connection) -> AsyncIterator[EmployeeRow]:
         """Every employee's row, by employee id (run inside a transaction: it uses a cursor)."""

@@ -1,6 +1,7 @@
 """The certification service: skills and DX-leader levels, from enrollment's domain events.
 
-Consumes `dx.events.enrollment.>` (stream `DX_EVENTS`, durable `certification`); each fact
+Consumes the enrollment events that record a fact, `enrollment_facts.SUBJECTS` (stream
+`DX_EVENTS`, durable `certification`; not CourseEnrolled nor ImprovementCaseReported); each fact
 updates the employee's row in the `employees` read model, the pure rules (`domain`) decide
 what changed, and the resulting `SkillAcquired` / `SkillRevoked` / `LevelCertified` /
 `LevelRevoked` events are appended to the service's event store and published from its outbox
@@ -10,7 +11,7 @@ dead-lettered on `dx.deadletter.certification` with its reason. HTTP: see `http`
 
 from __future__ import annotations
 
-from dxtalent_certification import credentials, memberships
+from dxtalent_certification import credentials, enrollment_facts, memberships
 from dxtalent_certification.handler import certification_handler
 from dxtalent_certification.http import routes
 from dxtalent_certification.projection import COMPONENT, MIGRATIONS, PRIVILEGES
@@ -26,7 +27,7 @@ SPEC = ServiceSpec(
         ConsumerSpec(
             stream="DX_EVENTS",
             durable="certification",
-            filter_subjects=(subjects.ENROLLMENT_EVENTS,),
+            filter_subjects=enrollment_facts.SUBJECTS,
             deadletter_subject=subjects.DEADLETTER_CERTIFICATION,
             handler=certification_handler,
             parser=domain_events(check_subject=False),  # fact_of names what it accepts
