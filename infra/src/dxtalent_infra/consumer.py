@@ -176,6 +176,7 @@ class JetStreamConsumer:
         self._stop = asyncio.Event()
         self._died: BaseException | None = None
         self._inflight: asyncio.Task[None] | None = None
+        self._inflight_short = False  # the batch in flight was short of batch_size
         self._dead_lettering: set[asyncio.Task[None]] = set()  # see settle.settle_dead
         self._done_fetching = asyncio.Event()  # set when the handler ends the fetching
         self._hold_max = max(0.1, min(5.0, self._opts.ack_wait / 3))
@@ -210,7 +211,7 @@ class JetStreamConsumer:
             ),
         )
         subscriber(self._on_batch)
-        fetch_timeout.batching(self._stream_name, self._durable)
+        fetch_timeout.batching(self._stream_name, self._durable, self._tops_up_next)
         return subscriber
 
     # --- lifecycle ---------------------------------------------------------------------------
@@ -303,7 +304,8 @@ class JetStreamConsumer:
         in a task, and the handler returns so that FastStream fetches the next batch meanwhile
         (measured: without that overlap the rate fell by ~15%); the next call first waits
         for it, so batches are applied one at a time, in order; when it did wait, it tops its
-        batch up with what arrived meanwhile (`fetch_timeout.top_up`). Stopping, the batch
+        batch up with what arrived meanwhile (`fetch_timeout.top_up`; after a short batch the
+        fetch asked the server for the first message only, see `_tops_up_next`). Stopping, the batch
         already fetched is applied, then `StopConsume` ends the fetching."""
         fetched = time.perf_counter()
         msgs = cast(list[Any], batch)
@@ -320,9 +322,18 @@ class JetStreamConsumer:
         if waited:  # under load: add what arrived while the previous batch was applied
             topped = await self._top_up(self._opts.batch_size - len(msgs))
         stamps = _Stamps(fetched, len(msgs), len(topped))
+        self._inflight_short = len(msgs) + len(topped) < self._opts.batch_size
         self._inflight = asyncio.create_task(
             self._guarded(msgs + topped, stamps), name=f"batch:{self._durable}"
         )
+
+    def _tops_up_next(self) -> bool:
+        """Whether the batch being fetched will be topped up (`_on_batch` waits for the batch
+        in flight, then tops up): asked by the fetch once the batch has its first message,
+        which is then handed over without the fill request (`fetch_timeout`, 4.). Only after
+        a short batch (a steady load): on a backlog the fill overlaps the apply."""
+        task = self._inflight
+        return self._inflight_short and task is not None and not task.done()
 
     async def _top_up(self, room: int) -> list[Any]:
         try:

@@ -582,3 +582,57 @@ async def test_a_check_dead_letters_refused_messages_before_the_batch_is_applied
     assert env.effects.calls == 0  # the handler itself never ran: no fallback
     assert handler.checked == 120
     assert env.counter("dxtalent_messages_dead_lettered_total", cause="rejected") == 18
+
+
+async def test_a_trickle_during_a_short_batch_is_fetched_without_a_fill_request(
+    env: Env, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Under a steady load (the batch being applied was short: the stream had run dry), the
+    next batch's fetch hands its first message over at once, without the fill window's pull
+    request, and its top-up takes what arrived while the batch before was applied: one pull
+    request and one status message fewer per batch (decision 0305). Every message is applied
+    once, in order, and the fill request is still made when no batch is being applied."""
+    gate = asyncio.Event()
+    order: list[str] = []
+
+    async def gated(conn: asyncpg.Connection, d: Delivery) -> None:
+        if d.message_key == "m-0":
+            await gate.wait()  # the first batch stays in flight until released
+        order.append(d.message_key)
+        await env.effects.handle(conn, d)
+
+    requests: list[dict[str, Any]] = []
+    consumer = env.consumer(handler=gated, batch_size=100)
+    async with running(consumer):
+        await eventually(consumer.caught_up, "consumer started")
+        client = consumer._broker.connection
+        publish_request = client.publish
+
+        async def counting(subject: str, payload: bytes = b"", *args: Any, **kw: Any) -> None:
+            if subject.startswith("$JS.API.CONSUMER.MSG.NEXT."):
+                requests.append(json.loads(payload))
+            await publish_request(subject, payload, *args, **kw)
+
+        def fills() -> list[dict[str, Any]]:
+            return [r for r in requests if r.get("no_wait") and r.get("expires")]
+
+        monkeypatch.setattr(client, "publish", counting)
+        await env.publish(["m-0"])
+        await eventually(lambda: _at_least(len(fills()), 1), "the idle batch's fill request")
+        await asyncio.sleep(0.1)  # the lone first batch is handed over and being applied
+        requests.clear()
+        for key in keys(10)[1:]:  # a trickle while m-0's batch is applied
+            await env.publish([key])
+            await asyncio.sleep(0.02)
+        fills_meanwhile = fills()
+        gate.set()
+        await eventually(lambda: env.has_rows(10), "10 rows")
+        await eventually(consumer.caught_up, "caught up")
+    assert fills_meanwhile == []  # the first message of the next batch came alone
+    assert {"batch": 99, "no_wait": True} in requests  # the top-up after m-0's batch
+    assert order == keys(10)
+    assert await env.rows() == (10, 10)
+    transactions = await env.pool.fetchval(
+        f"SELECT count(DISTINCT txid) FROM {quote_ident(env.schema)}.effects"
+    )
+    assert transactions == 2  # m-0, then the trickle in one batch: the top-up took the rest
