@@ -177,6 +177,7 @@ class JetStreamConsumer:
         self._died: BaseException | None = None
         self._inflight: asyncio.Task[None] | None = None
         self._inflight_short = False  # the batch in flight was short of batch_size
+        self._fill_skipped = False  # the batch being fetched came without its fill window
         self._dead_lettering: set[asyncio.Task[None]] = set()  # see settle.settle_dead
         self._done_fetching = asyncio.Event()  # set when the handler ends the fetching
         self._hold_max = max(0.1, min(5.0, self._opts.ack_wait / 3))
@@ -304,9 +305,11 @@ class JetStreamConsumer:
         in a task, and the handler returns so that FastStream fetches the next batch meanwhile
         (measured: without that overlap the rate fell by ~15%); the next call first waits
         for it, so batches are applied one at a time, in order; when it did wait, it tops its
-        batch up with what arrived meanwhile (`fetch_timeout.top_up`; after a short batch the
-        fetch asked the server for the first message only, see `_tops_up_next`). Stopping, the batch
-        already fetched is applied, then `StopConsume` ends the fetching."""
+        batch up with what arrived meanwhile (`fetch_timeout.top_up`). After a short batch
+        the fetch asked the server for the first message only (`_tops_up_next`): the top-up
+        then comes once the fill window the fetch left out has passed, so the batch holds
+        what the fill would have brought. Stopping, the batch already fetched is applied,
+        then `StopConsume` ends the fetching."""
         fetched = time.perf_counter()
         msgs = cast(list[Any], batch)
         waited = self._inflight is not None and not self._inflight.done()
@@ -320,7 +323,10 @@ class JetStreamConsumer:
             raise StopConsume
         topped: list[Any] = []
         if waited:  # under load: add what arrived while the previous batch was applied
+            if self._fill_skipped:  # and in the fill window the fetch left out (see there)
+                await asyncio.sleep(fetch_timeout.FILL_S - (time.perf_counter() - fetched))
             topped = await self._top_up(self._opts.batch_size - len(msgs))
+        self._fill_skipped = False
         stamps = _Stamps(fetched, len(msgs), len(topped))
         self._inflight_short = len(msgs) + len(topped) < self._opts.batch_size
         self._inflight = asyncio.create_task(
@@ -330,10 +336,12 @@ class JetStreamConsumer:
     def _tops_up_next(self) -> bool:
         """Whether the batch being fetched will be topped up (`_on_batch` waits for the batch
         in flight, then tops up): asked by the fetch once the batch has its first message,
-        which is then handed over without the fill request (`fetch_timeout`, 4.). Only after
-        a short batch (a steady load): on a backlog the fill overlaps the apply."""
+        which is then handed over without the fill request (`fetch_timeout`, 4.; decision
+        0305). Only after a short batch (a steady load): on a backlog the fill overlaps the
+        apply."""
         task = self._inflight
-        return self._inflight_short and task is not None and not task.done()
+        self._fill_skipped = self._inflight_short and task is not None and not task.done()
+        return self._fill_skipped
 
     async def _top_up(self, room: int) -> list[Any]:
         try:

@@ -31,8 +31,10 @@ Two fixes between nats-py 2.16 and FastStream 0.7.8:
    the consumer waits for the batch in flight anyway, then tops the new one up (3.) with
    everything that arrived meanwhile, which the fill could only have split. That is one
    pull request and its status message fewer per batch, and each costs nats-server more CPU
-   than the dozen messages of such a batch. On a backlog the batch in flight is full, and
-   the fill still overlaps its apply; with no batch in flight the fill is made as in 2.
+   than the dozen messages of such a batch. The consumer still waits out the fill window
+   (from the first message) before its top-up, so batches stay as large as with the fill.
+   On a backlog the batch in flight is full, and the fill still overlaps its apply; with no
+   batch in flight the fill is made as in 2.
 """
 
 from __future__ import annotations
@@ -55,7 +57,7 @@ FILL_S = 0.005
 #: The (stream, durable) pairs whose fetches behave as in 2. (the services' consumers), each
 #: with its consumer's answer to "will you top up the batch being fetched?" (4.); any other
 #: pull subscription in the process keeps nats-py's behaviour, with fix 1 only.
-_BATCHING: dict[tuple[str, str], Callable[[], bool]] = {}
+_BATCHING: dict[tuple[str | None, str | None], Callable[[], bool]] = {}
 
 
 def _never() -> bool:
