@@ -176,8 +176,6 @@ class JetStreamConsumer:
         self._stop = asyncio.Event()
         self._died: BaseException | None = None
         self._inflight: asyncio.Task[None] | None = None
-        self._inflight_short = False  # the batch in flight was short of batch_size
-        self._fill_skipped = False  # the batch being fetched came without its fill window
         self._dead_lettering: set[asyncio.Task[None]] = set()  # see settle.settle_dead
         self._done_fetching = asyncio.Event()  # set when the handler ends the fetching
         self._hold_max = max(0.1, min(5.0, self._opts.ack_wait / 3))
@@ -212,7 +210,7 @@ class JetStreamConsumer:
             ),
         )
         subscriber(self._on_batch)
-        fetch_timeout.batching(self._stream_name, self._durable, self._tops_up_next)
+        fetch_timeout.batching(self._stream_name, self._durable)
         return subscriber
 
     # --- lifecycle ---------------------------------------------------------------------------
@@ -305,11 +303,8 @@ class JetStreamConsumer:
         in a task, and the handler returns so that FastStream fetches the next batch meanwhile
         (measured: without that overlap the rate fell by ~15%); the next call first waits
         for it, so batches are applied one at a time, in order; when it did wait, it tops its
-        batch up with what arrived meanwhile (`fetch_timeout.top_up`). After a short batch
-        the fetch asked the server for the first message only (`_tops_up_next`): the top-up
-        then comes once the fill window the fetch left out has passed, so the batch holds
-        what the fill would have brought. Stopping, the batch already fetched is applied,
-        then `StopConsume` ends the fetching."""
+        batch up with what arrived meanwhile (`fetch_timeout.top_up`). Stopping, the batch
+        already fetched is applied, then `StopConsume` ends the fetching."""
         fetched = time.perf_counter()
         msgs = cast(list[Any], batch)
         waited = self._inflight is not None and not self._inflight.done()
@@ -323,25 +318,11 @@ class JetStreamConsumer:
             raise StopConsume
         topped: list[Any] = []
         if waited:  # under load: add what arrived while the previous batch was applied
-            if self._fill_skipped:  # and in the fill window the fetch left out (see there)
-                await asyncio.sleep(fetch_timeout.FILL_S - (time.perf_counter() - fetched))
             topped = await self._top_up(self._opts.batch_size - len(msgs))
-        self._fill_skipped = False
         stamps = _Stamps(fetched, len(msgs), len(topped))
-        self._inflight_short = len(msgs) + len(topped) < self._opts.batch_size
         self._inflight = asyncio.create_task(
             self._guarded(msgs + topped, stamps), name=f"batch:{self._durable}"
         )
-
-    def _tops_up_next(self) -> bool:
-        """Whether the batch being fetched will be topped up (`_on_batch` waits for the batch
-        in flight, then tops up): asked by the fetch once the batch has its first message,
-        which is then handed over without the fill request (`fetch_timeout`, 4.; decision
-        0305). Only after a short batch (a steady load): on a backlog the fill overlaps the
-        apply."""
-        task = self._inflight
-        self._fill_skipped = self._inflight_short and task is not None and not task.done()
-        return self._fill_skipped
 
     async def _top_up(self, room: int) -> list[Any]:
         try:

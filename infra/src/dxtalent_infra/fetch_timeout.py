@@ -25,16 +25,6 @@ Two fixes between nats-py 2.16 and FastStream 0.7.8:
    request that the server answers at once (no lingering request is left behind, whose late
    messages would sit unapplied in the client), and only when it did wait for a batch in
    flight: an idle consumer never does. Decision 0202.
-4. **Under a steady load, no fill request** (decision 0305). While the consumer applies a
-   batch that was short of its size (the stream had run dry: a steady load, not a backlog),
-   the next batch's first message is handed over at once, without the fill request of 2.:
-   the consumer waits for the batch in flight anyway, then tops the new one up (3.) with
-   everything that arrived meanwhile, which the fill could only have split. That is one
-   pull request and its status message fewer per batch, and each costs nats-server more CPU
-   than the dozen messages of such a batch. The consumer still waits out the fill window
-   (from the first message) before its top-up, so batches stay as large as with the fill.
-   On a backlog the batch in flight is full, and the fill still overlaps its apply; with no
-   batch in flight the fill is made as in 2.
 """
 
 from __future__ import annotations
@@ -42,7 +32,6 @@ from __future__ import annotations
 import contextlib
 import functools
 import json
-from collections.abc import Callable
 from typing import Any
 
 import nats.errors
@@ -54,21 +43,14 @@ _SHORT = "_dxtalent_last_fetch_short"
 #: How long a batch that has its first message waits for more to arrive (seconds).
 FILL_S = 0.005
 
-#: The (stream, durable) pairs whose fetches behave as in 2. (the services' consumers), each
-#: with its consumer's answer to "will you top up the batch being fetched?" (4.); any other
-#: pull subscription in the process keeps nats-py's behaviour, with fix 1 only.
-_BATCHING: dict[tuple[str | None, str | None], Callable[[], bool]] = {}
+#: The (stream, durable) pairs whose fetches behave as in 2. (the services' consumers);
+#: any other pull subscription in the process keeps nats-py's behaviour, with fix 1 only.
+_BATCHING: set[tuple[str, str]] = set()
 
 
-def _never() -> bool:
-    return False
-
-
-def batching(stream: str, durable: str, tops_up: Callable[[], bool] = _never) -> None:
-    """Give the pull subscriptions of `durable` on `stream` the batch behaviour of 2.;
-    `tops_up()`, asked once a batch has its first message, says whether the consumer will
-    top that batch up itself (4.): then the fill request is not made."""
-    _BATCHING[(stream, durable)] = tops_up
+def batching(stream: str, durable: str) -> None:
+    """Give the pull subscriptions of `durable` on `stream` the batch behaviour of 2."""
+    _BATCHING.add((stream, durable))
 
 
 def install(cls: Any = JetStreamContext.PullSubscription) -> None:
@@ -92,14 +74,13 @@ def install(cls: Any = JetStreamContext.PullSubscription) -> None:
         timeout: float | None = 5,  # noqa: ASYNC109 (nats-py's signature)
         **kwargs: Any,
     ) -> Any:
-        tops_up = _BATCHING.get((getattr(self, "_stream", None), getattr(self, "_consumer", None)))
-        if tops_up is None:
+        if (getattr(self, "_stream", None), getattr(self, "_consumer", None)) not in _BATCHING:
             return await fetch_once(self, batch, timeout, **kwargs)
         if getattr(self, _SHORT, False):  # the batch so far is all there is: hand it over
             setattr(self, _SHORT, False)
             raise nats.errors.TimeoutError
         got = await fetch_once(self, 1, timeout, **kwargs)
-        if batch > 1 and not tops_up():
+        if batch > 1:
             with contextlib.suppress(nats.errors.TimeoutError):  # nothing more yet
                 got = [*got, *await fetch_once(self, batch - len(got), FILL_S, **kwargs)]
         setattr(self, _SHORT, len(got) < batch)

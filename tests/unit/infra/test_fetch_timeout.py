@@ -81,26 +81,6 @@ async def test_after_a_short_fetch_the_next_one_ends_at_once() -> None:
     assert len(await trickle.fetch(500, timeout=0.1)) == 2
 
 
-async def test_a_batch_the_consumer_will_top_up_asks_for_its_first_message_only() -> None:
-    """While the consumer applies a short batch (a steady load), the next batch's first
-    message is handed over without the fill request: the consumer tops the batch up itself
-    once the batch in flight is done. Without one in flight, the fill is made as before."""
-    fetch_timeout.install(_Queue)
-    topping = [True]
-    steady = _Queue(ready=5)
-    fetch_timeout.batching("STREAM", "durable", lambda: topping[0])
-    try:
-        assert await steady.fetch(500, timeout=0.1) == [0]
-        assert steady.calls == [(1, 0.1)]
-        with pytest.raises(nats.errors.TimeoutError):  # the batch is handed over at once
-            await steady.fetch(499, timeout=0.09)
-        topping[0] = False
-        assert len(await steady.fetch(500, timeout=0.1)) == 4
-        assert steady.calls[1:] == [(1, 0.1), (499, fetch_timeout.FILL_S)]
-    finally:
-        fetch_timeout.batching("STREAM", "durable")
-
-
 async def test_other_pull_subscriptions_keep_nats_py_behaviour() -> None:
     """A pull subscription that is not a consumer's durable (a test helper, a tool) is asked
     once for the whole batch, as nats-py does it."""
