@@ -103,7 +103,8 @@ async def test_stop_cuts_the_wait_short_and_applies_the_waiting_batch(
     stream = env.topology.stream(INBOUND.name)
 
     async def fetched() -> bool:  # delivered to the consumer, not yet applied
-        return (await env.js.consumer_info(stream, env.durable)).num_ack_pending == 1
+        info = await env.js.consumer_info(stream, env.durable)
+        return bool(info.delivered.stream_seq == 2 and info.ack_floor.stream_seq == 1)
 
     await eventually(fetched, "the second message fetched", within=interval / 2)
     await consumer.stop()
