@@ -12,6 +12,10 @@ acknowledges, rejects or drops a message. The whole fetched list reaches one han
    originals are acknowledged, and retried messages nak'ed with a backoff delay. The dead
    letters go out while the next batch is applied; `close` waits for them.
 
+With `ConsumerOptions.min_batch_interval` a batch starts at least that long after the one
+before started, then takes what arrived meanwhile: a read model under a trickle applies a
+few larger batches instead of many small ones (decision 0290).
+
 The handler takes the fetched list as its decoded body (`_undecoded`), not as a
 `NatsMessage` parameter: FastDepends resolves such a parameter by a sync function that it
 runs in a worker thread, a thread round trip per batch (decision 0250). At debug level each
@@ -53,6 +57,7 @@ from dxtalent_infra.settle import Settling, acknowledge, settle_dead
 from dxtalent_infra.topology import Topology
 
 __all__ = [
+    "MAX_BATCH_INTERVAL_S",
     "AfterCommit",
     "ConsumerConfigError",
     "ConsumerOptions",
@@ -66,6 +71,10 @@ fetch_timeout.install()
 nats_fast.install()
 
 AfterCommit = Callable[[Sequence[Delivery]], Awaitable[None]]
+
+#: The longest `ConsumerOptions.min_batch_interval` (seconds): a read model at most this
+#: late under a trickle, and `stop` never held by it (the wait ends when `stop` comes).
+MAX_BATCH_INTERVAL_S = 5.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,19 +109,28 @@ class ConsumerOptions:
     """How a consumer runs. `after_commit` is a test seam called after COMMIT and before any
     acknowledgement; `fetch_timeout` is how long one fetch waits for a first message (an idle
     consumer polls at this pace); once one came, a batch waits at most
-    `fetch_timeout.FILL_S` for more (see that module)."""
+    `fetch_timeout.FILL_S` for more (see that module).
+
+    `min_batch_interval` (seconds, 0 = none): a batch starts at least this long after the
+    previous one started. Under a steady trickle that makes fewer, larger batches, each
+    topped up after its wait, and so fewer per-batch costs (decision 0290); an idle
+    consumer's first message is applied at once, since the wait counts from the previous
+    batch's start. Meant for consumers off the critical path (a read model)."""
 
     batch_size: int = 500
     max_deliver: int = 5
     backoff: tuple[float, ...] = (0.5, 2.0, 10.0, 30.0)
     ack_wait: float = 30.0
     fetch_timeout: float = 0.1
+    min_batch_interval: float = 0.0
     source: str | None = None
     after_commit: AfterCommit | None = None
 
     def __post_init__(self) -> None:
         if self.batch_size < 1 or self.max_deliver < 1:
             raise ValueError("batch_size and max_deliver must be at least 1")
+        if not 0 <= self.min_batch_interval <= MAX_BATCH_INTERVAL_S:
+            raise ValueError(f"min_batch_interval must be between 0 and {MAX_BATCH_INTERVAL_S:g} s")
 
 
 def set_filter_subjects(js: Any, config: api.ConsumerConfig, wire_subjects: Sequence[str]) -> None:
@@ -178,6 +196,7 @@ class JetStreamConsumer:
         self._inflight: asyncio.Task[None] | None = None
         self._dead_lettering: set[asyncio.Task[None]] = set()  # see settle.settle_dead
         self._done_fetching = asyncio.Event()  # set when the handler ends the fetching
+        self._last_start: float | None = None  # perf_counter when the last batch started
         self._hold_max = max(0.1, min(5.0, self._opts.ack_wait / 3))
         self._log = log.bind(consumer=self._durable, stream=self._stream_name)
         self._applier = BatchApplier(
@@ -219,6 +238,12 @@ class JetStreamConsumer:
     def durable(self) -> str:
         """The durable consumer's name (also the `consumer` label of its metrics)."""
         return self._durable
+
+    @property
+    def last_batch_started(self) -> float | None:
+        """When the latest batch started to be applied (`time.perf_counter`); None before
+        the first. With `min_batch_interval`, consecutive starts are at least that apart."""
+        return self._last_start
 
     def _js(self) -> Any:
         return self._broker.connection.jetstream()
@@ -302,13 +327,15 @@ class JetStreamConsumer:
         """FastStream's handler, given each fetched list in stream order. The batch is applied
         in a task, and the handler returns so that FastStream fetches the next batch meanwhile
         (measured: without that overlap the rate fell by ~15%); the next call first waits
-        for it, so batches are applied one at a time, in order; when it did wait, it tops its
-        batch up with what arrived meanwhile (`fetch_timeout.top_up`). Stopping, the batch
-        already fetched is applied, then `StopConsume` ends the fetching."""
+        for it, so batches are applied one at a time, in order; with `min_batch_interval` it
+        then waits until that long after the previous batch's start (or until `stop`). When
+        it did wait, it tops its batch up with what arrived meanwhile (`fetch_timeout.top_up`).
+        Stopping, the batch already fetched is applied, then `StopConsume` ends the fetching."""
         fetched = time.perf_counter()
         msgs = cast(list[Any], batch)
         waited = self._inflight is not None and not self._inflight.done()
         await self._finish_previous()
+        waited = await self._space_out() or waited
         if self._died is not None:
             self._done_fetching.set()
             raise StopConsume  # dying: this batch is neither applied nor acknowledged
@@ -323,6 +350,18 @@ class JetStreamConsumer:
         self._inflight = asyncio.create_task(
             self._guarded(msgs + topped, stamps), name=f"batch:{self._durable}"
         )
+
+    async def _space_out(self) -> bool:
+        """Wait until `min_batch_interval` after the previous batch's start, or until `stop`;
+        True when it waited. A consumer idle that long (or never started) does not wait."""
+        if self._opts.min_batch_interval <= 0 or self._last_start is None or self._stop.is_set():
+            return False
+        delay = self._last_start + self._opts.min_batch_interval - time.perf_counter()
+        if delay <= 0:
+            return False
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._stop.wait(), delay)
+        return True
 
     async def _top_up(self, room: int) -> list[Any]:
         try:
@@ -355,7 +394,7 @@ class JetStreamConsumer:
         return deliveries_of(msgs, self._topology, self._sub_spec.stream, self._sub_spec.parser)
 
     async def _process(self, msgs: list[Any], stamps: _Stamps | None = None) -> None:
-        started = time.perf_counter()
+        started = self._last_start = time.perf_counter()
         deliveries, rejected = self._deliveries(msgs)
         metrics.BATCH_SIZE.labels(self._durable).observe(len(deliveries))
         with tracing.consume_batch(self._durable, self._stream_name, deliveries) as traced:
@@ -381,7 +420,7 @@ class JetStreamConsumer:
         self, stamps: _Stamps, first: Delivery, started: float, committed: float, settled: float
     ) -> None:
         """Where a batch's time went (debug): `held_ms` from its fetch to its apply (waiting for
-        the batch before, then the top-up), `apply_ms` to COMMIT, `settle_ms` to the last
+        the batch before, then `min_batch_interval`, then the top-up), `apply_ms` to COMMIT, `settle_ms` to the last
         acknowledgement sent, and `age_ms` of its oldest message, from JetStream storing it."""
         age = dt.datetime.now(dt.UTC) - first.received_at
         self._log.debug(

@@ -102,7 +102,9 @@ class ServiceContext:
 @dataclass(frozen=True)
 class ConsumerSpec:
     """A durable consumer of a service: which stream and subjects, how its messages are
-    parsed at the edge (`edge`), and its handler (built from the running service)."""
+    parsed at the edge (`edge`), its handler (built from the running service), and how long
+    at least between its batches' starts by default (`min_batch_interval_s`, seconds;
+    `DXT_BATCH_INTERVAL_MS` overrides it, see `batch_interval`)."""
 
     stream: str
     durable: str
@@ -110,6 +112,7 @@ class ConsumerSpec:
     deadletter_subject: str
     handler: Callable[[ServiceContext], Handler]
     parser: Parser | None = None
+    min_batch_interval_s: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -149,6 +152,14 @@ def asyncapi_document(spec_name: str, broker: NatsBroker) -> AsyncAPI:
     return AsyncAPI(broker, title=f"dxtalent {spec_name}", version="1")
 
 
+def batch_interval(settings: Settings, c: ConsumerSpec) -> float:
+    """Consumer `c`'s `min_batch_interval` in seconds: DXT_BATCH_INTERVAL_MS when set, else
+    the service's default in its spec."""
+    if settings.batch_interval_ms is None:
+        return c.min_batch_interval_s
+    return settings.batch_interval_ms / 1000
+
+
 def register_consumer(ctx: ServiceContext, c: ConsumerSpec) -> JetStreamConsumer:
     """The consumer `c` of the service, its FastStream subscriber registered on `ctx.broker`."""
     metrics.prime_consumer(c.durable)
@@ -168,6 +179,7 @@ def register_consumer(ctx: ServiceContext, c: ConsumerSpec) -> JetStreamConsumer
         options=ConsumerOptions(
             batch_size=ctx.settings.batch_size,
             max_deliver=ctx.settings.max_deliver,
+            min_batch_interval=batch_interval(ctx.settings, c),
             source=ctx.source,
         ),
     )

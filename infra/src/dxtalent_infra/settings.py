@@ -85,6 +85,15 @@ class Settings(BaseSettings):
         description="inbox rows older than this are pruned; must exceed DXT_DUPLICATE_WINDOW_S",
     )
     batch_size: int = Field(default=500, ge=1, le=10_000)
+    batch_interval_ms: int | None = Field(
+        default=None,
+        ge=0,
+        le=5_000,
+        description=(
+            "a consumer's batch starts at least this long after the previous one's start"
+            " (0 = at once); unset = the service's default (reporting 100, others 0)"
+        ),
+    )
     max_deliver: int = Field(default=5, ge=1)
     relay_poll_interval_s: float = Field(default=1.0, gt=0)
     shutdown_grace_s: float = Field(

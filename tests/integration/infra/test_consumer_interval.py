@@ -1,0 +1,117 @@
+"""`ConsumerOptions.min_batch_interval` against real NATS JetStream and PostgreSQL: batches
+under a steady publish start at least the interval apart (by the consumer's own stamps), an
+idle consumer applies its first message without waiting it out, and `stop` cuts the wait
+short (decision 0290)."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import time
+from collections.abc import Sequence
+
+from dxtalent_infra.consumer import JetStreamConsumer
+from dxtalent_infra.delivery import Delivery
+from dxtalent_infra.topology import INBOUND
+from tests.integration.infra.test_consumer import Env, env, keys, running  # noqa: F401
+from tests.support.polling import eventually
+
+
+class Starts:
+    """The start stamp and size of each batch `consumer` committed (its `after_commit`)."""
+
+    def __init__(self) -> None:
+        self.consumer: JetStreamConsumer | None = None
+        self.batches: list[tuple[float, int]] = []
+
+    async def record(self, batch: Sequence[Delivery]) -> None:
+        assert self.consumer is not None
+        started = self.consumer.last_batch_started
+        assert started is not None
+        self.batches.append((started, len(batch)))
+
+    def gaps(self) -> list[float]:
+        stamps = [at for at, _ in self.batches]
+        return [b - a for a, b in itertools.pairwise(stamps)]
+
+
+def spaced_consumer(where: Env, interval: float) -> tuple[JetStreamConsumer, Starts]:
+    starts = Starts()
+    consumer = where.consumer(min_batch_interval=interval, after_commit=starts.record)
+    starts.consumer = consumer
+    return consumer, starts
+
+
+async def test_batches_under_a_steady_publish_start_at_least_the_interval_apart(
+    env: Env,  # noqa: F811
+) -> None:
+    """A message every 10 ms for about a second, with a 0.2 s interval: every message is
+    applied once, batches start at least 0.2 s apart, and a batch takes what arrived while it
+    waited (so there are fewer batches than messages)."""
+    consumer, starts = spaced_consumer(env, 0.2)
+    names = keys(100)
+    async with running(consumer):
+        for name in names:
+            await env.publish([name])
+            await asyncio.sleep(0.01)
+        await eventually(lambda: env.has_rows(len(names)), "every message applied")
+        await eventually(consumer.caught_up, "caught up")
+    assert await env.rows() == (len(names), len(names))
+    assert sum(n for _, n in starts.batches) == len(names)
+    assert len(starts.batches) >= 2
+    assert min(starts.gaps()) >= 0.2
+    assert len(starts.batches) < len(names)
+
+
+async def test_an_idle_consumer_applies_its_first_message_without_waiting_the_interval(
+    env: Env,  # noqa: F811
+) -> None:
+    """The wait counts from the previous batch's start: a consumer's first message, and the
+    first after an idle spell longer than the interval, start before an interval has passed
+    since they were published; a message right behind a batch waits the interval out."""
+    interval = 2.0
+    consumer, starts = spaced_consumer(env, interval)
+    async with running(consumer):
+        published = time.perf_counter()
+        await env.publish(["first"])
+        await eventually(lambda: env.has_rows(1), "the first message applied")
+        assert starts.batches[0][0] - published < interval
+
+        idle_until = starts.batches[0][0] + interval + 0.1  # idle longer than the interval
+        await asyncio.sleep(idle_until - time.perf_counter())
+        published = time.perf_counter()
+        await env.publish(["after-idle"])
+        await eventually(lambda: env.has_rows(2), "the message after the idle spell applied")
+        assert starts.batches[1][0] - published < interval
+
+        await env.publish(["right-behind"])
+        await eventually(lambda: env.has_rows(3), "the message right behind applied")
+    assert starts.gaps()[1] >= interval
+
+
+async def test_stop_cuts_the_wait_short_and_applies_the_waiting_batch(
+    env: Env,  # noqa: F811
+) -> None:
+    """`stop` while a fetched batch waits out a 5 s interval: the batch is applied and
+    acknowledged at once (it starts well before the interval is over), and run() returns."""
+    interval = 5.0
+    consumer, starts = spaced_consumer(env, interval)
+    task = asyncio.create_task(consumer.run())
+    await env.publish(["first"])
+    await eventually(lambda: env.has_rows(1), "the first message applied")
+    await env.publish(["waiting"])
+    stream = env.topology.stream(INBOUND.name)
+
+    async def fetched() -> bool:  # delivered to the consumer, not yet applied
+        info = await env.js.consumer_info(stream, env.durable)
+        return bool(info.delivered.stream_seq == 2 and info.ack_floor.stream_seq == 1)
+
+    await eventually(fetched, "the second message fetched", within=interval / 2)
+    await consumer.stop()
+    await asyncio.wait_for(task, 15)
+    assert await env.rows() == (2, 2)
+    assert len(starts.batches) == 2
+    assert starts.gaps()[0] < interval  # the wait was cut short by stop
+    info = await env.js.consumer_info(stream, env.durable)
+    assert info.num_ack_pending == 0
+    assert info.ack_floor.stream_seq == 2
