@@ -12,9 +12,10 @@ acknowledges, rejects or drops a message. The whole fetched list reaches one han
    originals are acknowledged, and retried messages nak'ed with a backoff delay. The dead
    letters go out while the next batch is applied; `close` waits for them.
 
-With `ConsumerOptions.min_batch_interval` a batch starts at least that long after the one
-before started, then takes what arrived meanwhile: a read model under a trickle applies a
-few larger batches instead of many small ones (decision 0290).
+With `ConsumerOptions.min_batch_interval` a batch that is not full starts at least that long
+after the one before started, then takes what arrived meanwhile: a read model under a trickle
+applies a few larger batches instead of many small ones, and a backlog is not slowed
+(decision 0290).
 
 The handler takes the fetched list as its decoded body (`_undecoded`), not as a
 `NatsMessage` parameter: FastDepends resolves such a parameter by a sync function that it
@@ -112,10 +113,11 @@ class ConsumerOptions:
     `fetch_timeout.FILL_S` for more (see that module).
 
     `min_batch_interval` (seconds, 0 = none): a batch starts at least this long after the
-    previous one started. Under a steady trickle that makes fewer, larger batches, each
-    topped up after its wait, and so fewer per-batch costs (decision 0290); an idle
-    consumer's first message is applied at once, since the wait counts from the previous
-    batch's start. Meant for consumers off the critical path (a read model)."""
+    previous one started, unless it was fetched full. Under a steady trickle that makes
+    fewer, larger batches, each topped up after its wait, and so fewer per-batch costs
+    (decision 0290); a backlog's full batches never wait, and an idle consumer's first
+    message is applied at once, since the wait counts from the previous batch's start.
+    Meant for consumers off the critical path (a read model)."""
 
     batch_size: int = 500
     max_deliver: int = 5
@@ -335,7 +337,7 @@ class JetStreamConsumer:
         msgs = cast(list[Any], batch)
         waited = self._inflight is not None and not self._inflight.done()
         await self._finish_previous()
-        waited = await self._space_out() or waited
+        waited = await self._space_out(len(msgs)) or waited
         if self._died is not None:
             self._done_fetching.set()
             raise StopConsume  # dying: this batch is neither applied nor acknowledged
@@ -351,10 +353,17 @@ class JetStreamConsumer:
             self._guarded(msgs + topped, stamps), name=f"batch:{self._durable}"
         )
 
-    async def _space_out(self) -> bool:
+    async def _space_out(self, fetched: int) -> bool:
         """Wait until `min_batch_interval` after the previous batch's start, or until `stop`;
-        True when it waited. A consumer idle that long (or never started) does not wait."""
-        if self._opts.min_batch_interval <= 0 or self._last_start is None or self._stop.is_set():
+        True when it waited. A consumer idle that long (or never started) does not wait, nor
+        does a full batch: the interval gathers a trickle into fewer batches, it must not cap
+        a backlog's rate at `batch_size` per interval."""
+        if (
+            self._opts.min_batch_interval <= 0
+            or self._last_start is None
+            or self._stop.is_set()
+            or fetched >= self._opts.batch_size
+        ):
             return False
         delay = self._last_start + self._opts.min_batch_interval - time.perf_counter()
         if delay <= 0:

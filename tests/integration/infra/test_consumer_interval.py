@@ -89,6 +89,24 @@ async def test_an_idle_consumer_applies_its_first_message_without_waiting_the_in
     assert starts.gaps()[1] >= interval
 
 
+async def test_a_backlog_of_full_batches_does_not_wait(
+    env: Env,  # noqa: F811
+) -> None:
+    """Full batches are a backlog, not a trickle: with batches of 10 and a 5 s interval, 50
+    messages published beforehand go through in full batches that do not wait for each
+    other (the interval would otherwise cap the rate at one batch per interval)."""
+    interval = 5.0
+    names = keys(50)
+    await env.publish(names)
+    starts = Starts()
+    consumer = env.consumer(batch_size=10, min_batch_interval=interval, after_commit=starts.record)
+    starts.consumer = consumer
+    async with running(consumer):
+        await eventually(lambda: env.has_rows(len(names)), "every message applied")
+    assert [n for _, n in starts.batches] == [10] * 5
+    assert max(starts.gaps()) < interval
+
+
 async def test_stop_cuts_the_wait_short_and_applies_the_waiting_batch(
     env: Env,  # noqa: F811
 ) -> None:
