@@ -329,15 +329,15 @@ class JetStreamConsumer:
         """FastStream's handler, given each fetched list in stream order. The batch is applied
         in a task, and the handler returns so that FastStream fetches the next batch meanwhile
         (measured: without that overlap the rate fell by ~15%); the next call first waits
-        for it, so batches are applied one at a time, in order; with `min_batch_interval` it
-        then waits until that long after the previous batch's start (or until `stop`). When
-        it did wait, it tops its batch up with what arrived meanwhile (`fetch_timeout.top_up`).
-        Stopping, the batch already fetched is applied, then `StopConsume` ends the fetching."""
+        for it, so batches are applied one at a time, in order; when it did wait, it tops its
+        batch up with what arrived meanwhile (`fetch_timeout.top_up`). With
+        `min_batch_interval`, a batch still not full then waits until that long after the
+        previous batch's start (or until `stop`) and is topped up again. Stopping, the batch
+        already fetched is applied, then `StopConsume` ends the fetching."""
         fetched = time.perf_counter()
         msgs = cast(list[Any], batch)
         waited = self._inflight is not None and not self._inflight.done()
         await self._finish_previous()
-        waited = await self._space_out(len(msgs)) or waited
         if self._died is not None:
             self._done_fetching.set()
             raise StopConsume  # dying: this batch is neither applied nor acknowledged
@@ -348,21 +348,28 @@ class JetStreamConsumer:
         topped: list[Any] = []
         if waited:  # under load: add what arrived while the previous batch was applied
             topped = await self._top_up(self._opts.batch_size - len(msgs))
+        if await self._space_out(len(msgs) + len(topped)):  # a trickle: gather more
+            if self._stop.is_set():
+                await self._guarded(msgs + topped)
+                self._done_fetching.set()
+                raise StopConsume
+            topped += await self._top_up(self._opts.batch_size - len(msgs) - len(topped))
         stamps = _Stamps(fetched, len(msgs), len(topped))
         self._inflight = asyncio.create_task(
             self._guarded(msgs + topped, stamps), name=f"batch:{self._durable}"
         )
 
-    async def _space_out(self, fetched: int) -> bool:
+    async def _space_out(self, size: int) -> bool:
         """Wait until `min_batch_interval` after the previous batch's start, or until `stop`;
         True when it waited. A consumer idle that long (or never started) does not wait, nor
-        does a full batch: the interval gathers a trickle into fewer batches, it must not cap
-        a backlog's rate at `batch_size` per interval."""
+        does a batch of `size` that is full already, fetched or topped up: the interval
+        gathers a trickle into fewer batches, it must not slow a backlog (whose next batch,
+        fetched while the one before was applied, is often short, and full once topped up)."""
         if (
             self._opts.min_batch_interval <= 0
             or self._last_start is None
             or self._stop.is_set()
-            or fetched >= self._opts.batch_size
+            or size >= self._opts.batch_size
         ):
             return False
         delay = self._last_start + self._opts.min_batch_interval - time.perf_counter()

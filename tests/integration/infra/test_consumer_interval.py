@@ -107,6 +107,34 @@ async def test_a_backlog_of_full_batches_does_not_wait(
     assert max(starts.gaps()) < interval
 
 
+async def test_a_short_batch_topped_up_full_from_a_backlog_does_not_wait(
+    env: Env,  # noqa: F811
+) -> None:
+    """The batch fetched while the one before is applied is often short even when a backlog
+    builds up meanwhile: topped up to full, it goes at once. Here "first" takes 0.5 s to
+    apply; 3 messages come during it (the next batch, fetched short), then 27 more (a backlog
+    of full batches of 10 once topped up): no batch waits out the 5 s interval."""
+    interval = 5.0
+    starts = Starts()
+    consumer = env.consumer(batch_size=10, min_batch_interval=interval, after_commit=starts.record)
+    starts.consumer = consumer
+    env.effects.delay = 0.5
+
+    async def first_started() -> bool:
+        return consumer.last_batch_started is not None
+
+    async with running(consumer):
+        await env.publish(["first"])
+        await eventually(first_started, "the first batch started")
+        await env.publish(keys(3, "short"))
+        await asyncio.sleep(0.1)
+        env.effects.delay = 0
+        await env.publish(keys(27, "backlog"))
+        await eventually(lambda: env.has_rows(31), "every message applied")
+    assert [n for _, n in starts.batches] == [1, 10, 10, 10]
+    assert max(starts.gaps()) < interval
+
+
 async def test_stop_cuts_the_wait_short_and_applies_the_waiting_batch(
     env: Env,  # noqa: F811
 ) -> None:
