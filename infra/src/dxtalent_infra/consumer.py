@@ -39,7 +39,7 @@ import logging
 import time
 from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from dataclasses import dataclass
-from typing import Any, cast
+from typing import Any, NoReturn, cast
 
 import asyncpg
 import structlog
@@ -342,22 +342,24 @@ class JetStreamConsumer:
             self._done_fetching.set()
             raise StopConsume  # dying: this batch is neither applied nor acknowledged
         if self._stop.is_set():
-            await self._guarded(msgs)
-            self._done_fetching.set()
-            raise StopConsume
+            await self._apply_then_stop(msgs)
         topped: list[Any] = []
         if waited:  # under load: add what arrived while the previous batch was applied
             topped = await self._top_up(self._opts.batch_size - len(msgs))
         if await self._space_out(len(msgs) + len(topped)):  # a trickle: gather more
             if self._stop.is_set():
-                await self._guarded(msgs + topped)
-                self._done_fetching.set()
-                raise StopConsume
+                await self._apply_then_stop(msgs + topped)
             topped += await self._top_up(self._opts.batch_size - len(msgs) - len(topped))
         stamps = _Stamps(fetched, len(msgs), len(topped))
         self._inflight = asyncio.create_task(
             self._guarded(msgs + topped, stamps), name=f"batch:{self._durable}"
         )
+
+    async def _apply_then_stop(self, msgs: list[Any]) -> NoReturn:
+        """Stopping: apply the batch already fetched, then end FastStream's fetching."""
+        await self._guarded(msgs)
+        self._done_fetching.set()
+        raise StopConsume
 
     async def _space_out(self, size: int) -> bool:
         """Wait until `min_batch_interval` after the previous batch's start, or until `stop`;

@@ -36,8 +36,8 @@ from __future__ import annotations
 import json
 import re
 import zlib
-from collections.abc import AsyncIterator, Sequence
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Iterator, Sequence
+from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass
 from typing import Any, cast
 
@@ -190,6 +190,22 @@ def _with_along(statement: str, along: Sequence[str], first: int) -> str:
     head, rest = statement.lstrip().split(None, 1)
     assert head.upper() == "WITH"
     return f"WITH {', '.join(ctes)},\n{rest}"
+
+
+@contextmanager
+def _appending(
+    conn: asyncpg.Connection, stream_id: str | None, expected_version: int | None
+) -> Iterator[None]:
+    """Around an append statement: a duplicate event id becomes `DuplicateEventError`, and a
+    connection whose append did not return normally is marked for asyncpg's full reset (an
+    interrupted `allocate_positions()` may keep its session lock; decision 0285)."""
+    try:
+        yield
+    except BaseException as exc:
+        pool_reset.needs_full_reset(conn)
+        if isinstance(exc, asyncpg.UniqueViolationError):
+            raise _unique_violation(exc, stream_id, expected_version) from exc
+        raise
 
 
 class EventStoreError(Exception):
@@ -521,13 +537,8 @@ class PostgresEventStore:
             kind = "at"
             args.append(expected_version)
         async with self._connection(conn) as c:
-            try:
+            with _appending(c, stream_id, expected_version):
                 version: int | None = await c.fetchval(self._append_sql[kind], *args)
-            except BaseException as exc:
-                pool_reset.needs_full_reset(c)  # see _append_statement
-                if isinstance(exc, asyncpg.UniqueViolationError):
-                    raise _unique_violation(exc, stream_id, expected_version) from exc
-                raise
             if version is None:
                 actual = await self.stream_version(stream_id, conn=c)
                 raise ConcurrencyError(stream_id, expected_version, actual)
@@ -634,7 +645,7 @@ class PostgresEventStore:
                 key, _with_along(sql, key, 7)
             )
             extra = [a for w in along for a in w.args]
-        try:
+        with _appending(conn, None, None):
             rows: list[asyncpg.Record] = await conn.fetch(
                 sql,
                 to_json(streams).decode(),
@@ -645,13 +656,6 @@ class PostgresEventStore:
                 _json_rows(events),
                 *extra,
             )
-        except BaseException as exc:
-            # an interrupted allocate_positions() may keep its session lock: asyncpg's full
-            # reset releases it when the connection goes back to a pool (decision 0285)
-            pool_reset.needs_full_reset(conn)
-            if isinstance(exc, asyncpg.UniqueViolationError):
-                raise _unique_violation(exc, None, None) from exc
-            raise
         return rows
 
     async def _raise_concurrency(
