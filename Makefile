@@ -13,6 +13,10 @@ PACKAGES := src/dxtalent contracts/src/dxtalent_contracts infra/src/dxtalent_inf
             services/reporting/src/dxtalent_reporting
 EXAMPLES := examples/subscriber
 PYTEST_ARGS ?=
+# Tests run in two pytest-xdist workers (each with its own servers when it needs embedded ones):
+# most of a test's time is waiting for processes and servers. PYTEST_WORKERS=0 runs them in one.
+PYTEST_WORKERS ?= 2
+XDIST = -n $(PYTEST_WORKERS) --dist worksteal
 
 .PHONY: test lint typecheck pytest unit integration e2e demo schemas bench-infra bench-nats-sync bench-e2e bench-latency bench-throughput clean chromium promtool screenshots bench-dashboard bench-queries bench-rebuild compose-smoke k8s-pin-images k8s-render
 
@@ -34,16 +38,16 @@ typecheck: $(VENV)/.synced
 	$(BIN)/mypy $(PACKAGES) $(EXAMPLES) tests
 
 pytest: $(VENV)/.synced chromium promtool
-	$(BIN)/pytest $(PYTEST_ARGS)
+	$(BIN)/pytest $(XDIST) $(PYTEST_ARGS)
 
 unit: $(VENV)/.synced
-	$(BIN)/pytest -m unit $(PYTEST_ARGS)
+	$(BIN)/pytest -m unit $(XDIST) $(PYTEST_ARGS)
 
 integration: $(VENV)/.synced
-	$(BIN)/pytest -m integration $(PYTEST_ARGS)
+	$(BIN)/pytest -m integration $(XDIST) $(PYTEST_ARGS)
 
 e2e: $(VENV)/.synced
-	$(BIN)/pytest -m e2e $(PYTEST_ARGS)
+	$(BIN)/pytest -m e2e $(XDIST) $(PYTEST_ARGS)
 
 schemas: $(VENV)/.synced ## regenerate contracts/schemas from the pydantic models
 	$(BIN)/python -m dxtalent_contracts.schemagen contracts/schemas

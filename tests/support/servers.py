@@ -24,6 +24,7 @@ import warnings
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import asyncpg
 import nats
@@ -136,6 +137,21 @@ def server_urls() -> Iterator[ServerUrls]:
             server.stop()
         stack.close()
         shutil.rmtree(scratch, ignore_errors=True)
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    """Under pytest-xdist, hand this worker's server lines to the controller, which prints them."""
+    workeroutput = getattr(session.config, "workeroutput", None)
+    if workeroutput is not None:
+        workeroutput["dxt_test_servers"] = SOURCES
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_testnodedown(node: Any, error: object) -> None:
+    """pytest-xdist's controller: collect a finished worker's server lines (each once)."""
+    for line in getattr(node, "workeroutput", {}).get("dxt_test_servers", []):
+        if line not in SOURCES:
+            SOURCES.append(line)
 
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:

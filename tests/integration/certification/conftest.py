@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import socket
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -23,18 +22,11 @@ from pydantic import SecretStr
 from dxtalent_certification.service import SPEC
 from dxtalent_infra.migrations import quote_ident
 from dxtalent_infra.runtime import run_service, schema_for
+from dxtalent_infra.servers import free_port
 from dxtalent_infra.settings import Settings
 from dxtalent_infra.topology import Topology
 from tests.integration.certification.harness import TOKEN, RunningService
 from tests.support.polling import eventually
-
-
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that nothing listens on right now."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 async def _stop(task: asyncio.Task[None], stop: asyncio.Event) -> None:

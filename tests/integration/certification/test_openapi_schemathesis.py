@@ -16,8 +16,8 @@ from schemathesis.checks import (
 )
 
 from dxtalent_certification.service import SPEC
+from dxtalent_infra.servers import free_port
 from dxtalent_infra.settings import Settings
-from tests.integration.certification.conftest import free_port
 from tests.integration.certification.harness import L1_COURSES, Enrollment
 from tests.integration.live_api import (  # the fixture is autouse
     CHECKS,

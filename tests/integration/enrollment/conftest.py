@@ -20,9 +20,10 @@ from dxtalent_enrollment.service import SPEC
 from dxtalent_infra.eventstore import PostgresEventStore
 from dxtalent_infra.records import RecordedEvent
 from dxtalent_infra.runtime import run_service, schema_for
+from dxtalent_infra.servers import free_port
 from dxtalent_infra.settings import Settings
 from dxtalent_infra.topology import INBOUND, Topology
-from tests.integration.certification.conftest import _drop_schema, _stop, free_port
+from tests.integration.certification.conftest import _drop_schema, _stop
 from tests.support.polling import eventually
 
 INGEST_TOKEN = "ingest-token"

@@ -25,8 +25,8 @@ from schemathesis.checks import (
 
 from dxtalent_enrollment.intake import BEARER_SCHEME
 from dxtalent_enrollment.service import SPEC
+from dxtalent_infra.servers import free_port
 from dxtalent_infra.settings import Settings
-from tests.integration.certification.conftest import free_port
 from tests.integration.live_api import (  # the fixture is autouse
     CHECKS,
     ThreadedService,

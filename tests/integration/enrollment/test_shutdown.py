@@ -22,9 +22,10 @@ from dxtalent.nats_tools import publish_raw
 from dxtalent_enrollment.service import SPEC
 from dxtalent_infra.migrations import quote_ident
 from dxtalent_infra.runtime import run_service, schema_for
+from dxtalent_infra.servers import free_port
 from dxtalent_infra.settings import Settings
 from dxtalent_infra.topology import EVENTS, Topology
-from tests.integration.certification.conftest import _drop_schema, free_port
+from tests.integration.certification.conftest import _drop_schema
 from tests.integration.enrollment.test_facts_http import completion
 from tests.support.polling import eventually
 

@@ -34,12 +34,11 @@ from dxtalent_enrollment.service import SPEC as ENROLLMENT
 from dxtalent_infra.inbox_retention import prune_inbox
 from dxtalent_infra.migrations import MigrationPrivilegeError, quote_ident
 from dxtalent_infra.runtime import ServiceSpec, migrate_service, run_service
-from dxtalent_infra.servers import postgres_bin_dir
+from dxtalent_infra.servers import free_port, postgres_bin_dir
 from dxtalent_infra.settings import Settings
 from dxtalent_infra.topology import Topology
 from dxtalent_reporting.service import SPEC as REPORTING
 from tests.e2e.helpers import publish_with_ids
-from tests.integration.certification.conftest import free_port
 from tests.support.polling import eventually
 from tests.support.servers import unique_token
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime as dt
-import socket
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -35,6 +34,7 @@ from dxtalent_contracts.fiscal import fiscal_year_of
 from dxtalent_contracts.inbound import EmployeeLeft, EmployeeUpserted
 from dxtalent_infra.migrations import quote_ident
 from dxtalent_infra.runtime import run_service, schema_for
+from dxtalent_infra.servers import free_port
 from dxtalent_infra.settings import Settings
 from dxtalent_infra.topology import Topology
 from dxtalent_reporting.service import SPEC
@@ -42,14 +42,6 @@ from tests.support.polling import eventually
 
 ENROLLMENT = "urn:test:dxtalent:enrollment"
 CERTIFICATION = "urn:test:dxtalent:certification"
-
-
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 nobody listens on right now."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 @dataclass

@@ -19,6 +19,7 @@ from schemathesis.checks import (
 )
 
 from dxtalent_contracts.fiscal import fiscal_year_start
+from dxtalent_infra.servers import free_port
 from dxtalent_infra.settings import Settings
 from dxtalent_reporting.service import SPEC
 from tests.integration.live_api import (  # the fixture is autouse
@@ -28,7 +29,7 @@ from tests.integration.live_api import (  # the fixture is autouse
     schemathesis_node_id,  # noqa: F401
     with_token,
 )
-from tests.integration.reporting.harness import employee, free_port, levels_up_to, nominated
+from tests.integration.reporting.harness import employee, levels_up_to, nominated
 from tests.support.servers import ServerUrls, unique_token
 
 TOKEN = "schemathesis-token"
