@@ -242,31 +242,34 @@ def outbox_channel(schema: str) -> str:
     return f"dxt_outbox_{schema}"[:63]
 
 
-#: The outbox relays running in this process, by schema: how to wake each, on which loop
-#: (`OutboxRelay.run` registers itself; decision 0310).
-_local_relays: dict[str, tuple[asyncio.AbstractEventLoop, Callable[[], None]]] = {}
-#: Inside `wake_relays_after_commit()`: the schemas whose local relay is to be woken at its end.
-_deferred_wakes: ContextVar[set[str] | None] = ContextVar("dxt_deferred_wakes", default=None)
+_RelayKey = tuple[asyncpg.Pool, str]
+#: The outbox relays running in this process, by pool and schema: how to wake each, on which
+#: loop (`OutboxRelay.run` registers itself; decision 0310).
+_local_relays: dict[_RelayKey, tuple[asyncio.AbstractEventLoop, Callable[[], None]]] = {}
+#: Inside `wake_relays_after_commit()`: the relays to wake at its end.
+_deferred_wakes: ContextVar[set[_RelayKey] | None] = ContextVar("dxt_deferred_wakes", default=None)
 
 
-def register_local_relay(schema: str, wake: Callable[[], None]) -> None:
-    """Say that a relay of `schema` runs on this event loop: appends made inside
-    `wake_relays_after_commit()` then call `wake` after their COMMIT instead of notifying."""
-    _local_relays[schema] = (asyncio.get_running_loop(), wake)
+def register_local_relay(pool: asyncpg.Pool, schema: str, wake: Callable[[], None]) -> None:
+    """Say that a relay of `schema` on `pool` runs on this event loop: appends of a store on
+    the same pool made inside `wake_relays_after_commit()` then call `wake` after their
+    COMMIT instead of notifying."""
+    _local_relays[(pool, schema)] = (asyncio.get_running_loop(), wake)
 
 
-def unregister_local_relay(schema: str, wake: Callable[[], None]) -> None:
+def unregister_local_relay(pool: asyncpg.Pool, schema: str, wake: Callable[[], None]) -> None:
     """Undo `register_local_relay` (when `wake` is still the one registered)."""
-    entry = _local_relays.get(schema)
+    entry = _local_relays.get((pool, schema))
     if entry is not None and entry[1] == wake:
-        del _local_relays[schema]
+        del _local_relays[(pool, schema)]
 
 
 @contextmanager
 def wake_relays_after_commit() -> Iterator[None]:
     """Around a transaction the caller commits before leaving the block (a consumer's batch):
-    an append inside it to a schema whose relay runs in this process on this loop sends no
-    NOTIFY, and that relay is woken directly when the block ends normally, after the COMMIT.
+    an append inside it to a schema whose relay runs in this process on this loop (on the
+    store's pool) sends no NOTIFY, and that relay is woken directly when the block ends
+    normally, after the COMMIT.
 
     A NOTIFY costs more than the wake it carries: PostgreSQL serialises the commits of
     notifying transactions in a database (each holds a database-wide lock through its WAL
@@ -275,14 +278,14 @@ def wake_relays_after_commit() -> Iterator[None]:
     which reads the queue, and the relay's listener sends it on to its client (decision 0310).
     Appends elsewhere (another process, no relay running here, outside this block) notify as
     before. A block left by an exception wakes nothing: its transaction did not commit."""
-    pending: set[str] = set()
+    pending: set[_RelayKey] = set()
     token = _deferred_wakes.set(pending)
     try:
         yield
     finally:
         _deferred_wakes.reset(token)
-    for schema in pending:
-        entry = _local_relays.get(schema)
+    for key in pending:
+        entry = _local_relays.get(key)
         if entry is not None:
             entry[1]()
 
@@ -530,10 +533,11 @@ class PostgresEventStore:
         pending = _deferred_wakes.get()
         if pending is None or self._channel is None:
             return self._channel
-        entry = _local_relays.get(self.schema)
+        key = (self._pool, self.schema)
+        entry = _local_relays.get(key)
         if entry is None or entry[0] is not asyncio.get_running_loop():
             return self._channel
-        pending.add(self.schema)
+        pending.add(key)
         return None
 
     @property

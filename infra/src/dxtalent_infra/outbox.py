@@ -188,7 +188,7 @@ class OutboxRelay:
         backoff, failing = 0.1, False
         log.info("outbox.relay_started", schema=self.schema)
         # this process's consumer batches wake the relay after their COMMIT, without NOTIFY
-        register_local_relay(self.schema, self._notified)
+        register_local_relay(self._pool, self.schema, self._notified)
         try:
             while not self._stop.is_set():
                 try:
@@ -208,7 +208,7 @@ class OutboxRelay:
                 backoff, failing = 0.1, False
                 await self._sleep(self._poll_interval, wake_on_notify=True)
         finally:
-            unregister_local_relay(self.schema, self._notified)
+            unregister_local_relay(self._pool, self.schema, self._notified)
             await self._release_listener()
             await self._publisher.close()
             self._done.set()

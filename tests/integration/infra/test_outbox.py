@@ -446,7 +446,7 @@ async def test_the_wake_comes_after_commit_and_not_after_a_rollback(
         def wake() -> None:
             seen.append(conn.is_in_transaction())
 
-        register_local_relay(db_schema, wake)
+        register_local_relay(pool, db_schema, wake)
         try:
             with pytest.raises(RuntimeError):
                 await failing_batch(store, conn)
@@ -457,5 +457,5 @@ async def test_the_wake_comes_after_commit_and_not_after_a_rollback(
                 assert seen == []
             assert seen == [False]
         finally:
-            unregister_local_relay(db_schema, wake)
+            unregister_local_relay(pool, db_schema, wake)
     assert await store.stream_version("s") == 1
