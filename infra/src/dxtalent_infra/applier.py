@@ -33,6 +33,7 @@ from dxtalent_infra.delivery import (
     RejectMessage,
     trace_ids,
 )
+from dxtalent_infra.eventstore import wake_relays_after_commit
 from dxtalent_infra.inbox import PostgresInbox
 
 #: Batches applied in segments straight away after one whose all-at-once attempt failed.
@@ -114,7 +115,17 @@ class BatchApplier:
     ) -> BatchOutcome:
         """Claim and advance the checkpoint, handle in order, release the failed; then COMMIT.
         `rejected` are the messages the edge could not parse (by index): dead-lettered
-        without reaching the handler."""
+        without reaching the handler. The handlers' appends wake this process's relay after
+        the COMMIT instead of notifying (`wake_relays_after_commit`, decision 0310)."""
+        with wake_relays_after_commit():
+            return await self._apply(conn, deliveries, rejected)
+
+    async def _apply(
+        self,
+        conn: asyncpg.Connection,
+        deliveries: list[Delivery],
+        rejected: Mapping[int, RejectMessage] | None,
+    ) -> BatchOutcome:
         many: ManyHandler | None = getattr(self._handler, "handle_many", None)
         if many is not None and self._careful == 0:
             try:

@@ -33,11 +33,13 @@ younger one that is still open.) An open writing transaction anywhere in the clu
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 import zlib
-from collections.abc import AsyncIterator, Iterator, Sequence
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from contextlib import asynccontextmanager, contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any, cast
 
@@ -238,6 +240,54 @@ class DuplicateEventError(EventStoreError):
 def outbox_channel(schema: str) -> str:
     """The LISTEN/NOTIFY channel that appends to `schema` notify (at most 63 bytes)."""
     return f"dxt_outbox_{schema}"[:63]
+
+
+_RelayKey = tuple[asyncpg.Pool, str]
+#: The outbox relays running in this process, by pool and schema: how to wake each, on which
+#: loop (`OutboxRelay.run` registers itself; decision 0310).
+_local_relays: dict[_RelayKey, tuple[asyncio.AbstractEventLoop, Callable[[], None]]] = {}
+#: Inside `wake_relays_after_commit()`: the relays to wake at its end.
+_deferred_wakes: ContextVar[set[_RelayKey] | None] = ContextVar("dxt_deferred_wakes", default=None)
+
+
+def register_local_relay(pool: asyncpg.Pool, schema: str, wake: Callable[[], None]) -> None:
+    """Say that a relay of `schema` on `pool` runs on this event loop: appends of a store on
+    the same pool made inside `wake_relays_after_commit()` then call `wake` after their
+    COMMIT instead of notifying."""
+    _local_relays[(pool, schema)] = (asyncio.get_running_loop(), wake)
+
+
+def unregister_local_relay(pool: asyncpg.Pool, schema: str, wake: Callable[[], None]) -> None:
+    """Undo `register_local_relay` (when `wake` is still the one registered)."""
+    entry = _local_relays.get((pool, schema))
+    if entry is not None and entry[1] == wake:
+        del _local_relays[(pool, schema)]
+
+
+@contextmanager
+def wake_relays_after_commit() -> Iterator[None]:
+    """Around a transaction the caller commits before leaving the block (a consumer's batch):
+    an append inside it to a schema whose relay runs in this process on this loop (on the
+    store's pool) sends no NOTIFY, and that relay is woken directly when the block ends
+    normally, after the COMMIT.
+
+    A NOTIFY costs more than the wake it carries: PostgreSQL serialises the commits of
+    notifying transactions in a database (each holds a database-wide lock through its WAL
+    flush, so no two share one), writes the notification to its queue, signals every
+    listening backend of the database (each service's relay listener, whatever its channel),
+    which reads the queue, and the relay's listener sends it on to its client (decision 0310).
+    Appends elsewhere (another process, no relay running here, outside this block) notify as
+    before. A block left by an exception wakes nothing: its transaction did not commit."""
+    pending: set[_RelayKey] = set()
+    token = _deferred_wakes.set(pending)
+    try:
+        yield
+    finally:
+        _deferred_wakes.reset(token)
+    for key in pending:
+        entry = _local_relays.get(key)
+        if entry is not None:
+            entry[1]()
 
 
 def lock_key(schema: str, purpose: str) -> int:
@@ -457,7 +507,8 @@ class PostgresEventStore:
     With `notify` (the default) every append sends a NOTIFY on `outbox_channel(schema)` so
     the relay wakes at once; PostgreSQL serialises the commits of notifying transactions,
     so a store with many concurrent single-event writers may turn it off and let the relay
-    poll.
+    poll. Inside `wake_relays_after_commit()`, with the schema's relay running in this
+    process, an append wakes that relay directly after the COMMIT instead.
     """
 
     def __init__(self, pool: asyncpg.Pool, schema: str, *, notify: bool = True) -> None:
@@ -475,6 +526,19 @@ class PostgresEventStore:
         self._append_many_sql = _APPEND_MANY.format(s=s)
         self._along_sql: dict[tuple[str, ...], str] = {}  # `_APPEND_MANY` with writes
         self._undo_bumps_sql = _UNDO_BUMPS.format(s=s)
+
+    def _notify_channel(self) -> str | None:
+        """The channel an append notifies: none when the schema's relay runs on this loop and
+        the append is inside `wake_relays_after_commit()`, which then wakes it after COMMIT."""
+        pending = _deferred_wakes.get()
+        if pending is None or self._channel is None:
+            return self._channel
+        key = (self._pool, self.schema)
+        entry = _local_relays.get(key)
+        if entry is None or entry[0] is not asyncio.get_running_loop():
+            return self._channel
+        pending.add(key)
+        return None
 
     @property
     def pool(self) -> asyncpg.Pool:
@@ -527,7 +591,7 @@ class PostgresEventStore:
         if not events:
             return await self._check_version(stream_id, expected_version, conn)
         cols = _columns_of(events)
-        args: list[Any] = [stream_id, len(events), self._lock_key, self._channel, *cols]
+        args: list[Any] = [stream_id, len(events), self._lock_key, self._notify_channel(), *cols]
         args.append(tracing.outbox_contexts(events))
         if expected_version is None:
             kind = "any"
@@ -652,7 +716,7 @@ class PostgresEventStore:
                 json.dumps(required),
                 skip,
                 self._lock_key,
-                self._channel,
+                self._notify_channel(),
                 _json_rows(events),
                 *extra,
             )

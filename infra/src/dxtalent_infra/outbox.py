@@ -32,7 +32,9 @@ Design (architecture guarantee 2, no dual write):
 - At debug level each batch logs `outbox.published` with where its time went: from the
   NOTIFY that woke the relay to the read, the read, publishing until every ack, DELETE and
   COMMIT (decision 0250).
-- Wakes on LISTEN/NOTIFY (appends notify), polls every `poll_interval` as a fallback, and
+- Wakes on LISTEN/NOTIFY (appends notify), or directly when a consumer batch of the same
+  process committed events (`eventstore.wake_relays_after_commit`: no NOTIFY for those,
+  decision 0310), polls every `poll_interval` as a fallback, and
   backs off exponentially up to `max_backoff` while NATS or PostgreSQL is unreachable; the
   pool hands out fresh connections and nats-py reconnects by itself. Keep the streams'
   duplicate window well above `max_backoff` (`streams.ensure_streams` checks it).
@@ -62,7 +64,12 @@ from pydantic_core import to_json
 
 from dxtalent_contracts.registry import SUBJECT_BY_TYPE
 from dxtalent_infra import pool_reset, tracing
-from dxtalent_infra.eventstore import lock_key, outbox_channel
+from dxtalent_infra.eventstore import (
+    lock_key,
+    outbox_channel,
+    register_local_relay,
+    unregister_local_relay,
+)
 from dxtalent_infra.metrics import RELAY_PUBLISHED
 from dxtalent_infra.migrations import quote_ident
 from dxtalent_infra.publisher import BatchPublisher, Outgoing
@@ -180,6 +187,8 @@ class OutboxRelay:
         self._done = asyncio.Event()
         backoff, failing = 0.1, False
         log.info("outbox.relay_started", schema=self.schema)
+        # this process's consumer batches wake the relay after their COMMIT, without NOTIFY
+        register_local_relay(self._pool, self.schema, self._notified)
         try:
             while not self._stop.is_set():
                 try:
@@ -199,6 +208,7 @@ class OutboxRelay:
                 backoff, failing = 0.1, False
                 await self._sleep(self._poll_interval, wake_on_notify=True)
         finally:
+            unregister_local_relay(self._pool, self.schema, self._notified)
             await self._release_listener()
             await self._publisher.close()
             self._done.set()

@@ -19,7 +19,14 @@ from nats.aio.client import Client
 from nats.js.api import RawStreamMsg
 from nats.js.client import JetStreamContext
 
-from dxtalent_infra.eventstore import PostgresEventStore
+from dxtalent_infra import pool_reset
+from dxtalent_infra.eventstore import (
+    PostgresEventStore,
+    outbox_channel,
+    register_local_relay,
+    unregister_local_relay,
+    wake_relays_after_commit,
+)
 from dxtalent_infra.nats import connect_nats
 from dxtalent_infra.outbox import OutboxRelay
 from dxtalent_infra.records import NewEvent
@@ -374,3 +381,81 @@ async def test_a_batch_turns_off_synchronous_commit_for_its_own_transaction_only
             conn = cast(asyncpg.Connection, proxy)
             assert await conn.fetchval("SHOW synchronous_commit") == "on"
     assert len(await stream_ids(nc.jetstream(), topology)) == 2
+
+
+async def test_a_batch_wakes_the_relay_of_its_process_after_commit_without_notify(
+    store: PostgresEventStore, pool: asyncpg.Pool, db_schema: str, nc: Client, topology: Topology
+) -> None:
+    """Inside `wake_relays_after_commit()` (a consumer's batch), an append to a schema whose
+    relay runs in this process sends no NOTIFY, and the relay, polling only every 60 s,
+    publishes it at once after the COMMIT; an append outside the block still notifies
+    (decision 0310)."""
+    heard: list[str] = []
+    js = nc.jetstream()
+    relay = relay_for(pool, db_schema, nc, topology, poll_interval=60.0)
+    async with pool.acquire() as spy, running(relay):
+        pool_reset.needs_full_reset(spy)
+        channel = outbox_channel(db_schema)
+
+        def listen(*args: Any) -> None:
+            heard.append(args[2])
+
+        await spy.add_listener(channel, listen)
+        await asyncio.sleep(0.2)  # let the relay drain and go to sleep; not for correctness
+        inside, outside = event(1), event(2)
+        async with pool.acquire() as proxy:
+            conn = cast(asyncpg.Connection, proxy)
+            with wake_relays_after_commit():
+                async with conn.transaction():
+                    await store.append_new([("s", inside)], conn=conn)
+        await eventually(
+            lambda: _equal(stream_ids(js, topology), [inside.event_id]), "woken publish", within=5
+        )
+        await store.append("s", None, [outside])
+        await eventually(
+            lambda: _equal(stream_ids(js, topology), [inside.event_id, outside.event_id]),
+            "notified publish",
+            within=5,
+        )
+
+        async def notified() -> bool:
+            return len(heard) > 0
+
+        await eventually(notified, "the outside append's NOTIFY", within=5)
+        await asyncio.sleep(0.1)  # a notification of the first append would have come first
+        await spy.remove_listener(channel, listen)
+    assert heard == [channel]  # the append inside the block sent none
+
+
+async def failing_batch(store: PostgresEventStore, conn: asyncpg.Connection) -> None:
+    with wake_relays_after_commit():
+        async with conn.transaction():
+            await store.append_new([("s", event(1))], conn=conn)
+            raise RuntimeError("the batch failed")
+
+
+async def test_the_wake_comes_after_commit_and_not_after_a_rollback(
+    store: PostgresEventStore, pool: asyncpg.Pool, db_schema: str
+) -> None:
+    """The registered relay's wake runs once the block's transaction committed (the rows are
+    visible to the relay), never while it is open, and not at all when the block raised."""
+    seen: list[bool] = []
+    async with pool.acquire() as proxy:
+        conn = cast(asyncpg.Connection, proxy)
+
+        def wake() -> None:
+            seen.append(conn.is_in_transaction())
+
+        register_local_relay(pool, db_schema, wake)
+        try:
+            with pytest.raises(RuntimeError):
+                await failing_batch(store, conn)
+            assert seen == []
+            with wake_relays_after_commit():
+                async with conn.transaction():
+                    await store.append_new([("s", event(2))], conn=conn)
+                assert seen == []
+            assert seen == [False]
+        finally:
+            unregister_local_relay(pool, db_schema, wake)
+    assert await store.stream_version("s") == 1
