@@ -62,10 +62,11 @@ from pydantic_core import to_json
 
 from dxtalent_contracts.registry import SUBJECT_BY_TYPE
 from dxtalent_infra import pool_reset, tracing
-from dxtalent_infra.eventstore import lock_key, outbox_channel
+from dxtalent_infra.eventstore import OutboxHandover, lock_key, outbox_channel
 from dxtalent_infra.metrics import RELAY_PUBLISHED
 from dxtalent_infra.migrations import quote_ident
 from dxtalent_infra.publisher import BatchPublisher, Outgoing
+from dxtalent_infra.records import NewEvent
 from dxtalent_infra.topology import Topology
 
 log = structlog.get_logger(__name__)
@@ -100,6 +101,33 @@ def cloudevent_bytes(row: asyncpg.Record, source: str) -> bytes:
     return b"".join((to_json(doc)[:-1], b',"data":', row["data"].encode(), b"}"))
 
 
+def handed_over_cloudevent_bytes(event: NewEvent, source: str) -> bytes:
+    """`cloudevent_bytes` of an event handed over in memory (`OutboxHandover`): the same
+    document, attributes byte for byte (`time` in UTC, as PostgreSQL gives it back); `data`
+    is the appender's compact JSON in its own key order, where the read from `events` gives
+    jsonb's rendering of the same value (decision 0320)."""
+    doc: dict[str, Any] = {
+        "specversion": "1.0",
+        "id": event.event_id,
+        "source": source,
+        "type": event.event_type,
+    }
+    if event.subject is not None:
+        doc["subject"] = event.subject
+    doc["time"] = event.occurred_at.astimezone(dt.UTC).isoformat()
+    doc["datacontenttype"] = "application/json"
+    if event.causation_id is not None:
+        doc["causationid"] = event.causation_id
+    if event.correlation_id is not None:
+        doc["correlationid"] = event.correlation_id
+    return b"".join((to_json(doc)[:-1], b',"data":', to_json(event.data), b"}"))
+
+
+#: One outbox row to publish: its position, event id, event type, trace context and the
+#: event itself (a row read from `events`, or the appender's `NewEvent`).
+_Item = tuple[int, str, str, str | None, "asyncpg.Record | NewEvent"]
+
+
 class OutboxRelay:
     """Publishes the committed events of one schema's outbox to JetStream (module docstring)."""
 
@@ -117,6 +145,7 @@ class OutboxRelay:
         publish_timeout: float = 10.0,
         subjects: Mapping[str, str] = SUBJECT_BY_TYPE,
         on_published: PublishedHook | None = None,
+        handover: OutboxHandover | None = None,
     ) -> None:
         if batch_size < 1:
             raise ValueError(f"batch_size must be at least 1, not {batch_size}")
@@ -147,6 +176,16 @@ class OutboxRelay:
             " LIMIT 1) AS e ORDER BY o.position"
         )
         self._delete_table = f"{s}.outbox"
+        # with a hand-over: the batch's outbox rows alone, then only the events not handed
+        # over read from `events` by position (decision 0320)
+        self._handover = handover
+        self._outbox_sql = (
+            f"SELECT position, event_id, trace_context FROM {s}.outbox ORDER BY position LIMIT $1"
+        )
+        self._events_sql = (
+            "SELECT position, event_id, event_type, data::text AS data, subject, occurred_at,"
+            f" causation_id, correlation_id FROM {s}.events WHERE position = ANY($1::bigint[])"
+        )
         self._count_sql = f"SELECT count(*) FROM {s}.outbox"
         self._wake = asyncio.Event()
         self._woken_at: float | None = None  # the first NOTIFY not yet served (debug timings)
@@ -264,12 +303,12 @@ class OutboxRelay:
             conn = cast(asyncpg.Connection, proxy)
             await conn.execute(f"BEGIN; SELECT pg_advisory_xact_lock({int(self._lock_key)})")
             try:
-                rows = await conn.fetch(self._select_sql, self._batch_size)
+                rows, from_memory = await self._read(conn)
                 if not rows:
                     await conn.execute("COMMIT")
                     return 0
                 read = time.perf_counter()
-                event_ids = [r["event_id"] for r in rows]
+                event_ids = [r[1] for r in rows]
                 try:
                     duplicates = await self._publish(rows)
                 except BaseException:
@@ -285,7 +324,7 @@ class OutboxRelay:
                 acked = time.perf_counter()
                 if self._on_published is not None:
                     await self._on_published(event_ids)
-                positions = ",".join(str(int(r["position"])) for r in rows)
+                positions = ",".join(str(int(r[0])) for r in rows)
                 # no WAL flush to wait for: a DELETE lost in a server crash only publishes
                 # its events again, which JetStream drops by id (0260)
                 await conn.execute(
@@ -297,6 +336,8 @@ class OutboxRelay:
                 with contextlib.suppress(Exception):
                     await conn.execute("ROLLBACK")
                 raise
+        if self._handover is not None:
+            self._handover.published([r[0] for r in rows])
         RELAY_PUBLISHED.labels(service=self.schema).inc(len(rows))
         done = time.perf_counter()
         log.debug(
@@ -304,29 +345,61 @@ class OutboxRelay:
             schema=self.schema,
             count=len(rows),
             duplicates=duplicates,
+            from_memory=from_memory,
             # where the time went: from the NOTIFY (when one woke it) to the read, the read
             # (lock, BEGIN, SELECT), publishing until every JetStream ack, DELETE and COMMIT
             notified_ms=None if woken is None else round((began - woken) * 1000, 2),
             read_ms=round((read - began) * 1000, 2),
             publish_ms=round((acked - read) * 1000, 2),
             commit_ms=round((done - acked) * 1000, 2),
-            first_position=rows[0]["position"],
-            last_position=rows[-1]["position"],
+            first_position=rows[0][0],
+            last_position=rows[-1][0],
             first_event_id=event_ids[0],
             last_event_id=event_ids[-1],
         )
         return len(rows)
 
-    async def _publish(self, rows: Sequence[asyncpg.Record]) -> int:
+    async def _read(self, conn: asyncpg.Connection) -> tuple[list[_Item], int]:
+        """The batch's outbox rows in position order with their events, and how many of
+        those came from the hand-over."""
+        if self._handover is None:
+            return [
+                (r["position"], r["event_id"], r["event_type"], r["trace_context"], r)
+                for r in await conn.fetch(self._select_sql, self._batch_size)
+            ], 0
+        staged = self._handover.events
+        outbox = await conn.fetch(self._outbox_sql, self._batch_size)
+        handed: list[NewEvent | None] = []
+        missing: list[int] = []
+        for position, event_id, _ in outbox:
+            event = staged.get(position)
+            if event is not None and event.event_id == event_id:
+                handed.append(event)
+            else:
+                handed.append(None)
+                missing.append(position)
+        found: dict[int, asyncpg.Record] = {}
+        if missing:
+            found = {r["position"]: r for r in await conn.fetch(self._events_sql, missing)}
+        items: list[_Item] = []
+        for (position, event_id, trace_context), event in zip(outbox, handed, strict=True):
+            if event is not None:
+                items.append((position, event_id, event.event_type, trace_context, event))
+            else:
+                row = found[position]
+                items.append((position, event_id, row["event_type"], trace_context, row))
+        return items, len(items) - len(missing)
+
+    async def _publish(self, rows: Sequence[_Item]) -> int:
         """Publish `rows` in order, one batch of the relay's `BatchPublisher` (pipelined, one
         command, every ack awaited: decisions 0236, 0280); returns how many JetStream saw as
         duplicates."""
-        routed: list[tuple[asyncpg.Record, str]] = []
+        routed: list[tuple[_Item, str]] = []
         unroutable: list[str] = []
         for row in rows:
-            contract_subject = self._subjects.get(row["event_type"])
+            contract_subject = self._subjects.get(row[2])
             if contract_subject is None:
-                unroutable.append(row["event_id"])
+                unroutable.append(row[1])
             else:
                 routed.append((row, contract_subject))
         if unroutable:
@@ -342,17 +415,20 @@ class OutboxRelay:
         failure: BaseException | None = None
         try:
             messages: list[Outgoing] = []
-            for row, contract_subject in routed:
-                event_id: str = row["event_id"]
+            source = self._source
+            for (_, event_id, _, trace_context, event), contract_subject in routed:
                 extra: dict[str, str] = {}
-                if row["trace_context"] is not None:
+                if trace_context is not None:
                     spans.append(
-                        tracing.publish_span(
-                            contract_subject, event_id, row["trace_context"], extra
-                        )
+                        tracing.publish_span(contract_subject, event_id, trace_context, extra)
                     )
                 subject = self._wire_subject(contract_subject)
-                messages.append((subject, event_id, cloudevent_bytes(row, self._source), extra))
+                body = (
+                    handed_over_cloudevent_bytes(event, source)
+                    if isinstance(event, NewEvent)
+                    else cloudevent_bytes(event, source)
+                )
+                messages.append((subject, event_id, body, extra))
             return sum(await self._publisher.publish(messages))
         except BaseException as exc:
             failure = exc
