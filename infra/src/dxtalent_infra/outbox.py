@@ -51,7 +51,7 @@ import asyncio
 import contextlib
 import datetime as dt
 import time
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from typing import Any, cast
 
 import asyncpg
@@ -163,6 +163,10 @@ class OutboxRelay:
         self._lock_key = lock_key(schema, "relay")
         self._channel = outbox_channel(schema)
         s = quote_ident(schema)
+        # the read takes the relay's session advisory lock first, once, in the same round
+        # trip: an uncorrelated sub-select in WHERE is a one-time filter, evaluated before
+        # any row is read ($2, the key)
+        locked = "(SELECT true FROM (SELECT pg_advisory_lock($2)) AS l)"
         # the batch's outbox rows first, then each one's event by its key (LIMIT 1 keeps the
         # sub-select from being flattened back into a join): a plain join was planned as a
         # merge join reading `events` from its first position once the outbox held about a
@@ -170,8 +174,8 @@ class OutboxRelay:
         self._select_sql = (
             "SELECT o.position, e.event_id, e.event_type, e.data::text AS data, e.subject,"
             " e.occurred_at, e.causation_id, e.correlation_id, o.trace_context"
-            f" FROM (SELECT position, trace_context FROM {s}.outbox ORDER BY position"
-            " LIMIT $1) AS o"
+            f" FROM (SELECT position, trace_context FROM {s}.outbox WHERE {locked}"
+            " ORDER BY position LIMIT $1) AS o"
             f" CROSS JOIN LATERAL (SELECT * FROM {s}.events AS x WHERE x.position = o.position"
             " LIMIT 1) AS e ORDER BY o.position"
         )
@@ -180,13 +184,15 @@ class OutboxRelay:
         # over read from `events` by position (decision 0320)
         self._handover = handover
         self._outbox_sql = (
-            f"SELECT position, event_id, trace_context FROM {s}.outbox ORDER BY position LIMIT $1"
+            f"SELECT position, event_id, trace_context FROM {s}.outbox WHERE {locked}"
+            " ORDER BY position LIMIT $1"
         )
         self._events_sql = (
             "SELECT position, event_id, event_type, data::text AS data, subject, occurred_at,"
             f" causation_id, correlation_id FROM {s}.events WHERE position = ANY($1::bigint[])"
         )
         self._count_sql = f"SELECT count(*) FROM {s}.outbox"
+        self._unlock_sql = f"SELECT pg_advisory_unlock({int(self._lock_key)})"
         self._wake = asyncio.Event()
         self._woken_at: float | None = None  # the first NOTIFY not yet served (debug timings)
         self._stop = asyncio.Event()
@@ -294,18 +300,18 @@ class OutboxRelay:
             await self._pool.release(proxy)
 
     async def _relay_batch(self) -> int:
-        """One batch: lock, read in position order, publish, await acks, delete, commit.
-        Three round trips: BEGIN with the lock, the read, the DELETE with COMMIT (both pairs
-        sent as one simple query; the key and the positions are integers, inlined)."""
+        """One batch: lock, read in position order, publish, await acks, delete, unlock.
+        Two round trips: the read with the lock, then the DELETE in a transaction of its own
+        with the unlock (one simple query; the key and the positions are integers, inlined).
+        On the listener's connection while the relay runs (it is the relay's already, and
+        marked for asyncpg's full reset), else on a pooled one."""
         began = time.perf_counter()
         woken, self._woken_at = self._woken_at, None
-        async with self._pool.acquire() as proxy:
-            conn = cast(asyncpg.Connection, proxy)
-            await conn.execute(f"BEGIN; SELECT pg_advisory_xact_lock({int(self._lock_key)})")
+        async with self._batch_connection() as conn:
             try:
                 rows, from_memory = await self._read(conn)
                 if not rows:
-                    await conn.execute("COMMIT")
+                    await conn.execute(self._unlock_sql)
                     return 0
                 read = time.perf_counter()
                 event_ids = [r[1] for r in rows]
@@ -328,13 +334,20 @@ class OutboxRelay:
                 # no WAL flush to wait for: a DELETE lost in a server crash only publishes
                 # its events again, which JetStream drops by id (0260)
                 await conn.execute(
-                    "SET LOCAL synchronous_commit TO off; "
+                    "BEGIN; SET LOCAL synchronous_commit TO off; "
                     f"DELETE FROM {self._delete_table} WHERE position = ANY('{{{positions}}}'"
-                    "::bigint[]); COMMIT"
+                    f"::bigint[]); COMMIT; {self._unlock_sql}"
                 )
             except BaseException:
-                with contextlib.suppress(Exception):
-                    await conn.execute("ROLLBACK")
+                # the session lock must not outlive the batch: unlocked here, or the
+                # connection is reset (pooled) or given up (the listener's) on its release
+                pool_reset.needs_full_reset(conn)
+                try:
+                    await conn.execute(f"ROLLBACK; {self._unlock_sql}")
+                except BaseException:
+                    if cast(object, conn) is self._listener:
+                        await self._release_listener()
+                    raise
                 raise
         if self._handover is not None:
             self._handover.published([r[0] for r in rows])
@@ -359,16 +372,24 @@ class OutboxRelay:
         )
         return len(rows)
 
+    @contextlib.asynccontextmanager
+    async def _batch_connection(self) -> AsyncIterator[asyncpg.Connection]:
+        if self._listening():
+            yield cast(asyncpg.Connection, self._listener)
+            return
+        async with self._pool.acquire() as proxy:
+            yield cast(asyncpg.Connection, proxy)
+
     async def _read(self, conn: asyncpg.Connection) -> tuple[list[_Item], int]:
         """The batch's outbox rows in position order with their events, and how many of
         those came from the hand-over."""
         if self._handover is None:
             return [
                 (r["position"], r["event_id"], r["event_type"], r["trace_context"], r)
-                for r in await conn.fetch(self._select_sql, self._batch_size)
+                for r in await conn.fetch(self._select_sql, self._batch_size, self._lock_key)
             ], 0
         staged = self._handover.events
-        outbox = await conn.fetch(self._outbox_sql, self._batch_size)
+        outbox = await conn.fetch(self._outbox_sql, self._batch_size, self._lock_key)
         handed: list[NewEvent | None] = []
         missing: list[int] = []
         for position, event_id, _ in outbox:

@@ -395,7 +395,9 @@ async def test_a_batch_reads_only_its_own_events_however_far_the_store_has_grown
         plan = await conn.fetchval(
             f"EXPLAIN (ANALYZE, FORMAT JSON) {relay._select_sql}",
             500,
+            relay._lock_key,
         )
+        assert await conn.fetchval("SELECT pg_advisory_unlock($1)", relay._lock_key)
     nodes, read = [json.loads(plan)[0]["Plan"]], 0
     while nodes:
         node = nodes.pop()
