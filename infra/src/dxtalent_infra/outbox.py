@@ -4,9 +4,15 @@ Design (architecture guarantee 2, no dual write):
 
 - Appends write an `outbox` row in the same transaction as the event. The relay reads
   outbox rows in position order, publishes them, waits for every JetStream ack and only then
-  deletes the rows, in one PostgreSQL transaction per batch. A crash anywhere before that
-  transaction commits leaves the rows in place: they are published again, and JetStream drops
-  the copies by `Nats-Msg-Id` (= event id) within the stream's duplicate window.
+  deletes the rows. A crash anywhere before the DELETE commits leaves the rows in place: they
+  are published again, and JetStream drops the copies by `Nats-Msg-Id` (= event id) within
+  the stream's duplicate window.
+- The outbox says which events to publish, and in which order; with a hand-over
+  (`eventstore.OutboxHandover`, decision 0320) the events this process appended are taken
+  from memory, by position and checked by id, instead of being read back from `events`;
+  the others (other writers, a start-up backlog, anything the hand-over no longer holds)
+  are read from `events` by position. Either way the same document; only `data`'s text
+  differs (the appender's compact JSON, or jsonb's rendering of the same value).
 - Nothing is skipped when transactions commit out of position order: the relay keeps no
   cursor; a row whose transaction commits late (earlier position, later commit) simply shows
   up in a later batch. Order on the wire is therefore visibility order: every batch in
@@ -15,10 +21,14 @@ Design (architecture guarantee 2, no dual write):
 - Per stream the order is always version order: an append locks its stream row before
   taking positions, so version n+1 has a higher position and becomes visible only after
   version n; a batch that holds n+1 holds n unless n was published already.
-- One batch at a time per schema: each batch holds a transaction-level advisory lock, so
-  relays in several replicas take turns instead of interleaving (which could reorder a
-  stream). The lock transaction writes nothing until the final DELETE, so it never holds
-  back `read_all` (no transaction id while waiting for acks). That DELETE commits without
+- One batch at a time per schema: each batch holds a session advisory lock from its read
+  (which takes it before reading any row) to the end of its DELETE (which releases it in
+  the same round trip), so relays in several replicas take turns instead of interleaving
+  (which could reorder a stream): two round trips per batch (0320). No transaction is open
+  while the acks come back. The read's snapshot can predate the lock: a relay that waited
+  for another one may publish rows that one just published, and JetStream drops them by
+  id. A batch that fails unlocks (or its connection is reset or given up). The DELETE
+  commits without
   waiting for its WAL flush (`synchronous_commit` off for it alone): a crash that loses it
   leaves rows whose events were acked, which are published again and dropped by id, as after
   a relay crash between the acks and the commit; the next batch no longer waits for an fsync
@@ -31,7 +41,7 @@ Design (architecture guarantee 2, no dual write):
   is order-independent (guarantee 4).
 - At debug level each batch logs `outbox.published` with where its time went: from the
   NOTIFY that woke the relay to the read, the read, publishing until every ack, DELETE and
-  COMMIT (decision 0250).
+  COMMIT (decision 0250), and how many events came from the hand-over.
 - Wakes on LISTEN/NOTIFY (appends notify), polls every `poll_interval` as a fallback, and
   backs off exponentially up to `max_backoff` while NATS or PostgreSQL is unreachable; the
   pool hands out fresh connections and nats-py reconnects by itself. Keep the streams'

@@ -244,6 +244,51 @@ async def test_handed_over_events_go_out_from_memory_in_position_order_with_the_
     assert [e.event_id for e in handover.events.values()] == [lost.event_id]
 
 
+async def test_two_running_relays_take_turns_and_keep_each_stream_in_order(
+    store: PostgresEventStore,
+    pool: asyncpg.Pool,
+    database_url: str,
+    db_schema: str,
+    nc: Client,
+    topology: Topology,
+) -> None:
+    """Two relays on one schema (two replicas; the second has no hand-over) while events
+    are appended: each event is stored once, each stream in version order, and no relay
+    lock is left held once both stopped (a batch holds a session lock, decision 0320)."""
+    other = await asyncpg.create_pool(database_url, min_size=1, max_size=2)
+    try:
+        first = relay_for(pool, db_schema, nc, topology, batch_size=7)
+        second = relay_for(other, db_schema, nc, topology, batch_size=5, handover=None)
+        appended: list[NewEvent] = []
+        async with running(first), running(second):
+            for round_ in range(12):
+                batch = [event(round_ * 10 + i) for i in range(10)]
+                await store.append_many([(f"S{i % 4}", None, [e]) for i, e in enumerate(batch)])
+                appended += batch
+                await asyncio.sleep(0.01)
+            await eventually(lambda: _drained(first), "outbox drained")
+        messages = await stream_messages(nc.jetstream(), topology)
+        ids = [json.loads(m.data or b"")["id"] for m in messages]
+        assert sorted(ids) == sorted(e.event_id for e in appended)
+        for stream in range(4):
+            mine = [e.event_id for i, e in enumerate(appended) if i % 10 % 4 == stream]
+            assert [i for i in ids if i in set(mine)] == mine
+        async with pool.acquire() as conn:
+            held = await conn.fetchval(
+                "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND objsubid = 1"
+                " AND classid = $1::bigint::oid AND objid = $2::bigint::oid",
+                (first._lock_key >> 32) & 0xFFFFFFFF,
+                first._lock_key & 0xFFFFFFFF,
+            )
+        assert held == 0
+    finally:
+        await other.close()
+
+
+async def _drained(relay: OutboxRelay) -> bool:
+    return await relay.pending() == 0
+
+
 async def test_running_relay_wakes_on_notify(
     store: PostgresEventStore, pool: asyncpg.Pool, db_schema: str, nc: Client, topology: Topology
 ) -> None:
