@@ -370,7 +370,7 @@ class OutboxRelay:
             duplicates=duplicates,
             from_memory=from_memory,
             # where the time went: from the NOTIFY (when one woke it) to the read, the read
-            # (lock, BEGIN, SELECT), publishing until every JetStream ack, DELETE and COMMIT
+            # (lock and SELECT), publishing until every JetStream ack, DELETE, COMMIT, unlock
             notified_ms=None if woken is None else round((began - woken) * 1000, 2),
             read_ms=round((read - began) * 1000, 2),
             publish_ms=round((acked - read) * 1000, 2),
