@@ -36,7 +36,9 @@ from __future__ import annotations
 import asyncio
 import json
 import re
+import time
 import zlib
+from collections import deque
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from contextlib import asynccontextmanager, contextmanager
 from contextvars import ContextVar
@@ -410,7 +412,7 @@ ob AS (
     SELECT i.position, i.event_id, ($12::text[])[i.position - (x.a).first_position + 1]
     FROM ins AS i, alloc AS x
 )
-SELECT version FROM alloc"""
+SELECT version, (a).first_position FROM alloc"""
 
 # Many streams in one statement (`append_many`, `append_new`). $1 the call's stream ids (a
 # JSON array: asyncpg checks every element of a `text[]` parameter, 0.3 ms per 500), $2
@@ -425,7 +427,8 @@ SELECT version FROM alloc"""
 # and `append_many` undoes the other bumps (`_UNDO_BUMPS`). The result: without $3 each
 # bumped stream's version (`append_new` has no use for them: a row per stream to decode),
 # with $3 the ids that were stored already (`stored` looks them up with `= ANY(array)`,
-# so by index whatever the planner thinks of the CTE's size). A data-modifying CTE runs
+# so by index whatever the planner thinks of the CTE's size); and, when events were
+# inserted, one row with the first position they took (the outbox hand-over's key). A data-modifying CTE runs
 # to completion whether or not the query reads it, so `bump` bumps either way.
 _APPEND_MANY = """
 WITH given AS MATERIALIZED (
@@ -479,9 +482,12 @@ ob AS (
     SELECT (x.a).first_position + f.n - 1, f.event_id, f.trace_context
     FROM alloc AS x, fresh AS f
 )
-SELECT b.stream_id, b.version, NULL::text AS stored FROM bump AS b WHERE NOT $3
+SELECT b.stream_id, b.version, NULL::text AS stored, NULL::bigint AS first_position
+FROM bump AS b WHERE NOT $3
 UNION ALL
-SELECT NULL, NULL, event_id FROM stored"""
+SELECT NULL, NULL, event_id, NULL FROM stored
+UNION ALL
+SELECT NULL, NULL, NULL, (x.a).first_position FROM alloc AS x"""
 
 # After a failed expectation: undo the bumps ($1 streams, $2 counts) of the streams that were
 # bumped and read the versions of those that were not ($3), all still locked.
@@ -491,6 +497,47 @@ WITH undo AS (
     FROM unnest($1::text[], $2::int[]) AS u(stream_id, total) WHERE s.stream_id = u.stream_id
 )
 SELECT stream_id, version FROM {s}.streams WHERE stream_id = ANY($3::text[])"""
+
+
+class OutboxHandover:
+    """The events this process appended, by position, for the outbox relay of the same
+    store (decision 0320).
+
+    An append stages its inserted events with the positions the statement returned, before
+    its transaction commits. The relay still learns *which* events to publish from the
+    outbox (committed rows, in position order); for a row whose position is staged with the
+    same event id it takes the event from here instead of reading it from `events`. A
+    position is never given twice, so a staged event is exactly the row's event, or stale
+    (its transaction rolled back: its position never shows up in the outbox). The relay
+    drops what it published; what it never publishes (rolled back, published by a relay in
+    another process) goes after `max_age` seconds, or oldest first beyond `max_events`.
+    Missing entries only cost the read from `events`.
+    """
+
+    def __init__(self, *, max_age: float = 60.0, max_events: int = 100_000) -> None:
+        self.events: dict[int, NewEvent] = {}
+        self._max_age = max_age
+        self._max_events = max_events
+        self._spans: deque[tuple[float, int, int]] = deque()  # (staged at, first, end)
+
+    def stage(self, first_position: int, events: Sequence[NewEvent]) -> None:
+        """`events` took the positions from `first_position` on, in order."""
+        staged = self.events
+        for offset, e in enumerate(events):
+            staged[first_position + offset] = e
+        now = time.monotonic()
+        spans = self._spans
+        spans.append((now, first_position, first_position + len(events)))
+        while spans and (spans[0][0] < now - self._max_age or len(staged) > self._max_events):
+            _, first, end = spans.popleft()
+            for position in range(first, end):
+                staged.pop(position, None)
+
+    def published(self, positions: Sequence[int]) -> None:
+        """Forget the events at `positions` (published, their outbox rows deleted)."""
+        staged = self.events
+        for position in positions:
+            staged.pop(position, None)
 
 
 class PostgresEventStore:
@@ -526,6 +573,15 @@ class PostgresEventStore:
         self._append_many_sql = _APPEND_MANY.format(s=s)
         self._along_sql: dict[tuple[str, ...], str] = {}  # `_APPEND_MANY` with writes
         self._undo_bumps_sql = _UNDO_BUMPS.format(s=s)
+        self._handover: OutboxHandover | None = None
+
+    def outbox_handover(self) -> OutboxHandover:
+        """From now on, keep each appended event in memory by its position for this
+        process's outbox relay (`OutboxRelay(handover=...)`), which then publishes it
+        without reading it back from `events` (decision 0320)."""
+        if self._handover is None:
+            self._handover = OutboxHandover()
+        return self._handover
 
     def _notify_channel(self) -> str | None:
         """The channel an append notifies: none when the schema's relay runs on this loop and
@@ -602,10 +658,13 @@ class PostgresEventStore:
             args.append(expected_version)
         async with self._connection(conn) as c:
             with _appending(c, stream_id, expected_version):
-                version: int | None = await c.fetchval(self._append_sql[kind], *args)
-            if version is None:
+                row = await c.fetchrow(self._append_sql[kind], *args)
+            if row is None:
                 actual = await self.stream_version(stream_id, conn=c)
                 raise ConcurrencyError(stream_id, expected_version, actual)
+            if self._handover is not None:
+                self._handover.stage(row["first_position"], events)
+            version: int = row["version"]
             return version
 
     async def _check_version(
@@ -654,7 +713,11 @@ class PostgresEventStore:
             rows = await self._append_statement(
                 c, list(counts), required, pairs, skip=False, along=() if expecting else along
             )
-            starts = {r["stream_id"]: r["version"] - counts[r["stream_id"]] for r in rows}
+            starts = {
+                r["stream_id"]: r["version"] - counts[r["stream_id"]]
+                for r in rows
+                if r["stream_id"] is not None
+            }
             if len(starts) < len(counts) or any(
                 starts[k] != v for k, v in required.items() if k in starts
             ):
@@ -719,6 +782,12 @@ class PostgresEventStore:
                 self._notify_channel(),
                 _json_rows(events),
                 *extra,
+            )
+        if self._handover is not None and rows and rows[-1]["first_position"] is not None:
+            # the events inserted, in the order their positions were given (`fresh`)
+            stored = {r["stored"] for r in rows if r["stored"] is not None}
+            self._handover.stage(
+                rows[-1]["first_position"], [e for _, e in events if e.event_id not in stored]
             )
         return rows
 

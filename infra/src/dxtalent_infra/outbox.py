@@ -4,9 +4,15 @@ Design (architecture guarantee 2, no dual write):
 
 - Appends write an `outbox` row in the same transaction as the event. The relay reads
   outbox rows in position order, publishes them, waits for every JetStream ack and only then
-  deletes the rows, in one PostgreSQL transaction per batch. A crash anywhere before that
-  transaction commits leaves the rows in place: they are published again, and JetStream drops
-  the copies by `Nats-Msg-Id` (= event id) within the stream's duplicate window.
+  deletes the rows. A crash anywhere before the DELETE commits leaves the rows in place: they
+  are published again, and JetStream drops the copies by `Nats-Msg-Id` (= event id) within
+  the stream's duplicate window.
+- The outbox says which events to publish, and in which order; with a hand-over
+  (`eventstore.OutboxHandover`, decision 0320) the events this process appended are taken
+  from memory, by position and checked by id, instead of being read back from `events`;
+  the others (other writers, a start-up backlog, anything the hand-over no longer holds)
+  are read from `events` by position. Either way the same document; only `data`'s text
+  differs (the appender's compact JSON, or jsonb's rendering of the same value).
 - Nothing is skipped when transactions commit out of position order: the relay keeps no
   cursor; a row whose transaction commits late (earlier position, later commit) simply shows
   up in a later batch. Order on the wire is therefore visibility order: every batch in
@@ -15,10 +21,14 @@ Design (architecture guarantee 2, no dual write):
 - Per stream the order is always version order: an append locks its stream row before
   taking positions, so version n+1 has a higher position and becomes visible only after
   version n; a batch that holds n+1 holds n unless n was published already.
-- One batch at a time per schema: each batch holds a transaction-level advisory lock, so
-  relays in several replicas take turns instead of interleaving (which could reorder a
-  stream). The lock transaction writes nothing until the final DELETE, so it never holds
-  back `read_all` (no transaction id while waiting for acks). That DELETE commits without
+- One batch at a time per schema: each batch holds a session advisory lock from its read
+  (which takes it before reading any row) to the end of its DELETE (which releases it in
+  the same round trip), so relays in several replicas take turns instead of interleaving
+  (which could reorder a stream): two round trips per batch (0320). No transaction is open
+  while the acks come back. The read's snapshot can predate the lock: a relay that waited
+  for another one may publish rows that one just published, and JetStream drops them by
+  id. A batch that fails unlocks (or its connection is reset or given up). The DELETE
+  commits without
   waiting for its WAL flush (`synchronous_commit` off for it alone): a crash that loses it
   leaves rows whose events were acked, which are published again and dropped by id, as after
   a relay crash between the acks and the commit; the next batch no longer waits for an fsync
@@ -31,7 +41,7 @@ Design (architecture guarantee 2, no dual write):
   is order-independent (guarantee 4).
 - At debug level each batch logs `outbox.published` with where its time went: from the
   NOTIFY that woke the relay to the read, the read, publishing until every ack, DELETE and
-  COMMIT (decision 0250).
+  COMMIT (decision 0250), and how many events came from the hand-over.
 - Wakes on LISTEN/NOTIFY (appends notify), or directly when a consumer batch of the same
   process committed events (`eventstore.wake_relays_after_commit`: no NOTIFY for those,
   decision 0310), polls every `poll_interval` as a fallback, and
@@ -53,7 +63,7 @@ import asyncio
 import contextlib
 import datetime as dt
 import time
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from typing import Any, cast
 
 import asyncpg
@@ -65,6 +75,7 @@ from pydantic_core import to_json
 from dxtalent_contracts.registry import SUBJECT_BY_TYPE
 from dxtalent_infra import pool_reset, tracing
 from dxtalent_infra.eventstore import (
+    OutboxHandover,
     lock_key,
     outbox_channel,
     register_local_relay,
@@ -73,6 +84,7 @@ from dxtalent_infra.eventstore import (
 from dxtalent_infra.metrics import RELAY_PUBLISHED
 from dxtalent_infra.migrations import quote_ident
 from dxtalent_infra.publisher import BatchPublisher, Outgoing
+from dxtalent_infra.records import NewEvent
 from dxtalent_infra.topology import Topology
 
 log = structlog.get_logger(__name__)
@@ -107,6 +119,33 @@ def cloudevent_bytes(row: asyncpg.Record, source: str) -> bytes:
     return b"".join((to_json(doc)[:-1], b',"data":', row["data"].encode(), b"}"))
 
 
+def handed_over_cloudevent_bytes(event: NewEvent, source: str) -> bytes:
+    """`cloudevent_bytes` of an event handed over in memory (`OutboxHandover`): the same
+    document, attributes byte for byte (`time` in UTC, as PostgreSQL gives it back); `data`
+    is the appender's compact JSON in its own key order, where the read from `events` gives
+    jsonb's rendering of the same value (decision 0320)."""
+    doc: dict[str, Any] = {
+        "specversion": "1.0",
+        "id": event.event_id,
+        "source": source,
+        "type": event.event_type,
+    }
+    if event.subject is not None:
+        doc["subject"] = event.subject
+    doc["time"] = event.occurred_at.astimezone(dt.UTC).isoformat()
+    doc["datacontenttype"] = "application/json"
+    if event.causation_id is not None:
+        doc["causationid"] = event.causation_id
+    if event.correlation_id is not None:
+        doc["correlationid"] = event.correlation_id
+    return b"".join((to_json(doc)[:-1], b',"data":', to_json(event.data), b"}"))
+
+
+#: One outbox row to publish: its position, event id, event type, trace context and the
+#: event itself (a row read from `events`, or the appender's `NewEvent`).
+_Item = tuple[int, str, str, str | None, "asyncpg.Record | NewEvent"]
+
+
 class OutboxRelay:
     """Publishes the committed events of one schema's outbox to JetStream (module docstring)."""
 
@@ -124,6 +163,7 @@ class OutboxRelay:
         publish_timeout: float = 10.0,
         subjects: Mapping[str, str] = SUBJECT_BY_TYPE,
         on_published: PublishedHook | None = None,
+        handover: OutboxHandover | None = None,
     ) -> None:
         if batch_size < 1:
             raise ValueError(f"batch_size must be at least 1, not {batch_size}")
@@ -141,6 +181,10 @@ class OutboxRelay:
         self._lock_key = lock_key(schema, "relay")
         self._channel = outbox_channel(schema)
         s = quote_ident(schema)
+        # the read takes the relay's session advisory lock first, once, in the same round
+        # trip: an uncorrelated sub-select in WHERE is a one-time filter, evaluated before
+        # any row is read ($2, the key)
+        locked = "(SELECT true FROM (SELECT pg_advisory_lock($2)) AS l)"
         # the batch's outbox rows first, then each one's event by its key (LIMIT 1 keeps the
         # sub-select from being flattened back into a join): a plain join was planned as a
         # merge join reading `events` from its first position once the outbox held about a
@@ -148,13 +192,25 @@ class OutboxRelay:
         self._select_sql = (
             "SELECT o.position, e.event_id, e.event_type, e.data::text AS data, e.subject,"
             " e.occurred_at, e.causation_id, e.correlation_id, o.trace_context"
-            f" FROM (SELECT position, trace_context FROM {s}.outbox ORDER BY position"
-            " LIMIT $1) AS o"
+            f" FROM (SELECT position, trace_context FROM {s}.outbox WHERE {locked}"
+            " ORDER BY position LIMIT $1) AS o"
             f" CROSS JOIN LATERAL (SELECT * FROM {s}.events AS x WHERE x.position = o.position"
             " LIMIT 1) AS e ORDER BY o.position"
         )
         self._delete_table = f"{s}.outbox"
+        # with a hand-over: the batch's outbox rows alone, then only the events not handed
+        # over read from `events` by position (decision 0320)
+        self._handover = handover
+        self._outbox_sql = (
+            f"SELECT position, event_id, trace_context FROM {s}.outbox WHERE {locked}"
+            " ORDER BY position LIMIT $1"
+        )
+        self._events_sql = (
+            "SELECT position, event_id, event_type, data::text AS data, subject, occurred_at,"
+            f" causation_id, correlation_id FROM {s}.events WHERE position = ANY($1::bigint[])"
+        )
         self._count_sql = f"SELECT count(*) FROM {s}.outbox"
+        self._unlock_sql = f"SELECT pg_advisory_unlock({int(self._lock_key)})"
         self._wake = asyncio.Event()
         self._woken_at: float | None = None  # the first NOTIFY not yet served (debug timings)
         self._stop = asyncio.Event()
@@ -265,21 +321,21 @@ class OutboxRelay:
             await self._pool.release(proxy)
 
     async def _relay_batch(self) -> int:
-        """One batch: lock, read in position order, publish, await acks, delete, commit.
-        Three round trips: BEGIN with the lock, the read, the DELETE with COMMIT (both pairs
-        sent as one simple query; the key and the positions are integers, inlined)."""
+        """One batch: lock, read in position order, publish, await acks, delete, unlock.
+        Two round trips: the read with the lock, then the DELETE in a transaction of its own
+        with the unlock (one simple query; the key and the positions are integers, inlined).
+        On the listener's connection while the relay runs (it is the relay's already, and
+        marked for asyncpg's full reset), else on a pooled one."""
         began = time.perf_counter()
         woken, self._woken_at = self._woken_at, None
-        async with self._pool.acquire() as proxy:
-            conn = cast(asyncpg.Connection, proxy)
-            await conn.execute(f"BEGIN; SELECT pg_advisory_xact_lock({int(self._lock_key)})")
+        async with self._batch_connection() as conn:
             try:
-                rows = await conn.fetch(self._select_sql, self._batch_size)
+                rows, from_memory = await self._read(conn)
                 if not rows:
-                    await conn.execute("COMMIT")
+                    await conn.execute(self._unlock_sql)
                     return 0
                 read = time.perf_counter()
-                event_ids = [r["event_id"] for r in rows]
+                event_ids = [r[1] for r in rows]
                 try:
                     duplicates = await self._publish(rows)
                 except BaseException:
@@ -295,18 +351,27 @@ class OutboxRelay:
                 acked = time.perf_counter()
                 if self._on_published is not None:
                     await self._on_published(event_ids)
-                positions = ",".join(str(int(r["position"])) for r in rows)
+                positions = ",".join(str(int(r[0])) for r in rows)
                 # no WAL flush to wait for: a DELETE lost in a server crash only publishes
                 # its events again, which JetStream drops by id (0260)
                 await conn.execute(
-                    "SET LOCAL synchronous_commit TO off; "
+                    "BEGIN; SET LOCAL synchronous_commit TO off; "
                     f"DELETE FROM {self._delete_table} WHERE position = ANY('{{{positions}}}'"
-                    "::bigint[]); COMMIT"
+                    f"::bigint[]); COMMIT; {self._unlock_sql}"
                 )
             except BaseException:
-                with contextlib.suppress(Exception):
-                    await conn.execute("ROLLBACK")
+                # the session lock must not outlive the batch: unlocked here, or the
+                # connection is reset (pooled) or given up (the listener's) on its release
+                pool_reset.needs_full_reset(conn)
+                try:
+                    await conn.execute(f"ROLLBACK; {self._unlock_sql}")
+                except BaseException:
+                    if cast(object, conn) is self._listener:
+                        await self._release_listener()
+                    raise
                 raise
+        if self._handover is not None:
+            self._handover.published([r[0] for r in rows])
         RELAY_PUBLISHED.labels(service=self.schema).inc(len(rows))
         done = time.perf_counter()
         log.debug(
@@ -314,29 +379,69 @@ class OutboxRelay:
             schema=self.schema,
             count=len(rows),
             duplicates=duplicates,
+            from_memory=from_memory,
             # where the time went: from the NOTIFY (when one woke it) to the read, the read
-            # (lock, BEGIN, SELECT), publishing until every JetStream ack, DELETE and COMMIT
+            # (lock and SELECT), publishing until every JetStream ack, DELETE, COMMIT, unlock
             notified_ms=None if woken is None else round((began - woken) * 1000, 2),
             read_ms=round((read - began) * 1000, 2),
             publish_ms=round((acked - read) * 1000, 2),
             commit_ms=round((done - acked) * 1000, 2),
-            first_position=rows[0]["position"],
-            last_position=rows[-1]["position"],
+            first_position=rows[0][0],
+            last_position=rows[-1][0],
             first_event_id=event_ids[0],
             last_event_id=event_ids[-1],
         )
         return len(rows)
 
-    async def _publish(self, rows: Sequence[asyncpg.Record]) -> int:
+    @contextlib.asynccontextmanager
+    async def _batch_connection(self) -> AsyncIterator[asyncpg.Connection]:
+        if self._listening():
+            yield cast(asyncpg.Connection, self._listener)
+            return
+        async with self._pool.acquire() as proxy:
+            yield cast(asyncpg.Connection, proxy)
+
+    async def _read(self, conn: asyncpg.Connection) -> tuple[list[_Item], int]:
+        """The batch's outbox rows in position order with their events, and how many of
+        those came from the hand-over."""
+        if self._handover is None:
+            return [
+                (r["position"], r["event_id"], r["event_type"], r["trace_context"], r)
+                for r in await conn.fetch(self._select_sql, self._batch_size, self._lock_key)
+            ], 0
+        staged = self._handover.events
+        outbox = await conn.fetch(self._outbox_sql, self._batch_size, self._lock_key)
+        handed: list[NewEvent | None] = []
+        missing: list[int] = []
+        for position, event_id, _ in outbox:
+            event = staged.get(position)
+            if event is not None and event.event_id == event_id:
+                handed.append(event)
+            else:
+                handed.append(None)
+                missing.append(position)
+        found: dict[int, asyncpg.Record] = {}
+        if missing:
+            found = {r["position"]: r for r in await conn.fetch(self._events_sql, missing)}
+        items: list[_Item] = []
+        for (position, event_id, trace_context), event in zip(outbox, handed, strict=True):
+            if event is not None:
+                items.append((position, event_id, event.event_type, trace_context, event))
+            else:
+                row = found[position]
+                items.append((position, event_id, row["event_type"], trace_context, row))
+        return items, len(items) - len(missing)
+
+    async def _publish(self, rows: Sequence[_Item]) -> int:
         """Publish `rows` in order, one batch of the relay's `BatchPublisher` (pipelined, one
         command, every ack awaited: decisions 0236, 0280); returns how many JetStream saw as
         duplicates."""
-        routed: list[tuple[asyncpg.Record, str]] = []
+        routed: list[tuple[_Item, str]] = []
         unroutable: list[str] = []
         for row in rows:
-            contract_subject = self._subjects.get(row["event_type"])
+            contract_subject = self._subjects.get(row[2])
             if contract_subject is None:
-                unroutable.append(row["event_id"])
+                unroutable.append(row[1])
             else:
                 routed.append((row, contract_subject))
         if unroutable:
@@ -352,17 +457,20 @@ class OutboxRelay:
         failure: BaseException | None = None
         try:
             messages: list[Outgoing] = []
-            for row, contract_subject in routed:
-                event_id: str = row["event_id"]
+            source = self._source
+            for (_, event_id, _, trace_context, event), contract_subject in routed:
                 extra: dict[str, str] = {}
-                if row["trace_context"] is not None:
+                if trace_context is not None:
                     spans.append(
-                        tracing.publish_span(
-                            contract_subject, event_id, row["trace_context"], extra
-                        )
+                        tracing.publish_span(contract_subject, event_id, trace_context, extra)
                     )
                 subject = self._wire_subject(contract_subject)
-                messages.append((subject, event_id, cloudevent_bytes(row, self._source), extra))
+                body = (
+                    handed_over_cloudevent_bytes(event, source)
+                    if isinstance(event, NewEvent)
+                    else cloudevent_bytes(event, source)
+                )
+                messages.append((subject, event_id, body, extra))
             return sum(await self._publisher.publish(messages))
         except BaseException as exc:
             failure = exc

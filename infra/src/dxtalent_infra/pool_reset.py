@@ -8,11 +8,12 @@ rolled back, the connection's listener callbacks are dropped); the server round 
 for a connection that was marked with `needs_full_reset`.
 
 Our code's normal paths leave no session state on a pooled connection: every `SET` is
-`SET LOCAL`, advisory locks are transaction-level (`pg_advisory_xact_lock`), no cursor is
-declared WITH HOLD and no temporary table is made. The three places that may leave some mark
-the connection they use:
+`SET LOCAL`, advisory locks are transaction-level (`pg_advisory_xact_lock`) or released by
+the code that took them, no cursor is declared WITH HOLD and no temporary table is made.
+The three places that may leave some mark the connection they use:
 
-- the outbox relay's listener connection (LISTEN, held while the relay runs);
+- the outbox relay's listener connection (LISTEN, held while the relay runs), and the
+  connection of a relay batch that failed (its session advisory lock, decision 0320);
 - a rebuild's guard connection (a session `pg_try_advisory_lock`);
 - an event store append that did not return normally: `allocate_positions` holds a session
   advisory lock while it allocates, and an interrupted call (a cancel, a statement timeout)

@@ -318,6 +318,7 @@ async def build_context(spec: ServiceSpec, settings: Settings) -> ServiceContext
             source=ctx.source,
             batch_size=settings.batch_size,
             poll_interval=settings.relay_poll_interval_s,
+            handover=store.outbox_handover(),
         )
     return ctx
 

@@ -1,6 +1,10 @@
 """OutboxRelay against real NATS JetStream and PostgreSQL: CloudEvents on the wire, nothing
 skipped when transactions commit out of position order, exactly once after a crash between
-publish and mark, and recovery by itself when NATS or PostgreSQL restarts."""
+publish and mark, and recovery by itself when NATS or PostgreSQL restarts.
+
+Every test runs twice: with the relay reading each event from `events`, and with the
+fixture's store handing its appended events over to the relays of the test (`handover`,
+decision 0320); a store or relay a test makes itself has none."""
 
 from __future__ import annotations
 
@@ -21,6 +25,7 @@ from nats.js.client import JetStreamContext
 
 from dxtalent_infra import pool_reset
 from dxtalent_infra.eventstore import (
+    OutboxHandover,
     PostgresEventStore,
     outbox_channel,
     register_local_relay,
@@ -64,11 +69,20 @@ async def stream_ids(js: JetStreamContext, topology: Topology) -> list[str]:
     return [json.loads(m.data or b"")["id"] for m in await stream_messages(js, topology)]
 
 
-@pytest.fixture
-async def store(pool: asyncpg.Pool, db_schema: str) -> PostgresEventStore:
+#: the fixture store's hand-over by schema, for `relay_for`
+HANDOVERS: dict[str, OutboxHandover] = {}
+
+
+@pytest.fixture(params=["read", "handover"])
+async def store(
+    request: pytest.FixtureRequest, pool: asyncpg.Pool, db_schema: str
+) -> AsyncIterator[PostgresEventStore]:
     s = PostgresEventStore(pool, db_schema)
     await s.migrate()
-    return s
+    if request.param == "handover":
+        HANDOVERS[db_schema] = s.outbox_handover()
+    yield s
+    HANDOVERS.pop(db_schema, None)
 
 
 async def nats_for(url: str, topology: Topology) -> Client:
@@ -87,7 +101,12 @@ async def nc(nats_url: str, topology: Topology) -> AsyncIterator[Client]:
 def relay_for(
     pool: asyncpg.Pool, schema: str, nc: Client, topology: Topology, **kwargs: Any
 ) -> OutboxRelay:
-    options: dict[str, Any] = {"publish_timeout": 2.0, "max_backoff": 0.5, **kwargs}
+    options: dict[str, Any] = {
+        "publish_timeout": 2.0,
+        "max_backoff": 0.5,
+        "handover": HANDOVERS.get(schema),
+        **kwargs,
+    }
     return OutboxRelay(pool, schema, nc.jetstream(), topology, source=SOURCE, **options)
 
 
@@ -200,6 +219,82 @@ async def test_a_crash_between_publish_and_mark_publishes_each_event_exactly_onc
     assert await restarted.drain_once() == 40
     assert await restarted.pending() == 0
     assert await stream_ids(nc.jetstream(), topology) == [e.event_id for e in events]
+
+
+async def test_handed_over_events_go_out_from_memory_in_position_order_with_the_others(
+    pool: asyncpg.Pool, db_schema: str, nc: Client, topology: Topology
+) -> None:
+    """Decision 0320: events this store appended go out from the hand-over; events another
+    writer appended (a store without one) and an event whose position was given to a
+    rolled-back append are read from the store; one batch, position order, and the
+    hand-over keeps only the rolled-back event (until it ages out)."""
+    store = PostgresEventStore(pool, db_schema)
+    await store.migrate()
+    handover = store.outbox_handover()
+    other = PostgresEventStore(pool, db_schema)
+    a, lost, b, c, d = (event(i) for i in range(5))
+    await store.append_new([("s1", a)])
+    async with pool.acquire() as proxy:
+        conn = cast(asyncpg.Connection, proxy)
+        tx = conn.transaction()
+        await tx.start()
+        await store.append_many([("s2", None, [lost])], conn=conn)
+        await tx.rollback()
+    await other.append_many([("s3", None, [b])])
+    await store.append_many([("s4", None, [c]), ("s5", None, [d])])
+    assert await store.append_new([("s1", a), ("s6", d)]) == {a.event_id, d.event_id}
+    assert len(handover.events) == 4  # a, the rolled-back one, c, d
+    relay = relay_for(pool, db_schema, nc, topology, handover=handover)
+    assert await relay.drain_once() == 4
+    messages = await stream_messages(nc.jetstream(), topology)
+    assert [json.loads(m.data or b"")["id"] for m in messages] == [e.event_id for e in (a, b, c, d)]
+    assert [json.loads(m.data or b"")["data"] for m in messages] == [e.data for e in (a, b, c, d)]
+    assert [e.event_id for e in handover.events.values()] == [lost.event_id]
+
+
+async def test_two_running_relays_take_turns_and_keep_each_stream_in_order(
+    store: PostgresEventStore,
+    pool: asyncpg.Pool,
+    database_url: str,
+    db_schema: str,
+    nc: Client,
+    topology: Topology,
+) -> None:
+    """Two relays on one schema (two replicas; the second has no hand-over) while events
+    are appended: each event is stored once, each stream in version order, and no relay
+    lock is left held once both stopped (a batch holds a session lock, decision 0320)."""
+    other = await asyncpg.create_pool(database_url, min_size=1, max_size=2)
+    try:
+        first = relay_for(pool, db_schema, nc, topology, batch_size=7)
+        second = relay_for(other, db_schema, nc, topology, batch_size=5, handover=None)
+        appended: list[NewEvent] = []
+        async with running(first), running(second):
+            for round_ in range(12):
+                batch = [event(round_ * 10 + i) for i in range(10)]
+                await store.append_many([(f"S{i % 4}", None, [e]) for i, e in enumerate(batch)])
+                appended += batch
+                await asyncio.sleep(0.01)
+            await eventually(lambda: _drained(first), "outbox drained")
+        messages = await stream_messages(nc.jetstream(), topology)
+        ids = [json.loads(m.data or b"")["id"] for m in messages]
+        assert sorted(ids) == sorted(e.event_id for e in appended)
+        for stream in range(4):
+            mine = [e.event_id for i, e in enumerate(appended) if i % 10 % 4 == stream]
+            assert [i for i in ids if i in set(mine)] == mine
+        async with pool.acquire() as conn:
+            held = await conn.fetchval(
+                "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND objsubid = 1"
+                " AND classid = $1::bigint::oid AND objid = $2::bigint::oid",
+                (first._lock_key >> 32) & 0xFFFFFFFF,
+                first._lock_key & 0xFFFFFFFF,
+            )
+        assert held == 0
+    finally:
+        await other.close()
+
+
+async def _drained(relay: OutboxRelay) -> bool:
+    return await relay.pending() == 0
 
 
 async def test_running_relay_wakes_on_notify(
@@ -353,7 +448,9 @@ async def test_a_batch_reads_only_its_own_events_however_far_the_store_has_grown
         plan = await conn.fetchval(
             f"EXPLAIN (ANALYZE, FORMAT JSON) {relay._select_sql}",
             500,
+            relay._lock_key,
         )
+        assert await conn.fetchval("SELECT pg_advisory_unlock($1)", relay._lock_key)
     nodes, read = [json.loads(plan)[0]["Plan"]], 0
     while nodes:
         node = nodes.pop()

@@ -34,7 +34,8 @@ SESSION_STATE = {
 #: where our code takes session state on a pooled connection, each of them marking it
 KNOWN = {
     "infra/src/dxtalent_infra/eventstore.py": {"session advisory lock"},  # allocate_positions
-    "infra/src/dxtalent_infra/outbox.py": {"LISTEN"},  # the relay's listener
+    # the relay's listener, and its batch's lock (0320)
+    "infra/src/dxtalent_infra/outbox.py": {"LISTEN", "session advisory lock"},
     "infra/src/dxtalent_infra/rebuild.py": {"session advisory lock"},  # the rebuild's guard
 }
 
