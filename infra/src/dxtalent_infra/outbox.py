@@ -212,6 +212,10 @@ class OutboxRelay:
         self._count_sql = f"SELECT count(*) FROM {s}.outbox"
         self._unlock_sql = f"SELECT pg_advisory_unlock({int(self._lock_key)})"
         self._wake = asyncio.Event()
+        # held by the batch running on the listener's connection: `drain_once` may run beside
+        # `run()` (a service's shutdown drains while the loop is in a batch), and a second
+        # batch then takes a pooled connection; giving the listener up waits for it
+        self._listener_busy = asyncio.Lock()
         self._woken_at: float | None = None  # the first NOTIFY not yet served (debug timings)
         self._stop = asyncio.Event()
         self._done: asyncio.Event | None = None
@@ -310,7 +314,16 @@ class OutboxRelay:
             raise
         self._listener = proxy
 
-    async def _release_listener(self) -> None:
+    async def _release_listener(self, *, in_batch: bool = False) -> None:
+        """Give the listener's connection back; `in_batch` when called by the batch that holds
+        it, else after that batch."""
+        if in_batch:
+            await self._give_up_listener()
+            return
+        async with self._listener_busy:
+            await self._give_up_listener()
+
+    async def _give_up_listener(self) -> None:
         proxy, self._listener = self._listener, None
         if proxy is None:
             return
@@ -367,7 +380,7 @@ class OutboxRelay:
                     await conn.execute(f"ROLLBACK; {self._unlock_sql}")
                 except BaseException:
                     if cast(object, conn) is self._listener:
-                        await self._release_listener()
+                        await self._release_listener(in_batch=True)
                     raise
                 raise
         if self._handover is not None:
@@ -395,8 +408,9 @@ class OutboxRelay:
 
     @contextlib.asynccontextmanager
     async def _batch_connection(self) -> AsyncIterator[asyncpg.Connection]:
-        if self._listening():
-            yield cast(asyncpg.Connection, self._listener)
+        if self._listening() and not self._listener_busy.locked():
+            async with self._listener_busy:
+                yield cast(asyncpg.Connection, self._listener)
             return
         async with self._pool.acquire() as proxy:
             yield cast(asyncpg.Connection, proxy)
