@@ -199,6 +199,7 @@ class JetStreamConsumer:
         self._dead_lettering: set[asyncio.Task[None]] = set()  # see settle.settle_dead
         self._done_fetching = asyncio.Event()  # set when the handler ends the fetching
         self._last_start: float | None = None  # perf_counter when the last batch started
+        self._pull: Any = None  # nats-py's pull subscription, for `close`
         self._hold_max = max(0.1, min(5.0, self._opts.ack_wait / 3))
         self._log = log.bind(consumer=self._durable, stream=self._stream_name)
         self._applier = BatchApplier(
@@ -231,7 +232,7 @@ class JetStreamConsumer:
             ),
         )
         subscriber(self._on_batch)
-        fetch_timeout.batching(self._stream_name, self._durable)
+        fetch_timeout.batching(self._stream_name, self._durable, 2 * self._opts.batch_size)
         return subscriber
 
     # --- lifecycle ---------------------------------------------------------------------------
@@ -294,7 +295,13 @@ class JetStreamConsumer:
         self._stop.set()
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._done_fetching.wait(), 2 * self._opts.fetch_timeout + 0.5)
+        pull = self._subscriber.subscription or self._pull
         await self._subscriber.stop()
+        try:  # queued, never handed over: delivered again at once
+            released = await fetch_timeout.release(pull)
+            self._log.info("consumer.released", messages=released)
+        except Exception as exc:
+            self._log.warning("consumer.release_failed", error=repr(exc))
         await self._finish_previous()
         await asyncio.gather(*self._dead_lettering, return_exceptions=True)
         with contextlib.suppress(Exception):
@@ -336,6 +343,7 @@ class JetStreamConsumer:
         already fetched is applied, then `StopConsume` ends the fetching."""
         fetched = time.perf_counter()
         msgs = cast(list[Any], batch)
+        self._pull = self._subscriber.subscription  # FastStream forgets it on StopConsume
         waited = self._inflight is not None and not self._inflight.done()
         await self._finish_previous()
         if self._died is not None:

@@ -32,25 +32,152 @@ from __future__ import annotations
 import contextlib
 import functools
 import json
-from typing import Any
+import time
+from typing import Any, cast
 
 import nats.errors
+import nats.js.errors
 from nats.js.client import JetStreamContext
 
 _MARK = "_dxtalent_timeout_as_nats_error"
 _SHORT = "_dxtalent_last_fetch_short"
+_STATE = "_dxtalent_pull_state"
 
 #: How long a batch that has its first message waits for more to arrive (seconds).
 FILL_S = 0.005
 
-#: The (stream, durable) pairs whose fetches behave as in 2. (the services' consumers);
-#: any other pull subscription in the process keeps nats-py's behaviour, with fix 1 only.
-_BATCHING: set[tuple[str, str]] = set()
+#: How long the consumers' standing pull request lives (seconds): renewed when half of it
+#: is used, or when it expired (an idle consumer asks again at this pace).
+EXPIRES_S = 5.0
+
+#: The (stream, durable) pairs whose fetches behave as in 2. (the services' consumers), with
+#: how many messages their standing request asks for; any other pull subscription in the
+#: process keeps nats-py's behaviour, with fix 1 only.
+_BATCHING: dict[tuple[str, str], int] = {}
 
 
-def batching(stream: str, durable: str) -> None:
-    """Give the pull subscriptions of `durable` on `stream` the batch behaviour of 2."""
-    _BATCHING.add((stream, durable))
+def batching(stream: str, durable: str, size: int = 500) -> None:
+    """Give the pull subscriptions of `durable` on `stream` the batch behaviour of 2., with
+    a standing request for `size` messages (the consumer's batch size)."""
+    _BATCHING[(stream, durable)] = max(1, size)
+
+
+class _Pull:
+    """What one subscription's standing pull requests still owe: `owed` messages asked for
+    and not yet taken from the subscription's queue (queued ones included), until
+    `expires_at` (monotonic) at the latest."""
+
+    __slots__ = ("expires_at", "owed", "released", "size")
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self.owed = 0
+        self.expires_at = 0.0
+        self.released = False
+
+
+def _state(subscription: Any, size: int) -> _Pull:
+    state = getattr(subscription, _STATE, None)
+    if state is None:
+        state = _Pull(size)
+        setattr(subscription, _STATE, state)
+    return cast(_Pull, state)
+
+
+async def _ask(subscription: Any, state: _Pull) -> None:
+    """Renew the standing request when half of it is used or it expired: one pull request
+    for what is missing to `size`, lingering `EXPIRES_S` (no `no_wait`, so no 404; the
+    server pushes each message as it is stored)."""
+    if state.released:
+        return
+    now = time.monotonic()
+    if now >= state.expires_at:  # every earlier request is over, whatever was heard of it
+        state.owed = 0
+    if state.owed > state.size // 2:
+        return
+    room = state.size - state.owed
+    request = {"batch": room, "expires": int(EXPIRES_S * 1_000_000_000)}
+    await subscription._nc.publish(
+        subscription._nms, json.dumps(request).encode(), subscription._deliver
+    )
+    state.owed += room
+    state.expires_at = now + EXPIRES_S - 0.05
+
+
+def _status(state: _Pull, msg: Any) -> None:
+    """A status message of the standing request: 408 (expired) and 409 (ended by the
+    server) say how many of it will not come; a heartbeat changes nothing; anything else
+    raises what nats-py's fetch raises for it."""
+    status = msg.headers.get("Status")
+    if status == "100":
+        return
+    if status in ("408", "409", "404"):
+        left = msg.headers.get("Nats-Pending-Messages")
+        if left is not None and left.isdigit():
+            state.owed = max(0, state.owed - int(left))
+        else:  # the request is over and does not say how much: ask again
+            state.owed = 0
+            state.expires_at = 0.0
+        return
+    state.owed, state.expires_at = 0, 0.0
+    raise nats.js.errors.APIError.from_msg(msg)
+
+
+def _take(subscription: Any, state: _Pull, limit: int, got: list[Any]) -> None:
+    """Move queued messages into `got`, up to `limit` in all, without waiting (nats-py's
+    bookkeeping of a queued message, as its `next_msg` does)."""
+    sub = subscription._sub
+    queue = sub._pending_queue
+    while len(got) < limit and not queue.empty():
+        msg = queue.get_nowait()
+        sub._pending_size -= len(msg.data)
+        queue.task_done()
+        if msg.headers and "Status" in msg.headers:
+            _status(state, msg)
+            continue
+        state.owed = max(0, state.owed - 1)
+        got.append(msg)
+
+
+async def _wait_one(subscription: Any, state: _Pull, timeout: float, got: list[Any]) -> None:  # noqa: ASYNC109
+    """Wait up to `timeout` for one message to be queued, then take it into `got`."""
+    deadline = time.monotonic() + timeout
+    sub = subscription._sub
+    while True:
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            return
+        try:
+            msg = await sub.next_msg(timeout=remaining)
+        except TimeoutError:  # nats.errors.TimeoutError too
+            return
+        if msg.headers and "Status" in msg.headers:
+            _status(state, msg)
+            await _ask(subscription, state)  # a 408 ends the request: renew it at once
+            continue
+        state.owed = max(0, state.owed - 1)
+        got.append(msg)
+        return
+
+
+async def _standing_fetch(subscription: Any, size: int, batch: int, timeout: float | None) -> list[Any]:  # noqa: ASYNC109
+    """A batch fetch from the standing request (2.): the first message, waited for up to
+    `timeout`, then what is queued, and if nothing more was, what comes within `FILL_S`."""
+    state = _state(subscription, size)
+    await _ask(subscription, state)
+    got: list[Any] = []
+    _take(subscription, state, batch, got)
+    if not got:
+        await _wait_one(subscription, state, 5.0 if timeout is None else timeout, got)
+        if not got:
+            await _ask(subscription, state)
+            raise nats.errors.TimeoutError
+        _take(subscription, state, batch, got)
+        if len(got) < batch and len(got) == 1:
+            await _wait_one(subscription, state, FILL_S, got)
+            _take(subscription, state, batch, got)
+    await _ask(subscription, state)
+    return got
 
 
 def install(cls: Any = JetStreamContext.PullSubscription) -> None:
@@ -74,15 +201,13 @@ def install(cls: Any = JetStreamContext.PullSubscription) -> None:
         timeout: float | None = 5,  # noqa: ASYNC109 (nats-py's signature)
         **kwargs: Any,
     ) -> Any:
-        if (getattr(self, "_stream", None), getattr(self, "_consumer", None)) not in _BATCHING:
+        size = _BATCHING.get((getattr(self, "_stream", None), getattr(self, "_consumer", None)))
+        if size is None:
             return await fetch_once(self, batch, timeout, **kwargs)
         if getattr(self, _SHORT, False):  # the batch so far is all there is: hand it over
             setattr(self, _SHORT, False)
             raise nats.errors.TimeoutError
-        got = await fetch_once(self, 1, timeout, **kwargs)
-        if batch > 1:
-            with contextlib.suppress(nats.errors.TimeoutError):  # nothing more yet
-                got = [*got, *await fetch_once(self, batch - len(got), FILL_S, **kwargs)]
+        got = await _standing_fetch(self, size, batch, timeout)
         setattr(self, _SHORT, len(got) < batch)
         return got
 
@@ -90,23 +215,31 @@ def install(cls: Any = JetStreamContext.PullSubscription) -> None:
     cls.fetch = fetch
 
 
-async def top_up(subscription: Any, room: int, *, wait_s: float = 1.0) -> list[Any]:
-    """Up to `room` messages already waiting for nats-py pull subscription `subscription`,
-    from one `no_wait` pull request (the server sends what it has, then a 404/408 status
-    when that is less than asked); [] when none. `wait_s` bounds each read in case the
-    connection is lost. The batch behaviour of 2. is untouched."""
+async def top_up(subscription: Any, room: int) -> list[Any]:
+    """Up to `room` messages already queued for pull subscription `subscription` by its
+    standing request (3.), without asking the server anything; [] when none."""
     if room < 1:
         return []
-    request = json.dumps({"batch": room, "no_wait": True}).encode()
-    await subscription._nc.publish(subscription._nms, request, subscription._deliver)
+    state = getattr(subscription, _STATE, None)
+    if state is None:
+        return []
     got: list[Any] = []
-    with contextlib.suppress(TimeoutError, nats.errors.TimeoutError):
-        while len(got) < room:
-            msg = await subscription._sub.next_msg(timeout=wait_s)
-            status = msg.headers.get("Status") if msg.headers else None
-            if status is None:
-                got.append(msg)
-            elif status in ("404", "408"):  # nothing (more) there: the request is over
-                break
-            # anything else (a heartbeat, a late status of an older request): read on
+    _take(subscription, state, room, got)
+    await _ask(subscription, state)
     return got
+
+
+async def release(subscription: Any) -> int:
+    """Stopping: nak what the standing request queued and nobody took, so that the server
+    delivers it again at once rather than after `ack_wait`; how many were nak'ed."""
+    state = getattr(subscription, _STATE, None)
+    if state is None or subscription is None:
+        return 0
+    got: list[Any] = []
+    with contextlib.suppress(Exception):
+        _take(subscription, state, 1 << 30, got)
+    for msg in got:
+        with contextlib.suppress(Exception):
+            await msg.nak()
+    state.released = True  # ask nothing more
+    return len(got)
