@@ -1,7 +1,7 @@
 """How the consumers' batch pull fetches behave, installed once by `consumer` on nats-py's
 `PullSubscription.fetch` (FastStream's batch pull loop calls it).
 
-Two fixes between nats-py 2.16 and FastStream 0.7.8:
+Fixes and changes between nats-py 2.16 and FastStream 0.7.8:
 
 1. **Timeouts.** nats-py raises the builtin `TimeoutError` when a lingering pull request ends
    empty, while FastStream's batch loop catches only `nats.errors.TimeoutError` (a subclass):
@@ -9,22 +9,31 @@ Two fixes between nats-py 2.16 and FastStream 0.7.8:
    it, and those messages, delivered but neither applied nor acknowledged, stall until
    `ack_wait` (30 s) brings them back. Measured: under two parallel test workers, a third of
    the service tests waited those 30 s. The timeout is re-raised as `nats.errors.TimeoutError`.
-2. **A trickle is not held back** (the consumers' own durables only, see `batching`). Once a lingering pull has delivered its first message,
-   nats-py waits for the rest of the batch until the fetch's whole timeout has passed, and
-   FastStream's loop fetches again until the batch is full or that timeout is up: every lone
-   message paid the consumer's `fetch_timeout` at each hop (`dxtalent bench latency`: median
-   101 ms instead of 17 ms). A batch fetch is therefore two fetches: one message, waited for
-   as long as the caller allows, then whatever else is there, waited for at most `FILL_S`;
-   and after a fetch that came back short, the subscription's next fetch ends at once, which
-   makes FastStream's loop hand over the batch it has. Under load batches fill; a trickle
-   waits a few milliseconds at most.
+2. **One standing pull request, batches formed here** (the consumers' own durables only,
+   see `batching`; decision 0315). A pull request and its answer cost nats-server 70–170 µs
+   of CPU each, against 6–7 µs per message delivered and acknowledged (0305), and a batch
+   fetched with requests of its own paid two or three of them and one or two 404s. Instead
+   each subscription keeps one request standing: `size` messages (twice the consumer's
+   batch), lingering `EXPIRES_S`, renewed for what is missing when half of it has been
+   taken or when it ended (a 408/409 says how many of it will not come; past its expiry it
+   is over whatever was heard). Under a steady load the server pushes each message as it
+   is stored; a fetch takes them from the subscription's queue: the first one waited for as
+   long as the caller allows, then what is queued, and when nothing more was, what comes
+   within `FILL_S`. After a fetch that came back short, the next one ends at once, which
+   makes FastStream's loop hand over the batch it has (a lone message is not held for the
+   loop's whole timeout: median 101 ms instead of 17 at each hop, 0110). What is queued
+   counts as owed until taken, so messages delivered and not yet applied are at most the
+   request's size beyond the batches fetched (below `max_ack_pending`, and applied within
+   two batches, far below `ack_wait`).
 3. **A batch in waiting tops itself up** (`top_up`, called by the consumer). The consumer
    fetches the next batch while one is applied, so under load that fetch takes what little
    had arrived by then and waits for the apply; meanwhile more arrives. Once the previous
-   batch is done, the waiting one takes what came in the meantime, with one `no_wait` pull
-   request that the server answers at once (no lingering request is left behind, whose late
-   messages would sit unapplied in the client), and only when it did wait for a batch in
-   flight: an idle consumer never does. Decision 0202.
+   batch is done, the waiting one takes what was queued in the meantime, asking the server
+   nothing (decision 0202 asked with a `no_wait` request).
+4. **Stopping** (`release`, called by the consumer after FastStream unsubscribed): what the
+   standing request queued and nobody took is nak'ed, so the server delivers it again at
+   once (to another replica, or after a restart) instead of after `ack_wait`; nothing of it
+   is acknowledged. Nak'ing before the unsubscribe would hand it back to the same request.
 """
 
 from __future__ import annotations
@@ -67,13 +76,14 @@ class _Pull:
     and not yet taken from the subscription's queue (queued ones included), until
     `expires_at` (monotonic) at the latest."""
 
-    __slots__ = ("expires_at", "owed", "released", "size")
+    __slots__ = ("expires_at", "owed", "reconnects", "released", "size")
 
     def __init__(self, size: int) -> None:
         self.size = size
         self.owed = 0
         self.expires_at = 0.0
         self.released = False
+        self.reconnects = 0
 
 
 def _state(subscription: Any, size: int) -> _Pull:
@@ -91,8 +101,11 @@ async def _ask(subscription: Any, state: _Pull) -> None:
     if state.released:
         return
     now = time.monotonic()
-    if now >= state.expires_at:  # every earlier request is over, whatever was heard of it
-        state.owed = 0
+    reconnects = subscription._nc.stats.get("reconnects", 0)
+    if now >= state.expires_at or reconnects != state.reconnects:
+        # every earlier request is over, whatever was heard of it (a server restarted
+        # since has forgotten it)
+        state.owed, state.reconnects = 0, reconnects
     if state.owed > state.size // 2:
         return
     room = state.size - state.owed
