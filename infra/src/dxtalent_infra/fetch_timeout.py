@@ -185,10 +185,13 @@ async def _standing_fetch(subscription: Any, size: int, batch: int, timeout: flo
         if not got:
             await _ask(subscription, state)
             raise nats.errors.TimeoutError
+    fill_until = time.monotonic() + FILL_S
+    while True:
         _take(subscription, state, batch, got)
-        if len(got) < batch and len(got) == 1:
-            await _wait_one(subscription, state, FILL_S, got)
-            _take(subscription, state, batch, got)
+        remaining = fill_until - time.monotonic()
+        if len(got) >= batch or remaining <= 0:
+            break
+        await _wait_one(subscription, state, remaining, got)
     await _ask(subscription, state)
     return got
 
