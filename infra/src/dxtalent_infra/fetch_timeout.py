@@ -62,12 +62,12 @@ EXPIRES_S = 5.0
 #: The (stream, durable) pairs whose fetches behave as in 2. (the services' consumers), with
 #: how many messages their standing request asks for; any other pull subscription in the
 #: process keeps nats-py's behaviour, with fix 1 only.
-_BATCHING: dict[tuple[str, str], int] = {}
+_BATCHING: dict[tuple[object, object], int] = {}
 
 
-def batching(stream: str, durable: str, size: int = 500) -> None:
+def batching(stream: str, durable: str, size: int = 1000) -> None:
     """Give the pull subscriptions of `durable` on `stream` the batch behaviour of 2., with
-    a standing request for `size` messages (the consumer's batch size)."""
+    a standing request for `size` messages (the consumer passes twice its batch size)."""
     _BATCHING[(stream, durable)] = max(1, size)
 
 
@@ -117,13 +117,13 @@ async def _ask(subscription: Any, state: _Pull) -> None:
     state.expires_at = now + EXPIRES_S - 0.05
 
 
-def _status(state: _Pull, msg: Any) -> None:
+def _status(state: _Pull, msg: Any) -> Exception | None:
     """A status message of the standing request: 408 (expired) and 409 (ended by the
     server) say how many of it will not come; a heartbeat changes nothing; anything else
-    raises what nats-py's fetch raises for it."""
+    ends the request and gives the error nats-py's fetch raises for it."""
     status = msg.headers.get("Status")
     if status == "100":
-        return
+        return None
     if status in ("408", "409", "404"):
         left = msg.headers.get("Nats-Pending-Messages")
         if left is not None and left.isdigit():
@@ -131,67 +131,89 @@ def _status(state: _Pull, msg: Any) -> None:
         else:  # the request is over and does not say how much: ask again
             state.owed = 0
             state.expires_at = 0.0
-        return
+        return None
     state.owed, state.expires_at = 0, 0.0
-    raise nats.js.errors.APIError.from_msg(msg)
+    try:
+        nats.js.errors.APIError.from_msg(msg)  # raises the error for this status
+    except Exception as exc:
+        return exc
 
 
-def _take(subscription: Any, state: _Pull, limit: int, got: list[Any]) -> None:
+def _take(subscription: Any, state: _Pull, limit: int, got: list[Any]) -> Exception | None:
     """Move queued messages into `got`, up to `limit` in all, without waiting (nats-py's
-    bookkeeping of a queued message, as its `next_msg` does)."""
+    bookkeeping of a queued message, as its `next_msg` does); the error of a status that
+    ended the request, if one came (the messages before it are kept)."""
     sub = subscription._sub
     queue = sub._pending_queue
+    error = None
     while len(got) < limit and not queue.empty():
         msg = queue.get_nowait()
         sub._pending_size -= len(msg.data)
         queue.task_done()
         if msg.headers and "Status" in msg.headers:
-            _status(state, msg)
+            error = _status(state, msg) or error
             continue
         state.owed = max(0, state.owed - 1)
         got.append(msg)
+    return error
 
 
-async def _wait_one(subscription: Any, state: _Pull, timeout: float, got: list[Any]) -> None:  # noqa: ASYNC109
-    """Wait up to `timeout` for one message to be queued, then take it into `got`."""
+async def _wait_one(
+    subscription: Any,
+    state: _Pull,
+    timeout: float,  # noqa: ASYNC109 (a deadline, not a cancellation scope)
+    got: list[Any],
+) -> Exception | None:
+    """Wait up to `timeout` for one message to be queued, then take it into `got`; the
+    error of a status that ended the request, if one came instead."""
     deadline = time.monotonic() + timeout
     sub = subscription._sub
     while True:
         remaining = deadline - time.monotonic()
         if remaining <= 0:
-            return
+            return None
         try:
             msg = await sub.next_msg(timeout=remaining)
         except TimeoutError:  # nats.errors.TimeoutError too
-            return
+            return None
         if msg.headers and "Status" in msg.headers:
-            _status(state, msg)
+            error = _status(state, msg)
+            if error is not None:
+                return error
             await _ask(subscription, state)  # a 408 ends the request: renew it at once
             continue
         state.owed = max(0, state.owed - 1)
         got.append(msg)
-        return
+        return None
 
 
-async def _standing_fetch(subscription: Any, size: int, batch: int, timeout: float | None) -> list[Any]:  # noqa: ASYNC109
+async def _standing_fetch(
+    subscription: Any,
+    size: int,
+    batch: int,
+    timeout: float | None,  # noqa: ASYNC109 (nats-py's signature)
+) -> list[Any]:
     """A batch fetch from the standing request (2.): the first message, waited for up to
-    `timeout`, then what is queued, and if nothing more was, what comes within `FILL_S`."""
+    `timeout`, then what is queued and what arrives within `FILL_S` of it, up to `batch`.
+    A status that ended the request with an error raises it when nothing was taken."""
     state = _state(subscription, size)
     await _ask(subscription, state)
     got: list[Any] = []
-    _take(subscription, state, batch, got)
+    error = _take(subscription, state, batch, got)
+    if not got and error is None:
+        error = await _wait_one(subscription, state, 5.0 if timeout is None else timeout, got)
     if not got:
-        await _wait_one(subscription, state, 5.0 if timeout is None else timeout, got)
-        if not got:
-            await _ask(subscription, state)
-            raise nats.errors.TimeoutError
+        if error is not None:
+            raise error
+        await _ask(subscription, state)
+        raise nats.errors.TimeoutError
     fill_until = time.monotonic() + FILL_S
-    while True:
-        _take(subscription, state, batch, got)
+    while error is None:
+        error = _take(subscription, state, batch, got)
         remaining = fill_until - time.monotonic()
-        if len(got) >= batch or remaining <= 0:
+        if len(got) >= batch or remaining <= 0 or error is not None:
             break
-        await _wait_one(subscription, state, remaining, got)
+        error = await _wait_one(subscription, state, remaining, got)
     await _ask(subscription, state)
     return got
 

@@ -194,7 +194,7 @@ async def test_an_expired_request_is_renewed_even_unheard() -> None:
     sub = _standing(10)
     with pytest.raises(nats.errors.TimeoutError):
         await sub.fetch(5, timeout=0.01)
-    state = getattr(sub, "_dxtalent_pull_state")
+    state = sub._dxtalent_pull_state  # type: ignore[attr-defined]
     state.expires_at = 0.0
     with pytest.raises(nats.errors.TimeoutError):
         await sub.fetch(5, timeout=0.01)
