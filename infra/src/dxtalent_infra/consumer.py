@@ -108,9 +108,10 @@ class Subscription:
 @dataclass(frozen=True)
 class ConsumerOptions:
     """How a consumer runs. `after_commit` is a test seam called after COMMIT and before any
-    acknowledgement; `fetch_timeout` is how long one fetch waits for a first message (an idle
-    consumer polls at this pace); once one came, a batch waits at most
-    `fetch_timeout.FILL_S` for more (see that module).
+    acknowledgement; `fetch_timeout` is how long one fetch waits for a first message from
+    the standing pull request (an idle consumer's loop turns at this pace; the server is
+    asked again only every `fetch_timeout.EXPIRES_S`); once one came, a batch takes what
+    arrives within `fetch_timeout.FILL_S` (see that module, decision 0315).
 
     `min_batch_interval` (seconds, 0 = none): a batch starts at least this long after the
     previous one started, unless it was fetched full. Under a steady trickle that makes
@@ -291,7 +292,9 @@ class JetStreamConsumer:
 
         A fetch under way when `stop` came ends within `fetch_timeout`, and its batch is
         applied before the subscriber stops itself; the subscriber is stopped here after that
-        time in any case (an idle one keeps polling)."""
+        time in any case (an idle one keeps polling). Then what the standing pull request
+        had queued and no batch took is nak'ed (`fetch_timeout.release`): delivered again at
+        once, never acknowledged."""
         self._stop.set()
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._done_fetching.wait(), 2 * self._opts.fetch_timeout + 0.5)
@@ -337,7 +340,7 @@ class JetStreamConsumer:
         in a task, and the handler returns so that FastStream fetches the next batch meanwhile
         (measured: without that overlap the rate fell by ~15%); the next call first waits
         for it, so batches are applied one at a time, in order; when it did wait, it tops its
-        batch up with what arrived meanwhile (`fetch_timeout.top_up`). With
+        batch up with what was queued meanwhile (`fetch_timeout.top_up`). With
         `min_batch_interval`, a batch still not full then waits until that long after the
         previous batch's start (or until `stop`) and is topped up again. Stopping, the batch
         already fetched is applied, then `StopConsume` ends the fetching."""
