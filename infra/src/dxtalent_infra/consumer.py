@@ -108,9 +108,10 @@ class Subscription:
 @dataclass(frozen=True)
 class ConsumerOptions:
     """How a consumer runs. `after_commit` is a test seam called after COMMIT and before any
-    acknowledgement; `fetch_timeout` is how long one fetch waits for a first message (an idle
-    consumer polls at this pace); once one came, a batch waits at most
-    `fetch_timeout.FILL_S` for more (see that module).
+    acknowledgement; `fetch_timeout` is how long one fetch waits for a first message from
+    the standing pull request (an idle consumer's loop turns at this pace; the server is
+    asked again only every `fetch_timeout.EXPIRES_S`); once one came, a batch takes what
+    arrives within `fetch_timeout.FILL_S` (see that module, decision 0315).
 
     `min_batch_interval` (seconds, 0 = none): a batch starts at least this long after the
     previous one started, unless it was fetched full. Under a steady trickle that makes
@@ -199,6 +200,7 @@ class JetStreamConsumer:
         self._dead_lettering: set[asyncio.Task[None]] = set()  # see settle.settle_dead
         self._done_fetching = asyncio.Event()  # set when the handler ends the fetching
         self._last_start: float | None = None  # perf_counter when the last batch started
+        self._pull: Any = None  # nats-py's pull subscription, for `close`
         self._hold_max = max(0.1, min(5.0, self._opts.ack_wait / 3))
         self._log = log.bind(consumer=self._durable, stream=self._stream_name)
         self._applier = BatchApplier(
@@ -231,7 +233,7 @@ class JetStreamConsumer:
             ),
         )
         subscriber(self._on_batch)
-        fetch_timeout.batching(self._stream_name, self._durable)
+        fetch_timeout.batching(self._stream_name, self._durable, 2 * self._opts.batch_size)
         return subscriber
 
     # --- lifecycle ---------------------------------------------------------------------------
@@ -290,11 +292,19 @@ class JetStreamConsumer:
 
         A fetch under way when `stop` came ends within `fetch_timeout`, and its batch is
         applied before the subscriber stops itself; the subscriber is stopped here after that
-        time in any case (an idle one keeps polling)."""
+        time in any case (an idle one keeps polling). Then what the standing pull request
+        had queued and no batch took is nak'ed (`fetch_timeout.release`): delivered again at
+        once, never acknowledged."""
         self._stop.set()
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._done_fetching.wait(), 2 * self._opts.fetch_timeout + 0.5)
+        pull = self._subscriber.subscription or self._pull
         await self._subscriber.stop()
+        try:  # queued, never handed over: delivered again at once
+            released = await fetch_timeout.release(pull)
+            self._log.info("consumer.released", messages=released)
+        except Exception as exc:
+            self._log.warning("consumer.release_failed", error=repr(exc))
         await self._finish_previous()
         await asyncio.gather(*self._dead_lettering, return_exceptions=True)
         with contextlib.suppress(Exception):
@@ -330,12 +340,13 @@ class JetStreamConsumer:
         in a task, and the handler returns so that FastStream fetches the next batch meanwhile
         (measured: without that overlap the rate fell by ~15%); the next call first waits
         for it, so batches are applied one at a time, in order; when it did wait, it tops its
-        batch up with what arrived meanwhile (`fetch_timeout.top_up`). With
+        batch up with what was queued meanwhile (`fetch_timeout.top_up`). With
         `min_batch_interval`, a batch still not full then waits until that long after the
         previous batch's start (or until `stop`) and is topped up again. Stopping, the batch
         already fetched is applied, then `StopConsume` ends the fetching."""
         fetched = time.perf_counter()
         msgs = cast(list[Any], batch)
+        self._pull = self._subscriber.subscription  # FastStream forgets it on StopConsume
         waited = self._inflight is not None and not self._inflight.done()
         await self._finish_previous()
         if self._died is not None:

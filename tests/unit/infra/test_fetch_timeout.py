@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 
 import nats.errors
+import nats.js.errors
 import pytest
 from nats.js.client import JetStreamContext
 
@@ -37,11 +39,10 @@ def test_the_consumer_installs_the_fix_on_nats_pull_subscriptions() -> None:
 
 
 class _Queue:
-    """A pull subscription with `ready` messages waiting; records each fetch it is asked for."""
+    """A pull subscription that is not one of the consumers' durables: nats-py's fetch."""
 
     def __init__(self, ready: int, consumer: str = "durable") -> None:
         self._stream, self._consumer = "STREAM", consumer
-        fetch_timeout.batching("STREAM", "durable")
         self.ready = ready
         self.calls: list[tuple[int, float]] = []
 
@@ -54,33 +55,6 @@ class _Queue:
         return list(range(taken))
 
 
-async def test_a_batch_takes_its_first_message_then_only_what_is_already_there() -> None:
-    """A batch fetch waits the caller's timeout for one message, then at most FILL_S for the
-    rest: a lone message is not held back for the whole timeout, and a backlog still fills
-    the batch."""
-    fetch_timeout.install(_Queue)
-    lone = _Queue(ready=1)
-    assert await lone.fetch(500, timeout=0.1) == [0]
-    assert lone.calls == [(1, 0.1), (499, fetch_timeout.FILL_S)]
-    backlog = _Queue(ready=800)
-    assert len(await backlog.fetch(500, timeout=0.1)) == 500
-    assert backlog.calls == [(1, 0.1), (499, fetch_timeout.FILL_S)]
-
-
-async def test_after_a_short_fetch_the_next_one_ends_at_once() -> None:
-    """FastStream fetches again until its batch is full or its timeout is up; after a fetch
-    that came back short, the next one times out at once (so the batch is handed over), and
-    the one after that waits as usual."""
-    fetch_timeout.install(_Queue)
-    trickle = _Queue(ready=3)
-    assert len(await trickle.fetch(500, timeout=0.1)) == 3
-    with pytest.raises(nats.errors.TimeoutError):
-        await trickle.fetch(497, timeout=0.09)
-    assert len(trickle.calls) == 2  # the second fetch asked the server nothing
-    trickle.ready = 2
-    assert len(await trickle.fetch(500, timeout=0.1)) == 2
-
-
 async def test_other_pull_subscriptions_keep_nats_py_behaviour() -> None:
     """A pull subscription that is not a consumer's durable (a test helper, a tool) is asked
     once for the whole batch, as nats-py does it."""
@@ -91,45 +65,182 @@ async def test_other_pull_subscriptions_keep_nats_py_behaviour() -> None:
 
 
 class _Msg:
-    def __init__(self, status: str | None = None) -> None:
-        self.headers = {"Status": status} if status else None
+    def __init__(self, data: bytes = b"x", headers: dict[str, str] | None = None) -> None:
+        self.data, self.headers = data, headers
+        self.header = headers  # nats-py's alias, read by APIError.from_msg
+        self.naked = False
+
+    async def nak(self) -> None:
+        self.naked = True
+
+
+def _status(code: str, left: int | None = None) -> _Msg:
+    headers = {"Status": code}
+    if left is not None:
+        headers["Nats-Pending-Messages"] = str(left)
+    return _Msg(b"", headers)
+
+
+class _Sub:
+    """nats-py's subscription as the standing request uses it: a queue the client's read
+    loop fills, and `next_msg`."""
+
+    def __init__(self) -> None:
+        self._pending_queue: asyncio.Queue[_Msg] = asyncio.Queue()
+        self._pending_size = 0
+
+    def push(self, *msgs: _Msg) -> None:
+        for msg in msgs:
+            self._pending_size += len(msg.data)
+            self._pending_queue.put_nowait(msg)
+
+    async def next_msg(self, timeout: float) -> _Msg:  # noqa: ASYNC109
+        try:
+            msg = await asyncio.wait_for(self._pending_queue.get(), timeout)
+        except TimeoutError:
+            raise nats.errors.TimeoutError from None
+        self._pending_size -= len(msg.data)
+        self._pending_queue.task_done()
+        return msg
 
 
 class _PullSubscription:
-    """nats-py's pull subscription as `top_up` uses it: the server answers a no_wait request
-    with the messages it has, then 404 when they were fewer than asked."""
+    """nats-py's pull subscription of a consumer's durable, recording its pull requests."""
 
-    def __init__(self, ready: int) -> None:
-        self._nms, self._deliver = "$JS.API.CONSUMER.MSG.NEXT.S.d", "_INBOX.x"
-        self.ready = ready
-        self.requests: list[dict[str, object]] = []
-        self.queue: list[_Msg] = []
+    def __init__(self, durable: str = "standing") -> None:
+        self._stream, self._consumer = "STREAM", durable
+        self._nms, self._deliver = f"$JS.API.CONSUMER.MSG.NEXT.STREAM.{durable}", "_INBOX.x"
+        self._sub = _Sub()
         self._nc = self
-        self._sub = self
+        self.stats = {"reconnects": 0}
+        self.requests: list[dict[str, object]] = []
 
     async def publish(self, subject: str, payload: bytes, reply: str) -> None:
-        request = json.loads(payload)
-        self.requests.append(request)
-        taken = min(int(request["batch"]), self.ready)
-        self.ready -= taken
-        self.queue += [_Msg() for _ in range(taken)]
-        if taken < int(request["batch"]):
-            self.queue.append(_Msg("404"))
+        assert (subject, reply) == (self._nms, self._deliver)
+        self.requests.append(json.loads(payload))
 
-    async def next_msg(self, timeout: float) -> _Msg:  # noqa: ASYNC109
-        if not self.queue:
-            raise TimeoutError
-        return self.queue.pop(0)
+    async def fetch(self, batch: int, timeout: float) -> list[_Msg]:  # noqa: ASYNC109
+        raise AssertionError("replaced by install")
 
 
-async def test_a_top_up_takes_what_is_there_with_one_no_wait_request() -> None:
-    """`top_up` asks once, without waiting on the server, for up to `room` messages, and
-    leaves nothing of its request behind: a full answer ends the read, so does the 404."""
-    sub = _PullSubscription(ready=7)
-    assert len(await fetch_timeout.top_up(sub, 5)) == 5
-    assert sub.requests == [{"batch": 5, "no_wait": True}]
-    assert len(await fetch_timeout.top_up(sub, 5)) == 2
-    assert sub.queue == []  # the 404 was read
+def _standing(size: int = 10) -> _PullSubscription:
+    fetch_timeout.install(_PullSubscription)
+    sub = _PullSubscription(durable=f"standing-{size}")
+    fetch_timeout.batching("STREAM", sub._consumer, size)
+    return sub
+
+
+_EXPIRES = int(fetch_timeout.EXPIRES_S * 1_000_000_000)
+
+
+async def test_one_standing_request_serves_many_batches() -> None:
+    """The first fetch asks once for `size` messages, lingering EXPIRES_S; the messages the
+    server pushes for it make several batches, with no request of their own, until half of
+    it is used; then it asks for what is missing."""
+    sub = _standing(10)
+    with pytest.raises(nats.errors.TimeoutError):  # idle: the request stands, nothing came
+        await sub.fetch(5, timeout=0.01)
+    assert sub.requests == [{"batch": 10, "expires": _EXPIRES}]
+    sub._sub.push(_Msg(), _Msg())
+    assert len(await sub.fetch(5, timeout=0.1)) == 2
+    with pytest.raises(nats.errors.TimeoutError):  # short: the batch is handed over
+        await sub.fetch(3, timeout=0.1)
+    sub._sub.push(_Msg(), _Msg(), _Msg())
+    assert len(await sub.fetch(5, timeout=0.1)) == 3
+    assert sub.requests[1:] == [{"batch": 5, "expires": _EXPIRES}]  # half used: the 5 missing
+    with pytest.raises(nats.errors.TimeoutError):
+        await sub.fetch(2, timeout=0.1)
+    sub._sub.push(_Msg(), _Msg(), _Msg(), _Msg())
+    assert len(await sub.fetch(3, timeout=0.1)) == 3  # a full batch, the rest stays queued
+    assert len(sub.requests) == 2  # 7 of 10 owed
+    assert len(await sub.fetch(3, timeout=0.1)) == 1
+    assert len(sub.requests) == 2  # 6 owed
+    with pytest.raises(nats.errors.TimeoutError):
+        await sub.fetch(2, timeout=0.1)
+    sub._sub.push(_Msg())
+    assert len(await sub.fetch(3, timeout=0.1)) == 1
+    assert sub.requests[2:] == [{"batch": 5, "expires": _EXPIRES}]  # 5 owed: ask for 5
+
+
+async def test_a_lone_message_waits_the_fill_window_at_most() -> None:
+    """After the first message a batch takes what is queued, and when nothing was, what
+    comes within FILL_S: a lone message is not held for the fetch's whole timeout."""
+    sub = _standing(10)
+    sub._sub.push(_Msg())
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    assert len(await sub.fetch(5, timeout=1.0)) == 1
+    assert loop.time() - started < 0.5
+
+
+async def test_a_request_ended_by_the_server_is_renewed_at_once() -> None:
+    """A 408 (expired) says how many of the request will not come: they are no longer
+    counted, and the request is renewed while the fetch waits, without losing its time."""
+    sub = _standing(10)
+    with pytest.raises(nats.errors.TimeoutError):
+        await sub.fetch(5, timeout=0.01)
+    sub._sub.push(_status("408", left=10), _Msg())
+    assert len(await sub.fetch(5, timeout=0.1)) == 1
+    assert sub.requests == [{"batch": 10, "expires": _EXPIRES}] * 2
+    sub._sub.push(_status("100"))  # a heartbeat: nothing to do
+    with pytest.raises(nats.errors.TimeoutError):
+        await sub.fetch(5, timeout=0.01)
+    assert len(sub.requests) == 2
+
+
+async def test_an_expired_request_is_renewed_even_unheard() -> None:
+    """A request whose end the client never heard of is over anyway once its expiry has
+    passed, or once the connection was re-established: the next fetch asks again."""
+    sub = _standing(10)
+    with pytest.raises(nats.errors.TimeoutError):
+        await sub.fetch(5, timeout=0.01)
+    state = sub._dxtalent_pull_state  # type: ignore[attr-defined]
+    state.expires_at = 0.0
+    with pytest.raises(nats.errors.TimeoutError):
+        await sub.fetch(5, timeout=0.01)
+    assert len(sub.requests) == 2
+    sub.stats["reconnects"] += 1  # the server may have restarted: it forgot the request
+    with pytest.raises(nats.errors.TimeoutError):
+        await sub.fetch(5, timeout=0.01)
+    assert len(sub.requests) == 3
+
+
+async def test_other_statuses_raise_what_nats_py_raises() -> None:
+    """A status that is not the request's end nor a heartbeat raises nats-py's APIError,
+    and the request is asked again by the next fetch."""
+    sub = _standing(10)
+    sub._sub.push(_status("503"))
+    with pytest.raises(nats.js.errors.APIError):
+        await sub.fetch(5, timeout=0.1)
+    with pytest.raises(nats.errors.TimeoutError):
+        await sub.fetch(5, timeout=0.01)
+    assert len(sub.requests) == 2
+
+
+async def test_a_top_up_takes_what_is_queued_without_asking() -> None:
+    """`top_up` takes up to `room` queued messages and sends no request while the standing
+    one is more than half there."""
+    sub = _standing(10)
+    sub._sub.push(_Msg())
+    assert len(await sub.fetch(5, timeout=0.1)) == 1
+    sub._sub.push(*[_Msg() for _ in range(3)])
+    assert len(await fetch_timeout.top_up(sub, 2)) == 2
+    assert len(await fetch_timeout.top_up(sub, 5)) == 1
     assert await fetch_timeout.top_up(sub, 5) == []
     assert await fetch_timeout.top_up(sub, 0) == []
-    assert len(sub.requests) == 3
+    assert len(sub.requests) == 1
+    assert await fetch_timeout.top_up(_PullSubscription("never-fetched"), 5) == []
+
+
+async def test_release_naks_what_was_queued_and_asks_nothing_more() -> None:
+    """Stopping: what the standing request queued and nobody took is nak'ed (delivered
+    again at once, never acknowledged), and no request follows."""
+    sub = _standing(10)
+    sub._sub.push(_Msg())
+    assert len(await sub.fetch(1, timeout=0.1)) == 1
+    left = [_Msg(), _Msg()]
+    sub._sub.push(*left, _status("100"))
+    assert await fetch_timeout.release(sub) == 2
+    assert all(msg.naked for msg in left)
+    assert await fetch_timeout.top_up(sub, 5) == []
+    assert len(sub.requests) == 1
