@@ -93,8 +93,9 @@ async def test_a_backlog_of_full_batches_does_not_wait(
     env: Env,  # noqa: F811
 ) -> None:
     """Full batches are a backlog, not a trickle: with batches of 10 and a 5 s interval, 50
-    messages published beforehand go through in full batches that do not wait for each
-    other (the interval would otherwise cap the rate at one batch per interval)."""
+    messages published beforehand go through in batches, full after the first, that do not
+    wait for each other (the interval would otherwise cap the rate at one batch per
+    interval)."""
     interval = 5.0
     names = keys(50)
     await env.publish(names)
@@ -103,7 +104,11 @@ async def test_a_backlog_of_full_batches_does_not_wait(
     starts.consumer = consumer
     async with running(consumer):
         await eventually(lambda: env.has_rows(len(names)), "every message applied")
-    assert [n for _, n in starts.batches] == [10] * 5
+    sizes = [n for _, n in starts.batches]
+    # the first batch may be short (it goes with what came within the fill window of its
+    # first message, on a busy machine less than the backlog); the others are full
+    assert sum(sizes) == len(names)
+    assert all(n == 10 for n in sizes[1:-1]), sizes
     assert max(starts.gaps()) < interval
 
 
