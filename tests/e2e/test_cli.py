@@ -31,11 +31,15 @@ CSV = "\ufeffemployee_id,course_id,completed_on\nE1,DX-101,2025/6/1\nE1,ICT-101,
 
 
 def _free_port_run() -> int:
-    """A base port with the next two free as well."""
-    for base in range(20081, 40000, 7):
+    """A base port with the next two free as well, from this pytest-xdist worker's own range
+    (two workers scanning one range found the same base, and one test's `up` then refused the
+    ports while it polled the other's services)."""
+    worker = int(os.environ.get("PYTEST_XDIST_WORKER", "gw0").removeprefix("gw") or 0)
+    start = 20081 + (worker % 8) * 2100
+    for base in range(start, start + 2100, 7):
         if not any(port_open(base + i) for i in range(3)):
             return base
-    raise RuntimeError("no three free ports in a row")
+    raise RuntimeError(f"no three free ports in a row from {start}")
 
 
 def _cli(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
