@@ -21,7 +21,9 @@ Each relies on nats-py code we do not own, so each is enabled only when the sour
 nats-py functions it stands in for or calls is the one it was written against
 (`FINGERPRINTS`); otherwise nats-py's own path runs and a warning is logged once. The unit
 tests fail when a fingerprint no longer matches (a nats-py upgrade): review the new source,
-then update the fingerprint.
+then update the fingerprint. The same test guards `fetch_timeout`'s standing pull request
+(decision 0315), which publishes on a pull subscription's request subject and takes messages
+from its subscription's queue: the attributes the two constructors below set.
 """
 
 from __future__ import annotations
@@ -39,6 +41,7 @@ from nats.aio import client as nats_client
 from nats.aio.client import Client
 from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
+from nats.js.client import JetStreamContext
 
 log = structlog.get_logger(__name__)
 
@@ -55,6 +58,9 @@ FINGERPRINTS: dict[str, str] = {
     "Client._send_command": "ed57e8e86389cf94",
     "Client._flush_pending": "317c8d7ef54b90b7",
     "Client._parse_header_lines": "049cf69148e0bb4f",
+    # `fetch_timeout` (0315): `_nc`, `_nms`, `_deliver`, `_sub`; `_pending_queue`, `_pending_size`
+    "PullSubscription.__init__": "31004f41d6e52719",
+    "Subscription.__init__": "2802b4167b601689",
 }
 
 _SOURCES: dict[str, Callable[..., Any]] = {
@@ -66,6 +72,8 @@ _SOURCES: dict[str, Callable[..., Any]] = {
     "Client._send_command": Client._send_command,
     "Client._flush_pending": Client._flush_pending,
     "Client._parse_header_lines": Client._parse_header_lines,
+    "PullSubscription.__init__": JetStreamContext.PullSubscription.__init__,
+    "Subscription.__init__": Subscription.__init__,
 }
 
 
