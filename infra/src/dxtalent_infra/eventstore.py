@@ -244,34 +244,18 @@ def outbox_channel(schema: str) -> str:
     return f"dxt_outbox_{schema}"[:63]
 
 
-_RelayKey = tuple[asyncpg.Pool, str]
-#: The outbox relays running in this process, by pool and schema: how to wake each, on which
-#: loop (`OutboxRelay.run` registers itself; decision 0310).
-_local_relays: dict[_RelayKey, tuple[asyncio.AbstractEventLoop, Callable[[], None]]] = {}
-#: Inside `wake_relays_after_commit()`: the relays to wake at its end.
-_deferred_wakes: ContextVar[set[_RelayKey] | None] = ContextVar("dxt_deferred_wakes", default=None)
-
-
-def register_local_relay(pool: asyncpg.Pool, schema: str, wake: Callable[[], None]) -> None:
-    """Say that a relay of `schema` on `pool` runs on this event loop: appends of a store on
-    the same pool made inside `wake_relays_after_commit()` then call `wake` after their
-    COMMIT instead of notifying."""
-    _local_relays[(pool, schema)] = (asyncio.get_running_loop(), wake)
-
-
-def unregister_local_relay(pool: asyncpg.Pool, schema: str, wake: Callable[[], None]) -> None:
-    """Undo `register_local_relay` (when `wake` is still the one registered)."""
-    entry = _local_relays.get((pool, schema))
-    if entry is not None and entry[1] == wake:
-        del _local_relays[(pool, schema)]
+#: Inside `wake_relays_after_commit()`: the hand-overs whose relay to wake at its end.
+_deferred_wakes: ContextVar[set[OutboxHandover] | None] = ContextVar(
+    "dxt_deferred_wakes", default=None
+)
 
 
 @contextmanager
 def wake_relays_after_commit() -> Iterator[None]:
     """Around a transaction the caller commits before leaving the block (a consumer's batch):
-    an append inside it to a schema whose relay runs in this process on this loop (on the
-    store's pool) sends no NOTIFY, and that relay is woken directly when the block ends
-    normally, after the COMMIT.
+    an append inside it by a store whose relay runs in this process on this loop (attached to
+    the store's `OutboxHandover`) sends no NOTIFY, and that relay is woken directly when the
+    block ends normally, after the COMMIT.
 
     A NOTIFY costs more than the wake it carries: PostgreSQL serialises the commits of
     notifying transactions in a database (each holds a database-wide lock through its WAL
@@ -280,16 +264,14 @@ def wake_relays_after_commit() -> Iterator[None]:
     which reads the queue, and the relay's listener sends it on to its client (decision 0310).
     Appends elsewhere (another process, no relay running here, outside this block) notify as
     before. A block left by an exception wakes nothing: its transaction did not commit."""
-    pending: set[_RelayKey] = set()
+    pending: set[OutboxHandover] = set()
     token = _deferred_wakes.set(pending)
     try:
         yield
     finally:
         _deferred_wakes.reset(token)
-    for key in pending:
-        entry = _local_relays.get(key)
-        if entry is not None:
-            entry[1]()
+    for handover in pending:
+        handover.wake()
 
 
 def lock_key(schema: str, purpose: str) -> int:
@@ -500,8 +482,9 @@ SELECT stream_id, version FROM {s}.streams WHERE stream_id = ANY($3::text[])"""
 
 
 class OutboxHandover:
-    """The events this process appended, by position, for the outbox relay of the same
-    store (decision 0320).
+    """What a store hands the outbox relay of the same process: the events it appended, by
+    position (decision 0320), and the wake after a consumer batch's COMMIT instead of a
+    NOTIFY (`wake_relays_after_commit`, decision 0310; the relay `attach`es while it runs).
 
     An append stages its inserted events with the positions the statement returned, before
     its transaction commits. The relay still learns *which* events to publish from the
@@ -519,6 +502,34 @@ class OutboxHandover:
         self._max_age = max_age
         self._max_events = max_events
         self._spans: deque[tuple[float, int, int]] = deque()  # (staged at, first, end)
+        #: the running relay's event loop and wake (`attach`)
+        self._relay: tuple[asyncio.AbstractEventLoop, Callable[[], None]] | None = None
+
+    def attach(self, wake: Callable[[], None]) -> None:
+        """The relay taking this hand-over runs on this event loop: the store's appends inside
+        `wake_relays_after_commit()` then call `wake` after their COMMIT instead of
+        notifying."""
+        self._relay = (asyncio.get_running_loop(), wake)
+
+    def detach(self, wake: Callable[[], None]) -> None:
+        """Undo `attach` (when `wake` is still the one attached)."""
+        if self._relay is not None and self._relay[1] == wake:
+            self._relay = None
+
+    def defer_wake(self) -> bool:
+        """Inside `wake_relays_after_commit()`, with the relay attached on this loop: wake it
+        at the block's end, and say so (the append then sends no NOTIFY)."""
+        pending = _deferred_wakes.get()
+        relay = self._relay
+        if pending is None or relay is None or relay[0] is not asyncio.get_running_loop():
+            return False
+        pending.add(self)
+        return True
+
+    def wake(self) -> None:
+        """Wake the attached relay, if one is."""
+        if self._relay is not None:
+            self._relay[1]()
 
     def stage(self, first_position: int, events: Sequence[NewEvent]) -> None:
         """`events` took the positions from `first_position` on, in order."""
@@ -554,8 +565,9 @@ class PostgresEventStore:
     With `notify` (the default) every append sends a NOTIFY on `outbox_channel(schema)` so
     the relay wakes at once; PostgreSQL serialises the commits of notifying transactions,
     so a store with many concurrent single-event writers may turn it off and let the relay
-    poll. Inside `wake_relays_after_commit()`, with the schema's relay running in this
-    process, an append wakes that relay directly after the COMMIT instead.
+    poll. Inside `wake_relays_after_commit()`, with the store's relay running in this
+    process (attached to its `outbox_handover()`), an append wakes that relay directly after
+    the COMMIT instead.
     """
 
     def __init__(self, pool: asyncpg.Pool, schema: str, *, notify: bool = True) -> None:
@@ -584,16 +596,10 @@ class PostgresEventStore:
         return self._handover
 
     def _notify_channel(self) -> str | None:
-        """The channel an append notifies: none when the schema's relay runs on this loop and
+        """The channel an append notifies: none when the store's relay runs on this loop and
         the append is inside `wake_relays_after_commit()`, which then wakes it after COMMIT."""
-        pending = _deferred_wakes.get()
-        if pending is None or self._channel is None:
+        if self._channel is None or self._handover is None or not self._handover.defer_wake():
             return self._channel
-        key = (self._pool, self.schema)
-        entry = _local_relays.get(key)
-        if entry is None or entry[0] is not asyncio.get_running_loop():
-            return self._channel
-        pending.add(key)
         return None
 
     @property

@@ -43,8 +43,8 @@ Design (architecture guarantee 2, no dual write):
   NOTIFY that woke the relay to the read, the read, publishing until every ack, DELETE and
   COMMIT (decision 0250), and how many events came from the hand-over.
 - Wakes on LISTEN/NOTIFY (appends notify), or directly when a consumer batch of the same
-  process committed events (`eventstore.wake_relays_after_commit`: no NOTIFY for those,
-  decision 0310), polls every `poll_interval` as a fallback, and
+  process committed events through its hand-over (`eventstore.wake_relays_after_commit`:
+  no NOTIFY for those, decision 0310), polls every `poll_interval` as a fallback, and
   backs off exponentially up to `max_backoff` while NATS or PostgreSQL is unreachable; the
   pool hands out fresh connections and nats-py reconnects by itself. Keep the streams'
   duplicate window well above `max_backoff` (`streams.ensure_streams` checks it).
@@ -78,8 +78,6 @@ from dxtalent_infra.eventstore import (
     OutboxHandover,
     lock_key,
     outbox_channel,
-    register_local_relay,
-    unregister_local_relay,
 )
 from dxtalent_infra.metrics import RELAY_PUBLISHED
 from dxtalent_infra.migrations import quote_ident
@@ -248,7 +246,8 @@ class OutboxRelay:
         backoff, failing = 0.1, False
         log.info("outbox.relay_started", schema=self.schema)
         # this process's consumer batches wake the relay after their COMMIT, without NOTIFY
-        register_local_relay(self._pool, self.schema, self._notified)
+        if self._handover is not None:
+            self._handover.attach(self._notified)
         try:
             while not self._stop.is_set():
                 try:
@@ -268,7 +267,8 @@ class OutboxRelay:
                 backoff, failing = 0.1, False
                 await self._sleep(self._poll_interval, wake_on_notify=True)
         finally:
-            unregister_local_relay(self._pool, self.schema, self._notified)
+            if self._handover is not None:
+                self._handover.detach(self._notified)
             await self._release_listener()
             await self._publisher.close()
             self._done.set()

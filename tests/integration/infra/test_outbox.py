@@ -28,8 +28,6 @@ from dxtalent_infra.eventstore import (
     OutboxHandover,
     PostgresEventStore,
     outbox_channel,
-    register_local_relay,
-    unregister_local_relay,
     wake_relays_after_commit,
 )
 from dxtalent_infra.nats import connect_nats
@@ -480,16 +478,32 @@ async def test_a_batch_turns_off_synchronous_commit_for_its_own_transaction_only
     assert len(await stream_ids(nc.jetstream(), topology)) == 2
 
 
+@pytest.fixture
+async def handing_store(pool: asyncpg.Pool, db_schema: str) -> PostgresEventStore:
+    """A store with a hand-over (the wake after COMMIT goes through it)."""
+    s = PostgresEventStore(pool, db_schema)
+    await s.migrate()
+    s.outbox_handover()
+    return s
+
+
 async def test_a_batch_wakes_the_relay_of_its_process_after_commit_without_notify(
-    store: PostgresEventStore, pool: asyncpg.Pool, db_schema: str, nc: Client, topology: Topology
+    handing_store: PostgresEventStore,
+    pool: asyncpg.Pool,
+    db_schema: str,
+    nc: Client,
+    topology: Topology,
 ) -> None:
-    """Inside `wake_relays_after_commit()` (a consumer's batch), an append to a schema whose
-    relay runs in this process sends no NOTIFY, and the relay, polling only every 60 s,
-    publishes it at once after the COMMIT; an append outside the block still notifies
-    (decision 0310)."""
+    """Inside `wake_relays_after_commit()` (a consumer's batch), an append by a store whose
+    relay runs in this process (attached to its hand-over) sends no NOTIFY, and the relay,
+    polling only every 60 s, publishes it at once after the COMMIT; an append outside the
+    block still notifies (decision 0310)."""
+    store = handing_store
     heard: list[str] = []
     js = nc.jetstream()
-    relay = relay_for(pool, db_schema, nc, topology, poll_interval=60.0)
+    relay = relay_for(
+        pool, db_schema, nc, topology, poll_interval=60.0, handover=store.outbox_handover()
+    )
     async with pool.acquire() as spy, running(relay):
         pool_reset.needs_full_reset(spy)
         channel = outbox_channel(db_schema)
@@ -532,10 +546,13 @@ async def failing_batch(store: PostgresEventStore, conn: asyncpg.Connection) -> 
 
 
 async def test_the_wake_comes_after_commit_and_not_after_a_rollback(
-    store: PostgresEventStore, pool: asyncpg.Pool, db_schema: str
+    handing_store: PostgresEventStore,
 ) -> None:
-    """The registered relay's wake runs once the block's transaction committed (the rows are
+    """The attached relay's wake runs once the block's transaction committed (the rows are
     visible to the relay), never while it is open, and not at all when the block raised."""
+    store = handing_store
+    pool = store.pool
+    handover = store.outbox_handover()
     seen: list[bool] = []
     async with pool.acquire() as proxy:
         conn = cast(asyncpg.Connection, proxy)
@@ -543,7 +560,7 @@ async def test_the_wake_comes_after_commit_and_not_after_a_rollback(
         def wake() -> None:
             seen.append(conn.is_in_transaction())
 
-        register_local_relay(pool, db_schema, wake)
+        handover.attach(wake)
         try:
             with pytest.raises(RuntimeError):
                 await failing_batch(store, conn)
@@ -554,5 +571,5 @@ async def test_the_wake_comes_after_commit_and_not_after_a_rollback(
                 assert seen == []
             assert seen == [False]
         finally:
-            unregister_local_relay(pool, db_schema, wake)
+            handover.detach(wake)
     assert await store.stream_version("s") == 1
