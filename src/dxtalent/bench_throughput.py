@@ -34,7 +34,7 @@ from dxtalent.demo import DEMO_SEED
 from dxtalent.figures import spread
 from dxtalent.nats_tools import subject_for
 from dxtalent.processes import cpu_seconds_with_own, rss_mb
-from dxtalent.stack import SERVICES, LocalStack, running_stack
+from dxtalent.stack import SERVICES, LocalStack, messages_per_batch, running_stack
 from dxtalent_contracts.catalog import load_catalog
 from dxtalent_infra.publisher import BatchPublisher, Outgoing
 
@@ -49,6 +49,7 @@ class RunFigures:
     rss_mb: dict[str, float] = field(default_factory=dict)  # largest seen, per service
     cpu_us: dict[str, float] = field(default_factory=dict)  # CPU µs per fact, end to end
     cores: float = 0.0  # cores kept busy end to end, all of `cpu_us` together
+    batch: dict[str, float] = field(default_factory=dict)  # mean messages per batch, end to end
 
     @property
     def ratio(self) -> float:
@@ -106,12 +107,14 @@ def one_run(console: Console, messages: Sequence[bytes]) -> RunFigures:
             stack.wait_ready(timeout=120, settle_checks=1)
             rss: dict[str, float] = {}
             cpu_before = cpu_seconds_with_own(stack.process_roots())
+            batches_before = stack.batch_totals()
             started = time.monotonic()
             uvloop.run(_publish_all(str(stack.nats_url), messages))
             done = _caught_up_at(stack, rss, timeout=1800)
             cpu_after = cpu_seconds_with_own(
                 stack.process_roots()
             )  # a few polls after `done`: a little idle time
+            batch = messages_per_batch(batches_before, stack.batch_totals())
             end_to_end = len(messages) / (done - started)
             spent = {k: cpu_after[k] - cpu_before.get(k, 0.0) for k in cpu_after}
             cpu_us = {k: 1e6 * v / len(messages) for k, v in spent.items()}
@@ -122,7 +125,7 @@ def one_run(console: Console, messages: Sequence[bytes]) -> RunFigures:
             )
     finally:
         shutil.rmtree(data_dir, ignore_errors=True)
-    return RunFigures(len(messages), end_to_end, bare, rss, cpu_us, cores)
+    return RunFigures(len(messages), end_to_end, bare, rss, cpu_us, cores, batch)
 
 
 def run_throughput_bench(console: Console, *, staff: int, runs: int, seed: int = DEMO_SEED) -> None:
@@ -143,7 +146,8 @@ def run_throughput_bench(console: Console, *, staff: int, runs: int, seed: int =
         console.print(
             f"run {i + 1}: end to end {fig.end_to_end:,.0f} facts/s, bare stage "
             f"{fig.bare:,.0f} facts/s, ratio {fig.ratio:.2f}; largest RSS MB: {memory}; "
-            f"CPU µs per fact: {cpu} ({fig.cores:.2f} cores busy)"
+            f"CPU µs per fact: {cpu} ({fig.cores:.2f} cores busy); messages per batch: "
+            + ", ".join(f"{name} {size:,.1f}" for name, size in fig.batch.items())
         )
     table = Table(title=f"throughput, {len(messages)} facts, min / median / max of {runs}")
     table.add_column("measure")
@@ -160,4 +164,7 @@ def run_throughput_bench(console: Console, *, staff: int, runs: int, seed: int =
         "CPU all (µs per fact)", spread([sum(f.cpu_us.values()) for f in figures], ",.0f")
     )
     table.add_row("cores busy", spread([f.cores for f in figures], ".2f"))
+    for name in figures[0].batch:
+        sizes = [f.batch.get(name, 0.0) for f in figures]
+        table.add_row(f"messages per batch, {name}", spread(sizes, ",.1f"))
     console.print(table)

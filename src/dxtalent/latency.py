@@ -38,7 +38,7 @@ from rich.table import Table
 from dxtalent.figures import percentile, spread
 from dxtalent.nats_tools import publish_raw
 from dxtalent.processes import cpu_seconds_with_own
-from dxtalent.stack import LocalStack, running_stack
+from dxtalent.stack import LocalStack, messages_per_batch, running_stack
 from dxtalent_contracts.catalog import load_catalog
 from dxtalent_contracts.envelope import CloudEvent
 from dxtalent_contracts.events import LevelCertifiedEvent
@@ -272,6 +272,8 @@ class RunFigures:
     #: load's start until every timed fact was certified (the bench: its load built and sent);
     #: empty without a load
     cpu_us: dict[str, float] = field(default_factory=dict)
+    #: mean messages per batch of each consumer under the load; empty without a load
+    batch: dict[str, float] = field(default_factory=dict)
 
     def quantile(self, q: float) -> float:
         return percentile(self.latencies, q)
@@ -298,6 +300,7 @@ def one_run(samples: int, rate: int | None, duration: float) -> RunFigures:
                 latencies = asyncio.run(_measure(str(stack.nats_url), employees, last_course))
                 return RunFigures(latencies, "one at a time")
             cpu_before = cpu_seconds_with_own(stack.process_roots())
+            batches_before = stack.batch_totals()
             load = uvloop.run(
                 _measure_under_load(
                     str(stack.nats_url),
@@ -309,6 +312,7 @@ def one_run(samples: int, rate: int | None, duration: float) -> RunFigures:
                 )
             )
             cpu_after = cpu_seconds_with_own(stack.process_roots())
+            batch = messages_per_batch(batches_before, stack.batch_totals())
             cpu_us = {
                 k: 1e6 * (v - cpu_before.get(k, 0.0)) / load.published for k, v in cpu_after.items()
             }
@@ -320,7 +324,7 @@ def one_run(samples: int, rate: int | None, duration: float) -> RunFigures:
         + (f"; {load.resent} sent again, their ack lost" if load.resent else "")
         + ")"
     )
-    return RunFigures(load.latencies, how, load.backlog_max, load.backlog_end, cpu_us)
+    return RunFigures(load.latencies, how, load.backlog_max, load.backlog_end, cpu_us, batch)
 
 
 def run_latency_bench(
@@ -353,6 +357,9 @@ def run_latency_bench(
             console.print(
                 f"  CPU µs per fact under the load: {cpu}; all {sum(fig.cpu_us.values()):,.0f}"
             )
+        if fig.batch:
+            sizes = ", ".join(f"{name} {size:,.1f}" for name, size in fig.batch.items())
+            console.print(f"  messages per batch: {sizes}")
     if runs == 1:
         return
     table = Table(
@@ -371,4 +378,7 @@ def run_latency_bench(
         table.add_row(
             "CPU all (µs per fact)", spread([sum(f.cpu_us.values()) for f in figures], ",.0f")
         )
+        for name in figures[0].batch:
+            per_run = [f.batch.get(name, 0.0) for f in figures]
+            table.add_row(f"messages per batch, {name}", spread(per_run, ",.1f"))
     console.print(table)

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import structlog
+from prometheus_client.parser import text_string_to_metric_families
 
 from dxtalent.errors import UserError
 from dxtalent.nats_tools import NatsAuth, connect
@@ -215,6 +216,20 @@ class LocalStack:
             out[name] = caught_up(svc.base_url, token)
         return out
 
+    def batch_totals(self) -> dict[str, tuple[float, float]]:
+        """Per consumer: (batches, messages) applied so far, from each running service's
+        `/metrics`. Take it before and after a run: the difference says how large the run's
+        batches were (`messages_per_batch`)."""
+        token = self.extra_env.get("DXT_API_TOKEN") or None
+        out: dict[str, tuple[float, float]] = {}
+        for svc in self.services.values():
+            req = urllib.request.Request(svc.base_url + "/metrics")
+            if token:
+                req.add_header("Authorization", f"Bearer {token}")
+            with urllib.request.urlopen(req, timeout=5) as resp:
+                out.update(batch_totals_in(resp.read().decode()))
+        return out
+
     def wait_ready(self, timeout: float = 120.0, settle_checks: int = 3) -> None:
         """Wait until every service is connected and caught up, several checks in a row
         (events move from one service to the next, so one green check is not enough)."""
@@ -246,6 +261,34 @@ class LocalStack:
         for server in reversed(self._servers):
             server.stop()
         self._servers.clear()
+
+
+def batch_totals_in(metrics: str) -> dict[str, tuple[float, float]]:
+    """Per consumer: (batches, messages) in a Prometheus text exposition, from the
+    `dxtalent_consumer_batch_size` histogram's count and sum."""
+    out: dict[str, tuple[float, float]] = {}
+    for family in text_string_to_metric_families(metrics):
+        if family.name != "dxtalent_consumer_batch_size":
+            continue
+        for sample in family.samples:
+            count, total = out.get(sample.labels["consumer"], (0.0, 0.0))
+            if sample.name.endswith("_count"):
+                out[sample.labels["consumer"]] = (sample.value, total)
+            elif sample.name.endswith("_sum"):
+                out[sample.labels["consumer"]] = (count, sample.value)
+    return out
+
+
+def messages_per_batch(
+    before: Mapping[str, tuple[float, float]], after: Mapping[str, tuple[float, float]]
+) -> dict[str, float]:
+    """Per consumer, the mean messages per batch between two `LocalStack.batch_totals()`."""
+    out = {}
+    for consumer, (count, total) in after.items():
+        count0, total0 = before.get(consumer, (0.0, 0.0))
+        if count > count0:
+            out[consumer] = (total - total0) / (count - count0)
+    return out
 
 
 @contextlib.contextmanager
