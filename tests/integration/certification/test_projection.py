@@ -222,3 +222,99 @@ async def test_rows_written_before_the_ledger_get_it_from_the_event_store(
             "skill:dx-basics": SentEvent("ev-1", sent_data(acquired)),
         }
     )
+
+
+async def test_rows_kept_between_batches_are_used_only_while_at_their_version(
+    pool: asyncpg.Pool, db_schema: str
+) -> None:
+    """With `keep`, a row locked again at the version kept (read, or written by the locking
+    transaction and committed) is the kept row itself; a row another transaction wrote since,
+    a write rolled back, or one made in a savepoint, is read again from the table: what the
+    rows read are always what is stored."""
+    projection = PostgresEmployeeProjection(db_schema, keep=10)
+    other = PostgresEmployeeProjection(db_schema)
+    async with pool.acquire() as proxy:
+        conn = cast(asyncpg.Connection, proxy)
+        async with conn.transaction():
+            await projection.save(conn, some_row(), existed=False)
+
+        async def locked() -> EmployeeRow:
+            async with conn.transaction():
+                return (await projection.lock_many(conn, [E]))[E]
+
+        first = await locked()  # read (the insert had no locking transaction's id)
+        assert first == some_row()
+        assert await locked() is first  # still that version: not sent, not decoded
+
+        def plus(row: EmployeeRow, n: int) -> EmployeeRow:
+            facts = row.facts.with_fact(Nomination(f"nom-{n}", E, 2026 + n, "D-2"))
+            return EmployeeRow(facts, row.state, row.sent)
+
+        # written by the transaction that locked it, committed: kept as written
+        async with conn.transaction():
+            found = await projection.lock_many(conn, [E])
+            await projection.save_many(conn, [(plus(found[E], 1), True)], found=found)
+        kept = await locked()
+        assert kept == plus(first, 1) == await other.get(conn, E)
+        assert await locked() is kept
+
+        # another transaction's write: read again
+        async with conn.transaction():
+            found = await other.lock_many(conn, [E])
+            await other.save_many(conn, [(plus(found[E], 2), True)], found=found)
+        assert await locked() == plus(kept, 2) == await other.get(conn, E)
+
+        # a write rolled back: read again, as stored
+        stored_row = await other.get(conn, E)
+        tx = conn.transaction()
+        await tx.start()
+        found = await projection.lock_many(conn, [E])
+        await projection.save_many(conn, [(plus(found[E], 3), True)], found=found)
+        await tx.rollback()
+        assert await locked() == stored_row
+
+        # a write in a savepoint, released and committed: read again, as written
+        async with conn.transaction(), conn.transaction():  # a savepoint
+            found = await projection.lock_many(conn, [E])
+            await projection.save_many(conn, [(plus(found[E], 4), True)], found=found)
+        written = await locked()
+        assert written == plus(stored_row, 4) == await other.get(conn, E)
+
+        # written, then written again in a savepoint rolled back: the first write is stored
+        async with conn.transaction():
+            found = await projection.lock_many(conn, [E])
+            await projection.save_many(conn, [(plus(found[E], 5), True)], found=found)
+            savepoint = conn.transaction()
+            await savepoint.start()
+            found = await projection.lock_many(conn, [E])
+            await projection.save_many(conn, [(plus(found[E], 6), True)], found=found)
+            await savepoint.rollback()
+        assert await locked() == plus(written, 5) == await other.get(conn, E)
+
+
+async def test_rows_kept_are_the_last_used(pool: asyncpg.Pool, db_schema: str) -> None:
+    """`keep` bounds the rows kept: the least recently locked or written leaves first, and is
+    then read again (equal, not the same object)."""
+    projection = PostgresEmployeeProjection(db_schema, keep=2)
+    ids = ["E-1", "E-2", "E-3"]
+    async with pool.acquire() as proxy:
+        conn = cast(asyncpg.Connection, proxy)
+        async with conn.transaction():
+            for e in ids:
+                await projection.save(conn, empty_row(EmployeeFacts(e)), existed=False)
+
+        async def lock(*employees: str) -> dict[str, EmployeeRow]:
+            async with conn.transaction():
+                return dict(await projection.lock_many(conn, employees))
+
+        first = await lock(*ids)  # E-1 leaves: E-2, E-3 kept
+        again = await lock("E-2", "E-3")
+        assert again["E-2"] is first["E-2"]
+        assert again["E-3"] is first["E-3"]
+        e1 = (await lock("E-1"))["E-1"]  # read again; E-2 leaves
+        assert e1 == first["E-1"]
+        assert e1 is not first["E-1"]
+        assert (await lock("E-3"))["E-3"] is first["E-3"]
+        e2 = (await lock("E-2"))["E-2"]
+        assert e2 == first["E-2"]
+        assert e2 is not first["E-2"]

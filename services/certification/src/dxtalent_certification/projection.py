@@ -147,8 +147,10 @@ class PostgresEmployeeProjection:
     is its `xmin` once that transaction commits when it was written outside a savepoint (the
     consumer's batch applied at once). Written in a savepoint, its `xmin` is the savepoint's
     own id; rolled back, the version is not there: either way no version has that `xmin`
-    with other documents, and the row is read again. (Transaction ids wrap around after
-    2^32; a kept row is long evicted by then.)"""
+    with other documents, and the row is read again. A row written twice by one transaction
+    is not kept (the second write may be rolled back to a savepoint, leaving the first under
+    the same id). (Transaction ids wrap around after 2^32; a kept row is long evicted by
+    then.)"""
 
     def __init__(self, schema: str, *, keep: int = 0) -> None:
         t = f"{quote_ident(schema)}.employees"
@@ -332,7 +334,14 @@ class PostgresEmployeeProjection:
             else:
                 text, doc = facts_json_and_doc_after(row.facts, old.facts, old.facts_doc)
             facts.append(text)
-            if xid is not None:
+            if xid is None:
+                continue
+            held = self._kept.get(row.employee_id)
+            if held is not None and held[0] == xid:
+                # written again by the same transaction: a savepoint may roll this write back
+                # and leave the earlier one under the same id; kept neither
+                del self._kept[row.employee_id]
+            else:
                 self._keep_row(
                     row.employee_id, xid, EmployeeRow(row.facts, row.state, row.sent, doc)
                 )
