@@ -17,7 +17,6 @@ from hypothesis import strategies as st
 from dxtalent_certification.codec import (
     facts_and_doc_from_json,
     facts_from_json,
-    facts_json_and_doc_after,
     facts_to_json,
     facts_to_json_after,
 )
@@ -124,32 +123,6 @@ def test_facts_written_after_a_read_are_the_whole_document(
     written = facts_to_json_after(after, read, doc)
     assert same_value(written, facts_to_json(after))
     assert facts_from_json(written) == after
-
-
-@EXAMPLES
-@given(facts=employee_facts(), data=st.data())
-def test_the_document_written_is_the_one_read_back(facts: list[Fact], data: st.DataObject) -> None:
-    """`facts_json_and_doc_after`'s document (what a row kept between batches holds) is the
-    document `facts_and_doc_from_json` gives for the text written, so the next write after it
-    is as after a read; the text is `facts_to_json_after`'s."""
-    split = data.draw(st.integers(0, len(facts)))
-    before = EmployeeFacts.of(EMPLOYEE, facts[:split])
-    read, doc = facts_and_doc_from_json(as_stored(facts_to_json(before)))
-    after = EmployeeFacts.of(EMPLOYEE, facts)
-    for was, was_doc in ((read, doc), (None, None)):
-        text, written = facts_json_and_doc_after(after, was, was_doc)
-        assert written == facts_and_doc_from_json(text)[1]
-        if was is not None:
-            assert text == facts_to_json_after(after, read, doc)
-        else:
-            assert text == facts_to_json(after)
-    more = data.draw(st.lists(st.sampled_from(facts), max_size=2)) if facts else []
-    further = EmployeeFacts.of(EMPLOYEE, [*facts, *more])
-    text, _ = facts_json_and_doc_after(after, read, doc)
-    _, kept = facts_json_and_doc_after(after, read, doc)
-    assert facts_json_and_doc_after(further, after, kept)[0] == facts_to_json_after(
-        further, *facts_and_doc_from_json(text)
-    )
 
 
 @EXAMPLES

@@ -59,24 +59,8 @@ def facts_to_json_after(facts: EmployeeFacts, before: EmployeeFacts, doc: Mappin
     fact or two to the many it holds). Keys within an object may come in another order
     (`jsonb` keeps its own); facts sharing an id, as in `facts_to_json`, in either order.
     Anything else (facts gone, `doc` not `before`'s) is encoded whole."""
-    return facts_json_and_doc_after(facts, before, doc)[0]
-
-
-def facts_json_and_doc_after(
-    facts: EmployeeFacts, before: EmployeeFacts | None, doc: Mapping[str, Any] | None
-) -> tuple[str, dict[str, Any]]:
-    """`facts_to_json_after` (`facts_to_json` without `before` or `doc`), and the document
-    written: the one `facts_and_doc_from_json` gives for that text, so a row kept between
-    batches writes its next facts after it too. Never modified once returned (it shares the
-    facts' documents with `doc`)."""
-    if (
-        before is None
-        or doc is None
-        or facts.employee_id != before.employee_id
-        or doc.get("employee_id") != before.employee_id
-    ):
-        whole = _facts_doc(facts)
-        return _dumps(whole), whole
+    if facts.employee_id != before.employee_id or doc.get("employee_id") != before.employee_id:
+        return facts_to_json(facts)
     out = dict(doc)
     kinds: tuple[tuple[str, frozenset[Any], frozenset[Any], Callable[[Any], dict[str, Any]]], ...]
     kinds = (
@@ -89,14 +73,14 @@ def facts_json_and_doc_after(
     for name, now, was, encode in kinds:
         held = doc.get(name)
         if held is None or len(held) != len(was):
-            return facts_json_and_doc_after(facts, None, None)
+            return facts_to_json(facts)
         if now is was:
             continue
         added = now - was
         if len(now) != len(was) + len(added):
-            return facts_json_and_doc_after(facts, None, None)
+            return facts_to_json(facts)
         out[name] = sorted([*held, *map(encode, added)], key=_BY_ID)
-    return _dumps(out), out
+    return _dumps(out)
 
 
 def facts_from_json(text: str) -> EmployeeFacts:

@@ -15,9 +15,8 @@ supersedes, and one whose data was already sent is not sent again.
 from __future__ import annotations
 
 import datetime as dt
-import gc
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import asyncpg
@@ -75,19 +74,6 @@ CHANGES = Counter(
 
 
 _NAMESPACE_BYTES = EMITTED_NAMESPACE.bytes
-
-#: How many employees' rows the live handler keeps decoded between batches (the least
-#: recently used leave first): a row still at the version kept is neither sent by PostgreSQL
-#: nor decoded again (`PostgresEmployeeProjection`, decision 0330).
-KEPT_ROWS = 10_000
-
-#: The cyclic collector's third threshold in the service's process: a full collection after
-#: this many young-generation (1) collections instead of Python's 10. The rows kept live in
-#: the oldest generation and every full collection walks them all; each batch makes new
-#: versions of the rows it writes, so under load Python's own rule (a full collection once a
-#: quarter as many objects as the oldest generation holds have joined it) ran one every few
-#: thousand facts (decision 0330). Cycles that reach the oldest generation wait longer.
-FULL_COLLECTION_AFTER = 100
 
 
 def emitted_event_id(causing_event_id: str, index: int) -> str:
@@ -149,7 +135,7 @@ class CertificationHandler:
     def __init__(self, ctx: ServiceContext) -> None:
         self._catalog = ctx.catalog
         self._store: PostgresEventStore | None = ctx.store
-        self._projection = PostgresEmployeeProjection(ctx.schema, keep=KEPT_ROWS)
+        self._projection = PostgresEmployeeProjection(ctx.schema)
         self._counts = MembershipCounts(ctx.schema)
         self._turn = lock_key(ctx.schema)
         self._duplicates = DUPLICATES.labels(service=ctx.name)
@@ -241,7 +227,7 @@ class CertificationHandler:
     async def _write(
         self,
         conn: asyncpg.Connection,
-        found: Mapping[str, EmployeeRow],
+        found: dict[str, EmployeeRow],
         changed: dict[str, EmployeeRow],
         emitted: dict[str, list[NewEvent]],
     ) -> None:
@@ -253,7 +239,7 @@ class CertificationHandler:
         nothing. Without events (or in a rebuild), the update and the counts are a statement
         each."""
         await self._projection.insert_many(
-            conn, [row for emp, row in changed.items() if emp not in found], found=found
+            conn, [row for emp, row in changed.items() if emp not in found]
         )
         update = self._projection.update_many(
             [row for emp, row in changed.items() if emp in found], found=found
@@ -272,10 +258,7 @@ class CertificationHandler:
 
 
 def certification_handler(ctx: ServiceContext) -> Handler:
-    """Build the handler of `dx.events.enrollment.*` messages for a running service, and make
-    the process's full collections rarer (`FULL_COLLECTION_AFTER`: the handler keeps rows)."""
-    young, middle, _ = gc.get_threshold()
-    gc.set_threshold(young, middle, FULL_COLLECTION_AFTER)
+    """Build the handler of `dx.events.enrollment.*` messages for a running service."""
     return CertificationHandler(ctx)
 
 

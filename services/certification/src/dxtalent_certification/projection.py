@@ -17,7 +17,8 @@ import asyncpg
 
 from dxtalent_certification.codec import (
     facts_and_doc_from_json,
-    facts_json_and_doc_after,
+    facts_to_json,
+    facts_to_json_after,
     ledger_from_json,
     ledger_to_json,
     state_from_json,
@@ -127,52 +128,12 @@ class EmployeeRow:
         return self.facts.employee_id
 
 
-class LockedRows(dict[str, EmployeeRow]):
-    """What `lock_many` returns: the rows found, by employee id. `xid` is the locking
-    transaction's (top-level) id, when rows are kept between batches and a row was found:
-    a row this transaction writes outside any savepoint has it as its `xmin`."""
-
-    xid: str | None = None
-
-
 class PostgresEmployeeProjection:
-    """The `employees` table of one schema: lock and read, write, query.
+    """The `employees` table of one schema: lock and read, write, query."""
 
-    With `keep` > 0, the last `keep` rows locked or written are kept decoded between batches,
-    each with the `xmin` of the row version it is (decision 0330). `lock_many` sends the kept
-    versions; PostgreSQL sends no documents for a row still at that version, and the kept row
-    is used as it is. Any write by anyone makes a new version with another `xmin` (the id of
-    the transaction, or subtransaction, that wrote it), so a row changed meanwhile is read
-    again. A row written here is kept under the id of the transaction that locked it, which
-    is its `xmin` once that transaction commits when it was written outside a savepoint (the
-    consumer's batch applied at once). Written in a savepoint, its `xmin` is the savepoint's
-    own id; rolled back, the version is not there: either way no version has that `xmin`
-    with other documents, and the row is read again. A row written twice by one transaction
-    is not kept (the second write may be rolled back to a savepoint, leaving the first under
-    the same id). (Transaction ids wrap around after 2^32; a kept row is long evicted by
-    then.)"""
-
-    def __init__(self, schema: str, *, keep: int = 0) -> None:
+    def __init__(self, schema: str) -> None:
         t = f"{quote_ident(schema)}.employees"
         columns = "facts::text, state::text, sent::text"
-        self._keep = keep
-        self._kept: dict[str, tuple[str, EmployeeRow]] = {}
-        # the kept versions ($2 ids, $3 their xmin): a row still at its version comes without
-        # documents; every row with its xmin and the locking transaction's id
-        kept_columns = "e.employee_id, e.xmin::text, pg_current_xact_id()::xid::text," + ",".join(
-            f" CASE WHEN k.xmin = e.xmin::text THEN NULL ELSE e.{c}::text END"
-            for c in ("facts", "state", "sent")
-        )
-        kept_from = (
-            f" FROM {t} AS e LEFT JOIN unnest($2::text[], $3::text[]) AS k(employee_id, xmin)"
-            " ON k.employee_id = e.employee_id WHERE e.employee_id = ANY($1::text[])"
-        )
-        self._lock_kept = f"SELECT {kept_columns}{kept_from} ORDER BY e.employee_id FOR UPDATE OF e"
-        self._lock_kept_after_turn = (
-            f"SELECT {kept_columns}{kept_from}"
-            " AND (SELECT pg_advisory_xact_lock($4::bigint)) IS NOT NULL"
-            " ORDER BY e.employee_id FOR UPDATE OF e"
-        )
         self._get = f"SELECT {columns} FROM {t} WHERE employee_id = $1"
         self._all = f"SELECT {columns} FROM {t} ORDER BY employee_id"
         self._lock_many = (
@@ -220,51 +181,18 @@ class PostgresEmployeeProjection:
 
     async def lock_many(
         self, conn: asyncpg.Connection, employee_ids: Sequence[str], *, turn: int | None = None
-    ) -> LockedRows:
+    ) -> dict[str, EmployeeRow]:
         """The rows of several employees, locked in id order (no deadlock between replicas);
         employees without a row are absent. With `turn`, the same statement first waits for
         that transaction-level advisory lock (`memberships.lock_key`), before any row lock,
-        without a round trip of its own. Rows kept (`keep`) and still at their version are
-        not sent nor decoded again."""
+        without a round trip of its own."""
         ids = sorted(set(employee_ids))
-        if self._keep:
-            return await self._lock_kept_rows(conn, ids, turn)
         if turn is None:
             records = await conn.fetch(self._lock_many, ids)
         else:
             records = await conn.fetch(self._lock_many_after_turn, ids, turn)
-        rows = LockedRows()
-        for record in records:
-            row = _row(record)
-            rows[row.employee_id] = row
-        return rows
-
-    async def _lock_kept_rows(
-        self, conn: asyncpg.Connection, ids: list[str], turn: int | None
-    ) -> LockedRows:
-        known = {emp: self._kept[emp] for emp in ids if emp in self._kept}
-        versions = [version for version, _ in known.values()]
-        if turn is None:
-            records = await conn.fetch(self._lock_kept, ids, list(known), versions)
-        else:
-            records = await conn.fetch(self._lock_kept_after_turn, ids, list(known), versions, turn)
-        rows = LockedRows()
-        for emp, xmin, xid, facts, state, sent in records:
-            # no documents: still the version kept
-            row = known[emp][1] if facts is None else _row((facts, state, sent))
-            self._keep_row(emp, xmin, row)
-            rows[emp] = row
-            rows.xid = xid
-        return rows
-
-    def _keep_row(self, employee_id: str, version: str, row: EmployeeRow) -> None:
-        """Keep `row` as the version `version` of the employee's row, the last `keep` rows
-        used (the least recently used leaves first)."""
-        kept = self._kept
-        kept.pop(employee_id, None)
-        kept[employee_id] = (version, row)
-        if len(kept) > self._keep:
-            del kept[next(iter(kept))]
+        rows = [_row(r) for r in records]
+        return {row.employee_id: row for row in rows}
 
     async def save_many(
         self,
@@ -280,7 +208,7 @@ class PostgresEmployeeProjection:
         update = self.update_many([row for row, e in rows if e], found=found)
         if update is not None:
             await conn.execute(update.sql, *update.args)
-        await self.insert_many(conn, [row for row, e in rows if not e], found=found)
+        await self.insert_many(conn, [row for row, e in rows if not e])
 
     def update_many(
         self, rows: Sequence[EmployeeRow], *, found: Mapping[str, EmployeeRow] | None = None
@@ -291,63 +219,32 @@ class PostgresEmployeeProjection:
 
         `found` (what `lock_many` returned) spares work: a row's state or sent ledger that is
         the very object found there is unchanged, so it is neither encoded nor rewritten (a
-        nomination, a completion granting nothing new). The rows are kept (`keep`) as written
-        by the transaction that locked `found`."""
+        nomination, a completion granting nothing new)."""
         if not rows:
             return None
         before = found or {}
         was = [before.get(row.employee_id) for row in rows]
-        return Write(self._update_many, self._columns(rows, was, found))
+        return Write(self._update_many, self._columns(rows, was))
 
-    async def insert_many(
-        self,
-        conn: asyncpg.Connection,
-        rows: Sequence[EmployeeRow],
-        *,
-        found: Mapping[str, EmployeeRow] | None = None,
-    ) -> None:
+    async def insert_many(self, conn: asyncpg.Connection, rows: Sequence[EmployeeRow]) -> None:
         """Insert rows that `lock_many` did not find (one statement); a row another
-        transaction inserted meanwhile raises `ConcurrentInsertError`. `found`, what
-        `lock_many` returned, only says which transaction writes them (rows kept)."""
+        transaction inserted meanwhile raises `ConcurrentInsertError`."""
         if not rows:
             return
-        args = self._columns(rows, [None] * len(rows), found)
+        args = self._columns(rows, [None] * len(rows))
         inserted = {r[0] for r in await conn.fetch(self._insert_many, *args)}
         for row in rows:
             if row.employee_id not in inserted:
                 raise ConcurrentInsertError(row.employee_id)
 
+    @staticmethod
     def _columns(
-        self,
-        rows: Sequence[EmployeeRow],
-        was: Sequence[EmployeeRow | None],
-        found: Mapping[str, EmployeeRow] | None,
+        rows: Sequence[EmployeeRow], was: Sequence[EmployeeRow | None]
     ) -> tuple[list[str], list[str], list[str | None], list[str | None]]:
-        """The statements' four arrays: ids, facts, state and sent (NULL: as stored). Each
-        row is kept as written (with its facts' document) under the id of the transaction
-        that locked `found`, when rows are kept and that id is known."""
-        facts: list[str] = []
-        xid = found.xid if self._keep and isinstance(found, LockedRows) else None
-        for row, old in zip(rows, was, strict=True):
-            if old is None or old.facts_doc is None:
-                text, doc = facts_json_and_doc_after(row.facts, None, None)
-            else:
-                text, doc = facts_json_and_doc_after(row.facts, old.facts, old.facts_doc)
-            facts.append(text)
-            if xid is None:
-                continue
-            held = self._kept.get(row.employee_id)
-            if held is not None and held[0] == xid:
-                # written again by the same transaction: a savepoint may roll this write back
-                # and leave the earlier one under the same id; kept neither
-                del self._kept[row.employee_id]
-            else:
-                self._keep_row(
-                    row.employee_id, xid, EmployeeRow(row.facts, row.state, row.sent, doc)
-                )
+        """The statements' four arrays: ids, facts, state and sent (NULL: as stored)."""
         return (
             [row.employee_id for row in rows],
-            facts,
+            [_facts_json(row, old) for row, old in zip(rows, was, strict=True)],
             [
                 None if old is not None and row.state is old.state else state_to_json(row.state)
                 for row, old in zip(rows, was, strict=True)
@@ -364,7 +261,13 @@ class PostgresEmployeeProjection:
             yield _row(record)
 
 
-def _row(record: asyncpg.Record | tuple[str, str, str]) -> EmployeeRow:
-    """A row from its three documents' text (facts, state, sent)."""
+def _row(record: asyncpg.Record) -> EmployeeRow:
     facts, doc = facts_and_doc_from_json(record[0])
     return EmployeeRow(facts, state_from_json(record[1]), ledger_from_json(record[2]), doc)
+
+
+def _facts_json(row: EmployeeRow, old: EmployeeRow | None) -> str:
+    """The facts of `row`, written over `old`'s (as read, when it was)."""
+    if old is None or old.facts_doc is None:
+        return facts_to_json(row.facts)
+    return facts_to_json_after(row.facts, old.facts, old.facts_doc)
