@@ -172,25 +172,55 @@ class Write:
     args: tuple[Any, ...]
 
 
+@dataclass(frozen=True, slots=True)
+class Gate:
+    """Data-modifying `WITH` queries that travel first in an append (`append_gated`) and let
+    through only the events whose key their last one returns: a consumer's inbox claim, so
+    that its batch is one statement, committed on its own (decision 0325). `ctes` is
+    `name AS (...), ..., gate AS (...)`, the last named `gate` with one text column `key`
+    (no `$` but its parameters, written `$1`..`$n`, which `args` gives; the store
+    renumbers them). They run before the append reads its events."""
+
+    ctes: str
+    args: tuple[Any, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Gated:
+    """What `append_gated` did: the keys the gate let through, and the ids of their events
+    that were stored already (and skipped)."""
+
+    passed: set[str]
+    stored: set[str]
+
+
 _PARAMETER = re.compile(r"\$(\d+)")
 #: a `$` that starts no parameter: a dollar quote (`$$`, `$tag$`), which renumbering would break
 _NOT_A_PARAMETER = re.compile(r"\$(?!\d)")
 
 
-def _with_along(statement: str, along: Sequence[str], first: int) -> str:
+def _with_along(statement: str, along: Sequence[str], first: int, gate: str = "") -> str:
     """`statement` (starting with `WITH`) with each of `along` as a data-modifying `WITH`
-    before its own, their parameters shifted to follow its `first - 1`."""
+    before its own, then `gate`'s (a `Gate.ctes`), their parameters shifted to follow its
+    `first - 1`."""
     ctes = []
     offset = first - 1
-    for i, sql in enumerate(along):
-        if _NOT_A_PARAMETER.search(sql) or sql.lstrip()[:4].upper() == "WITH":
-            raise ValueError(f"a Write is one statement without WITH or dollar quotes: {sql!r}")
 
+    def shifted(sql: str) -> str:
         def shift(match: re.Match[str], by: int = offset) -> str:
             return f"${int(match[1]) + by}"
 
-        ctes.append(f"along_{i} AS ({_PARAMETER.sub(shift, sql)})")
+        return _PARAMETER.sub(shift, sql)
+
+    for i, sql in enumerate(along):
+        if _NOT_A_PARAMETER.search(sql) or sql.lstrip()[:4].upper() == "WITH":
+            raise ValueError(f"a Write is one statement without WITH or dollar quotes: {sql!r}")
+        ctes.append(f"along_{i} AS ({shifted(sql)})")
         offset += max((int(n) for n in _PARAMETER.findall(sql)), default=0)
+    if gate:
+        if _NOT_A_PARAMETER.search(gate):
+            raise ValueError(f"a Gate's queries have no dollar quotes: {gate!r}")
+        ctes.append(shifted(gate))
     head, rest = statement.lstrip().split(None, 1)
     assert head.upper() == "WITH"
     return f"WITH {', '.join(ctes)},\n{rest}"
@@ -334,7 +364,7 @@ def _columns_of(events: Sequence[NewEvent]) -> list[list[Any]]:
     return cols
 
 
-def _json_rows(events: Sequence[tuple[str, NewEvent]]) -> str:
+def _json_rows(events: Sequence[tuple[str, NewEvent]], keys: Sequence[str] | None = None) -> str:
     """`(stream_id, event)` pairs as one JSON array of rows, validated, with their trace
     contexts. One parameter instead of nine arrays: asyncpg checks every element of an array
     parameter against abstract base classes, a tenth of enrollment's CPU under load. The
@@ -343,7 +373,7 @@ def _json_rows(events: Sequence[tuple[str, NewEvent]]) -> str:
     """
     contexts = tracing.outbox_contexts([e for _, e in events]) or [None] * len(events)
     rows: list[list[Any]] = []
-    for (stream_id, e), context in zip(events, contexts, strict=True):
+    for n, ((stream_id, e), context) in enumerate(zip(events, contexts, strict=True)):
         _check(e)
         rows.append(
             [
@@ -358,6 +388,8 @@ def _json_rows(events: Sequence[tuple[str, NewEvent]]) -> str:
                 context,
             ]
         )
+        if keys is not None:  # the gate's key of the event (`append_gated`)
+            rows[-1].append(keys[n])
     return to_json(rows).decode()
 
 
@@ -417,7 +449,7 @@ WITH given AS MATERIALIZED (
     SELECT e->>0 AS stream_id, e->>1 AS event_id, e->>2 AS event_type, e->3 AS data,
            e->>4 AS subject, e->>5 AS causation_id, e->>6 AS correlation_id,
            (e->>7)::timestamptz AS occurred_at, e->>8 AS trace_context, j.ord
-    FROM jsonb_array_elements($6::jsonb) WITH ORDINALITY AS j(e, ord)
+    FROM jsonb_array_elements($6::jsonb) WITH ORDINALITY AS j(e, ord){gated}
 ),
 stored AS MATERIALIZED (
     SELECT x.event_id FROM {s}.events AS x
@@ -464,12 +496,22 @@ ob AS (
     SELECT (x.a).first_position + f.n - 1, f.event_id, f.trace_context
     FROM alloc AS x, fresh AS f
 )
-SELECT b.stream_id, b.version, NULL::text AS stored, NULL::bigint AS first_position
+SELECT b.stream_id, b.version, NULL::text AS stored, NULL::bigint AS first_position{passed}
 FROM bump AS b WHERE NOT $3
 UNION ALL
-SELECT NULL, NULL, event_id, NULL FROM stored
+SELECT NULL, NULL, event_id, NULL{null} FROM stored{passed_rows}
 UNION ALL
-SELECT NULL, NULL, NULL, (x.a).first_position FROM alloc AS x"""
+SELECT NULL, NULL, NULL, (x.a).first_position{null} FROM alloc AS x"""
+#: `_APPEND_MANY` without a gate, and with one (`append_gated`): `given` keeps the events
+#: whose key (a tenth element of each row) the gate returned, and a fifth column `passed`
+#: returns those keys.
+_UNGATED = {"gated": "", "passed": "", "null": "", "passed_rows": ""}
+_GATED = {
+    "gated": "\n    WHERE e->>9 IN (SELECT p.key FROM gate AS p)",
+    "passed": ", NULL::text AS passed",
+    "null": ", NULL",
+    "passed_rows": "\nUNION ALL\nSELECT NULL, NULL, NULL, NULL, p.key FROM gate AS p",
+}
 
 # After a failed expectation: undo the bumps ($1 streams, $2 counts) of the streams that were
 # bumped and read the versions of those that were not ($3), all still locked.
@@ -582,8 +624,10 @@ class PostgresEventStore:
             kind: _APPEND.format(s=s, bump=bump.format(s=s))
             for kind, bump in (("any", _BUMP_ANY), ("new", _BUMP_NEW), ("at", _BUMP_AT))
         }
-        self._append_many_sql = _APPEND_MANY.format(s=s)
-        self._along_sql: dict[tuple[str, ...], str] = {}  # `_APPEND_MANY` with writes
+        self._append_many_sql = _APPEND_MANY.format(s=s, **_UNGATED)
+        self._gated_sql = _APPEND_MANY.format(s=s, **_GATED)
+        # `_APPEND_MANY` with writes (and a gate's queries, the last of the key)
+        self._along_sql: dict[tuple[str, ...], str] = {}
         self._undo_bumps_sql = _UNDO_BUMPS.format(s=s)
         self._handover: OutboxHandover | None = None
 
@@ -760,6 +804,35 @@ class PostgresEventStore:
             rows = await self._append_statement(c, streams, {}, events, skip=True, along=along)
         return {r["stored"] for r in rows if r["stored"] is not None}
 
+    async def append_gated(
+        self,
+        events: Sequence[tuple[str, NewEvent, str]],
+        gate: Gate,
+        *,
+        conn: asyncpg.Connection,
+        along: Sequence[Write] = (),
+    ) -> Gated:
+        """`append_new` of the `(stream_id, event, key)` whose key `gate` lets through, the
+        gate's queries (a consumer's inbox claim) and `along` in the same statement, on
+        `conn` as it is: outside a transaction, the statement is one of its own, committed
+        when it returns (decision 0325). `events` may be empty (the gate still runs); the
+        event ids must be distinct."""
+        streams = list(dict.fromkeys(stream_id for stream_id, _, _ in events))
+        rows = await self._append_statement(
+            conn,
+            streams,
+            {},
+            [(stream_id, e) for stream_id, e, _ in events],
+            skip=True,
+            along=along,
+            gate=gate,
+            keys=[k for _, _, k in events],
+        )
+        return Gated(
+            passed={r["passed"] for r in rows if r["passed"] is not None},
+            stored={r["stored"] for r in rows if r["stored"] is not None},
+        )
+
     async def _append_statement(
         self,
         conn: asyncpg.Connection,
@@ -769,15 +842,27 @@ class PostgresEventStore:
         *,
         skip: bool,
         along: Sequence[Write] = (),
+        gate: Gate | None = None,
+        keys: Sequence[str] | None = None,
     ) -> list[asyncpg.Record]:
         sql = self._append_many_sql
         extra: list[Any] = []
-        if along:
+        if along or gate is not None:
             key = tuple(w.sql for w in along)
+            if gate is not None:
+                key += ("gate", gate.ctes)
             sql = self._along_sql.get(key) or self._along_sql.setdefault(
-                key, _with_along(sql, key, 7)
+                key,
+                _with_along(
+                    self._gated_sql if gate else sql,
+                    [w.sql for w in along],
+                    7,
+                    gate.ctes if gate else "",
+                ),
             )
             extra = [a for w in along for a in w.args]
+            if gate is not None:
+                extra.extend(gate.args)
         with _appending(conn, None, None):
             rows: list[asyncpg.Record] = await conn.fetch(
                 sql,
@@ -786,15 +871,21 @@ class PostgresEventStore:
                 skip,
                 self._lock_key,
                 self._notify_channel(),
-                _json_rows(events),
+                _json_rows(events, keys),
                 *extra,
             )
         if self._handover is not None and rows and rows[-1]["first_position"] is not None:
             # the events inserted, in the order their positions were given (`fresh`)
             stored = {r["stored"] for r in rows if r["stored"] is not None}
-            self._handover.stage(
-                rows[-1]["first_position"], [e for _, e in events if e.event_id not in stored]
-            )
+            inserted = [e for _, e in events if e.event_id not in stored]
+            if keys is not None:
+                passed = {r["passed"] for r in rows if r["passed"] is not None}
+                inserted = [
+                    e
+                    for (_, e), k in zip(events, keys, strict=True)
+                    if k in passed and e.event_id not in stored
+                ]
+            self._handover.stage(rows[-1]["first_position"], inserted)
         return rows
 
     async def _raise_concurrency(

@@ -12,6 +12,10 @@ comparing every row with every key, 90 ms per batch at 10,000 rows; the claim st
 A replica applying the same redelivered message concurrently waits for the first
 transaction and then finds the key taken. Keys whose handler failed are released before
 commit, so their redelivery is handled.
+
+A handler whose batch is one statement takes the claim and the checkpoint into it (`gate`,
+an event store `Gate`): the batch is then that statement alone, without BEGIN and COMMIT
+(decision 0325).
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ from collections.abc import Sequence
 
 import asyncpg
 
+from dxtalent_infra.eventstore import Gate
 from dxtalent_infra.migrations import Migration, Privilege, migrate, quote_ident
 
 COMPONENT = "consumer"
@@ -75,6 +80,18 @@ class PostgresInbox:
             " updated_at = now())"
             f" {self._claim}"
         )
+        # the claim, then the checkpoint (it reads the claim: the same lock order as
+        # `_claim_and_advance`, whose unread `advance` runs after it), as a `Gate`
+        self._gate = (
+            f"claimed AS ({self._claim}),"
+            f" advanced AS (INSERT INTO {q}.consumer_checkpoint AS c"
+            " (durable, stream, last_sequence) SELECT $1, $4, $5"
+            " FROM (SELECT count(*) FROM claimed) AS n ON CONFLICT (durable) DO UPDATE"
+            " SET last_sequence = GREATEST(c.last_sequence, EXCLUDED.last_sequence),"
+            " updated_at = now() RETURNING 1),"
+            " gate AS (SELECT message_key AS key FROM claimed"
+            " WHERE EXISTS (SELECT FROM advanced))"
+        )
         self._release = f"DELETE FROM {q}.inbox WHERE message_key = $1 AND durable = $2"
         self._advance = (
             f"INSERT INTO {q}.consumer_checkpoint AS c (durable, stream, last_sequence)"
@@ -104,6 +121,13 @@ class PostgresInbox:
         else:
             rows = await conn.fetch(self._claim_and_advance, *args, self.stream, advance_to)
         return {r["message_key"] for r in rows}
+
+    def gate(self, keys: Sequence[str], sequences: Sequence[int], *, advance_to: int) -> Gate:
+        """`claim(keys, sequences, advance_to=...)` as the gate of a handler's one statement
+        (`PostgresEventStore.append_gated`): it lets through the keys that were new."""
+        return Gate(
+            self._gate, (self.durable, list(keys), list(sequences), self.stream, advance_to)
+        )
 
     async def release(self, conn: asyncpg.Connection, keys: Sequence[str]) -> None:
         """Undo the claim of `keys` (their handler failed) before the transaction commits."""

@@ -19,6 +19,7 @@ from dxtalent_enrollment.domain import RecordedFact, inbound_problem, record
 from dxtalent_enrollment.http import MIGRATIONS, PRIVILEGES, routes
 from dxtalent_infra.delivery import Delivery, Handler, RejectMessage
 from dxtalent_infra.edge import inbound_facts
+from dxtalent_infra.eventstore import Gate
 from dxtalent_infra.metrics import DUPLICATES
 from dxtalent_infra.records import NewEvent
 from dxtalent_infra.runtime import ConsumerSpec, ServiceContext, ServiceSpec
@@ -75,6 +76,32 @@ class InboundHandler:
         every new message before any handler, `delivery.Check`): no second catalog check."""
         facts = [record(self._ctx.catalog, d.event, d.received_at) for d in deliveries]
         await self._record(conn, facts)
+
+    async def apply_claimed(
+        self, conn: asyncpg.Connection, deliveries: Sequence[Delivery], gate: Gate
+    ) -> set[str]:
+        """A whole batch as one statement with the inbox's claim as its gate (`applier`,
+        decision 0325), of messages `check` has passed: the facts of the messages the claim
+        takes are appended, those recorded before skipped; returns the keys it took."""
+        facts: dict[str, tuple[RecordedFact, str]] = {}
+        again: list[tuple[RecordedFact, str]] = []  # the same fact twice in one batch
+        for d in deliveries:
+            fact = record(self._ctx.catalog, d.event, d.received_at)
+            if fact.event_id in facts:
+                again.append((fact, d.message_key))
+            else:
+                facts[fact.event_id] = (fact, d.message_key)
+        gated = await self._ctx.store.append_gated(
+            [(fact.stream_id, _new_event(fact), key) for fact, key in facts.values()],
+            gate,
+            conn=conn,
+        )
+        for event_id in gated.stored:
+            self._duplicate(facts[event_id][0])
+        for fact, key in again:  # a duplicate fact, counted when its message was new
+            if key in gated.passed:
+                self._duplicate(fact)
+        return gated.passed
 
     async def _record(self, conn: asyncpg.Connection, facts: Sequence[RecordedFact]) -> None:
         """One statement whatever the count: append the facts the store does not hold yet;
