@@ -23,12 +23,12 @@ def test_reporting_spaces_its_batches_by_default_and_the_critical_path_does_not(
     batches, enrollment and certification (CourseCompleted to LevelCertified) never do."""
     monkeypatch.delenv("DXT_BATCH_INTERVAL_MS", raising=False)
     got = intervals(Settings())
-    assert got.pop("reporting") == 0.1
+    assert got.pop("reporting") == 0.2
     assert set(got) == {"enrollment", "certification"}
     assert set(got.values()) == {0.0}
 
 
-@pytest.mark.parametrize(("value", "seconds"), [("0", 0.0), ("250", 0.25), ("", 0.1)])
+@pytest.mark.parametrize(("value", "seconds"), [("0", 0.0), ("250", 0.25), ("", 0.2)])
 def test_the_variable_overrides_the_default(
     monkeypatch: pytest.MonkeyPatch, value: str, seconds: float
 ) -> None:

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from dxtalent_reporting.segment import Table
+from typing import Any
+
+from dxtalent_reporting.readmodel import ROWS_OF, SUBJECTS
+from dxtalent_reporting.segment import RowsOf, SegmentRows, Table, rows_of
 
 UPSERT = Table("t", "t", (("k", "text"), ("v", "int")), "ON CONFLICT (k) DO UPDATE ...", key=1)
 LISTS = Table(
@@ -34,3 +37,31 @@ def test_a_list_per_row_is_sent_flat_with_each_rows_bounds() -> None:
         [2, 2, 3],
         [1, 2, 3],
     ]
+
+
+def test_rows_whose_keys_are_all_new_are_one_round_in_stream_order() -> None:
+    rows = [("c", 1), ("a", 1), ("b", 1)]
+    assert UPSERT.rounds(rows) == [rows]
+
+
+def test_an_event_type_takes_its_own_writer_else_its_nearest_base_classs() -> None:
+    class Base: ...
+
+    class Own(Base): ...
+
+    class Derived(Own): ...
+
+    def base(rows: SegmentRows, event: object, sequence: int) -> None: ...
+
+    def own(rows: SegmentRows, event: object, sequence: int) -> None: ...
+
+    writers: dict[type[Any], RowsOf] = {Base: base, Own: own}
+    assert rows_of(writers, Own) is own
+    assert rows_of(writers, Derived) is own
+    assert rows_of(writers, Base) is base
+    assert rows_of(writers, int) is None
+
+
+def test_every_subject_the_read_model_reads_has_a_writer() -> None:
+    """The consumer's filter (`SUBJECTS`) and what `add_rows` writes name the same types."""
+    assert {cls.nats_subject for cls in ROWS_OF} == SUBJECTS

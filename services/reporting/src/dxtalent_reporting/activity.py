@@ -17,12 +17,13 @@ another service. Tables (in the service's own schema):
 
 Every write is an idempotent upsert: the same event twice changes nothing, and a rebuild from
 the log (a fresh schema) reaches the same rows. A segment's rows of every table are written
-together (`segment`): `add_rows` says which row an event writes, `TABLES` how.
+together (`segment`): `ROWS_OF` says which row an event writes, `TABLES` how.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+from typing import Any
 
 from dxtalent_contracts.events import (
     CompletionVoidedRecordedEvent,
@@ -37,7 +38,7 @@ from dxtalent_contracts.events import (
 )
 from dxtalent_contracts.fiscal import japan_date
 from dxtalent_infra.migrations import Migration, Privilege
-from dxtalent_reporting.segment import SegmentRows, Table
+from dxtalent_reporting.segment import RowsOf, SegmentRows, Table
 
 ActivityEvent = (
     CourseEnrolledRecordedEvent
@@ -240,57 +241,70 @@ def add_intake(rows: SegmentRows, event_id: str, subject: str, time: dt.datetime
     rows.add(INTAKE, event_id, japan_date(moment), subject)
 
 
-def add_rows(rows: SegmentRows, event: ActivityEvent, sequence: int) -> None:
-    """The row `event`, read at stream `sequence`, writes."""
-    match event:
-        case CourseEnrolledRecordedEvent(data=d):
-            rows.add(ENROLLMENTS, d.employee_id, d.course_id, d.fiscal_year, d.enrolled_on)
-        case CourseCompletedRecordedEvent(data=d):
-            rows.add(
-                COMPLETIONS,
-                d.fact_id,
-                d.employee_id,
-                d.course_id,
-                d.completed_on,
-                d.fiscal_year,
-                False,
-                None,
-            )
-        case CompletionVoidedRecordedEvent(data=d):
-            rows.add(
-                COMPLETIONS,
-                d.voided_event_id,
-                d.employee_id,
-                d.course_id,
-                None,
-                None,
-                True,
-                d.reason,
-            )
-        case SkillAcquiredEvent(data=d):
-            rows.add(
-                SKILLS,
-                d.employee_id,
-                d.skill,
-                d.course_id,
-                d.acquired_on,
-                False,
-                sequence,
-                counted=d.employee_id,
-            )
-        case SkillRevokedEvent(data=d):
-            rows.add(
-                SKILLS, d.employee_id, d.skill, None, None, True, sequence, counted=d.employee_id
-            )
-        case ImprovementCaseRecordedEvent(data=d):
-            rows.add(
-                CASES,
-                d.case_id,
-                d.department_code,
-                d.fiscal_year,
-                d.title,
-                d.leader_employee_ids,
-                d.skills_applied,
-                d.hours_saved_per_year,
-                sequence,
-            )
+def _enrolled(rows: SegmentRows, event: CourseEnrolledRecordedEvent, sequence: int) -> None:
+    d = event.data
+    rows.add(ENROLLMENTS, d.employee_id, d.course_id, d.fiscal_year, d.enrolled_on)
+
+
+def _completed(rows: SegmentRows, event: CourseCompletedRecordedEvent, sequence: int) -> None:
+    d = event.data
+    rows.add(
+        COMPLETIONS,
+        d.fact_id,
+        d.employee_id,
+        d.course_id,
+        d.completed_on,
+        d.fiscal_year,
+        False,
+        None,
+    )
+
+
+def _voided(rows: SegmentRows, event: CompletionVoidedRecordedEvent, sequence: int) -> None:
+    d = event.data
+    rows.add(COMPLETIONS, d.voided_event_id, d.employee_id, d.course_id, None, None, True, d.reason)
+
+
+def _acquired(rows: SegmentRows, event: SkillAcquiredEvent, sequence: int) -> None:
+    d = event.data
+    rows.add(
+        SKILLS,
+        d.employee_id,
+        d.skill,
+        d.course_id,
+        d.acquired_on,
+        False,
+        sequence,
+        counted=d.employee_id,
+    )
+
+
+def _skill_revoked(rows: SegmentRows, event: SkillRevokedEvent, sequence: int) -> None:
+    d = event.data
+    rows.add(SKILLS, d.employee_id, d.skill, None, None, True, sequence, counted=d.employee_id)
+
+
+def _case(rows: SegmentRows, event: ImprovementCaseRecordedEvent, sequence: int) -> None:
+    d = event.data
+    rows.add(
+        CASES,
+        d.case_id,
+        d.department_code,
+        d.fiscal_year,
+        d.title,
+        d.leader_employee_ids,
+        d.skills_applied,
+        d.hours_saved_per_year,
+        sequence,
+    )
+
+
+#: the row each activity event type writes, read at its stream sequence (`add_rows`)
+ROWS_OF: dict[type[Any], RowsOf] = {
+    CourseEnrolledRecordedEvent: _enrolled,
+    CourseCompletedRecordedEvent: _completed,
+    CompletionVoidedRecordedEvent: _voided,
+    SkillAcquiredEvent: _acquired,
+    SkillRevokedEvent: _skill_revoked,
+    ImprovementCaseRecordedEvent: _case,
+}

@@ -26,6 +26,7 @@ re-certified with a new date counts from its new date only.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import asyncpg
 
@@ -40,7 +41,7 @@ from dxtalent_infra.migrations import Migration, Privilege
 from dxtalent_reporting import activity, placements
 from dxtalent_reporting.activity import ActivityEvent
 from dxtalent_reporting.placements import PlacementWriter
-from dxtalent_reporting.segment import SegmentRows, SegmentStatement, Table
+from dxtalent_reporting.segment import RowsOf, SegmentRows, SegmentStatement, Table, rows_of
 
 ProjectedEvent = (
     EmployeeUpdatedEvent
@@ -193,64 +194,93 @@ LEVELS = Table(
 )
 
 
+def _record(rows: SegmentRows, event: EmployeeUpdatedEvent, sequence: int) -> None:
+    d = event.data
+    rows.add(
+        RECORDS,
+        d.employee_id,
+        d.effective_date,
+        event.id,
+        d.department_code,
+        d.department_name,
+        d.categories,
+        d.duty_skills,
+        counted=d.employee_id,
+    )
+
+
+def _departure(rows: SegmentRows, event: EmployeeLeftRecordedEvent, sequence: int) -> None:
+    d = event.data
+    rows.add(DEPARTURES, d.employee_id, d.left_on, event.id, counted=d.employee_id)
+
+
+def _nomination(rows: SegmentRows, event: LeaderNominatedRecordedEvent, sequence: int) -> None:
+    d = event.data
+    rows.add(
+        NOMINATIONS,
+        d.employee_id,
+        d.fiscal_year,
+        d.department_code,
+        event.id,
+        counted=d.employee_id,
+    )
+
+
+def _certified(rows: SegmentRows, event: LevelCertifiedEvent, sequence: int) -> None:
+    d = event.data
+    rows.add(
+        LEVELS,
+        d.employee_id,
+        d.level,
+        d.certified_on,
+        d.fiscal_year,
+        d.department_code,
+        False,
+        event.id,
+        sequence,
+        d.via_equivalence,
+        counted=d.employee_id,
+    )
+
+
+def _revoked(rows: SegmentRows, event: LevelRevokedEvent, sequence: int) -> None:
+    d = event.data
+    rows.add(
+        LEVELS,
+        d.employee_id,
+        d.level,
+        None,
+        None,
+        None,
+        True,
+        event.id,
+        sequence,
+        False,
+        counted=d.employee_id,
+    )
+
+
+#: the rows each projected event type writes (`add_rows`), with `activity`'s
+ROWS_OF: dict[type[Any], RowsOf] = {
+    EmployeeUpdatedEvent: _record,
+    EmployeeLeftRecordedEvent: _departure,
+    LeaderNominatedRecordedEvent: _nomination,
+    LevelCertifiedEvent: _certified,
+    LevelRevokedEvent: _revoked,
+    **activity.ROWS_OF,
+}
+
+
 def add_rows(rows: SegmentRows, event: ProjectedEvent, sequence: int) -> None:
-    """The rows `event`, read at stream `sequence`, writes."""
+    """The rows `event`, read at stream `sequence`, writes (none for a type the read model
+    does not project)."""
     if event.nats_subject in activity.INTAKE_TYPES:
         activity.add_intake(rows, event.id, event.type, event.time)
-    match event:
-        case EmployeeUpdatedEvent(data=d):
-            rows.add(
-                RECORDS,
-                d.employee_id,
-                d.effective_date,
-                event.id,
-                d.department_code,
-                d.department_name,
-                d.categories,
-                d.duty_skills,
-                counted=d.employee_id,
-            )
-        case EmployeeLeftRecordedEvent(data=d):
-            rows.add(DEPARTURES, d.employee_id, d.left_on, event.id, counted=d.employee_id)
-        case LeaderNominatedRecordedEvent(data=d):
-            rows.add(
-                NOMINATIONS,
-                d.employee_id,
-                d.fiscal_year,
-                d.department_code,
-                event.id,
-                counted=d.employee_id,
-            )
-        case LevelCertifiedEvent(data=d):
-            rows.add(
-                LEVELS,
-                d.employee_id,
-                d.level,
-                d.certified_on,
-                d.fiscal_year,
-                d.department_code,
-                False,
-                event.id,
-                sequence,
-                d.via_equivalence,
-                counted=d.employee_id,
-            )
-        case LevelRevokedEvent(data=d):
-            rows.add(
-                LEVELS,
-                d.employee_id,
-                d.level,
-                None,
-                None,
-                None,
-                True,
-                event.id,
-                sequence,
-                False,
-                counted=d.employee_id,
-            )
-        case _:
-            activity.add_rows(rows, event, sequence)
+    # on the exact type: a `match` on the classes made an `isinstance` through `ABCMeta` per
+    # case tried, up to nine per event (decision 0335)
+    write = rows_of(ROWS_OF, type(event))
+    if write is not None:
+        write(rows, event, sequence)
 
 
 class ReadModelWriter:

@@ -21,9 +21,9 @@ row's bounds in it, and the row's list is the slice.
 from __future__ import annotations
 
 from collections import Counter, defaultdict
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import cast
+from typing import Any, cast
 
 import asyncpg
 
@@ -75,6 +75,8 @@ class Table:
     def arguments(self, rows: Sequence[tuple[object, ...]]) -> list[list[object]]:
         """The parameters of `insert` for `rows`."""
         out: list[list[object]] = []
+        # the rows' columns at once (`zip` in C, not a comprehension per column)
+        columns = list(zip(*rows, strict=True)) if rows else [() for _ in self.columns]
         for i, (_, kind) in enumerate(self.columns):
             if kind.endswith("[]"):
                 flat: list[object] = []
@@ -86,17 +88,22 @@ class Table:
                     hi.append(len(flat))
                 out += [flat, lo, hi]
             else:
-                out.append([row[i] for row in rows])
+                out.append(list(columns[i]))
         return out
 
     def rounds(self, rows: Sequence[tuple[object, ...]]) -> list[list[tuple[object, ...]]]:
         """`rows` (in stream order) in rounds: round n holds the n-th row of every key."""
+        if not rows:
+            return []
         if not self.key:
-            return [list(rows)] if rows else []
+            return [list(rows)]
+        k = self.key
+        if len({row[:k] for row in rows}) == len(rows):  # no key comes again: the usual case
+            return [list(rows)]
         seen: Counter[tuple[object, ...]] = Counter()
         out: list[list[tuple[object, ...]]] = []
         for row in rows:
-            key = row[: self.key]
+            key = row[:k]
             if seen[key] == len(out):
                 out.append([])
             out[seen[key]].append(row)
@@ -152,3 +159,16 @@ class SegmentRows:
         self.rows[table.name].append(row)
         if counted is not None:
             self.counted.add(counted)
+
+
+#: what one event type writes into a segment's rows, the event read at its stream sequence
+RowsOf = Callable[[SegmentRows, Any, int], None]
+
+
+def rows_of(writers: Mapping[type[Any], RowsOf], cls: type[Any]) -> RowsOf | None:
+    """The writer of `writers` for events of `cls`: its own, else that of the nearest base
+    class that has one (as a `match` on the classes would pick), else None."""
+    write = writers.get(cls)
+    if write is None:
+        write = next((writers[base] for base in cls.__mro__[1:] if base in writers), None)
+    return write

@@ -79,8 +79,8 @@ SPEC = ServiceSpec(
             handler=projection_handler,
             parser=domain_events(only=SUBJECTS),
             # a read model, off the path to LevelCertified: fewer, larger batches under a
-            # steady load (decision 0290)
-            min_batch_interval_s=0.1,
+            # steady load (decisions 0290, 0335: 200 ms)
+            min_batch_interval_s=0.2,
         ),
     ),
     migrations=(("readmodel", MIGRATIONS),),
