@@ -95,6 +95,15 @@ class Settings(BaseSettings):
         ),
     )
     max_deliver: int = Field(default=5, ge=1)
+    gc_threshold: int = Field(
+        default=50_000,
+        ge=700,
+        le=1_000_000,
+        description=(
+            "the cyclic garbage collector's generation-0 threshold (tracked objects allocated"
+            " net of those freed before a young collection runs); 700 = Python's default"
+        ),
+    )
     relay_poll_interval_s: float = Field(default=1.0, gt=0)
     shutdown_grace_s: float = Field(
         default=25.0, gt=0, description="SIGTERM: time to finish batches and publish the outbox"
