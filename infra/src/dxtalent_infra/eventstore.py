@@ -877,8 +877,9 @@ class PostgresEventStore:
         if self._handover is not None and rows and rows[-1]["first_position"] is not None:
             # the events inserted, in the order their positions were given (`fresh`)
             stored = {r["stored"] for r in rows if r["stored"] is not None}
-            inserted = [e for _, e in events if e.event_id not in stored]
-            if keys is not None:
+            if keys is None:
+                inserted = [e for _, e in events if e.event_id not in stored]
+            else:  # gated: only the events of keys the gate let through were candidates
                 passed = {r["passed"] for r in rows if r["passed"] is not None}
                 inserted = [
                     e
