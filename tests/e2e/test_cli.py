@@ -24,22 +24,11 @@ from dxtalent_infra.streams import ensure_streams
 from dxtalent_infra.topology import Topology
 from tests.e2e.conftest import _cleanup
 from tests.support.cli import run_dxtalent
+from tests.support.ports import reserved_port_run
 from tests.support.servers import ServerUrls, unique_token
 from tests.support.tls import loopback_tls
 
 CSV = "\ufeffemployee_id,course_id,completed_on\nE1,DX-101,2025/6/1\nE1,ICT-101,2025-06-02\nE1,NOPE,2025-06-02\n"
-
-
-def _free_port_run() -> int:
-    """A base port with the next two free as well, from this pytest-xdist worker's own range
-    (two workers scanning one range found the same base, and one test's `up` then refused the
-    ports while it polled the other's services)."""
-    worker = int(os.environ.get("PYTEST_XDIST_WORKER", "gw0").removeprefix("gw") or 0)
-    start = 20081 + (worker % 8) * 2100
-    for base in range(start, start + 2100, 7):
-        if not any(port_open(base + i) for i in range(3)):
-            return base
-    raise RuntimeError(f"no three free ports in a row from {start}")
 
 
 def _cli(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
@@ -98,7 +87,7 @@ def test_up_runs_everything_embedded_and_keeps_data_across_restarts(data_dir: Pa
     env = {k: v for k, v in os.environ.items() if not k.startswith("DXT_")} | {
         "DXT_DATA_DIR": str(data_dir)
     }
-    base = _free_port_run()
+    base = reserved_port_run()
     certification = f"http://127.0.0.1:{base + 1}"
     up = _up(data_dir, base, env)
     try:
@@ -185,7 +174,7 @@ def configured_up(server_urls: ServerUrls) -> Iterator[ConfiguredUp]:
         "DXT_LOG_LEVEL": "warning",
         "DXT_RELAY_POLL_INTERVAL_S": "0.5",
     }
-    base = _free_port_run()
+    base = reserved_port_run()
     up = _up(data_dir, base, env)
     try:
         _wait(f"http://127.0.0.1:{base + 1}/readyz")
@@ -421,7 +410,7 @@ def test_every_nats_command_says_in_one_line_when_nats_refuses_its_credentials(
         ("publish", str(_facts_csv(tmp_path))),
         ("dlq", "list"),
         ("dlq", "redrive"),
-        ("up", "--port-base", str(_free_port_run())),
+        ("up", "--port-base", str(reserved_port_run())),
     ):
         result = _cli(*command, env=env)
         assert result.returncode == 1, (command, result.stdout, result.stderr)
@@ -491,7 +480,7 @@ def test_up_refuses_stream_replicas_the_embedded_nats_cannot_have(tmp_path: Path
         "DXT_DATA_DIR": str(tmp_path),
         "DXT_STREAM_REPLICAS": "3",
     }
-    result = _cli("up", "--port-base", str(_free_port_run()), env=env)
+    result = _cli("up", "--port-base", str(reserved_port_run()), env=env)
     assert result.returncode == 1
     assert result.stderr.strip().splitlines() == [
         "error: DXT_STREAM_REPLICAS=3 needs a NATS cluster of at least 3 servers, and the "

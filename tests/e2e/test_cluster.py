@@ -29,8 +29,8 @@ from dxtalent_infra.streams import ensure_streams
 from dxtalent_infra.topology import ALL_STREAMS, EVENTS, INBOUND, Topology
 from tests.e2e.conftest import _cleanup
 from tests.e2e.helpers import assert_matches_core, events_on, no_duplicate_ids
-from tests.e2e.test_cli import _free_port_run
 from tests.support.cluster import NatsCluster
+from tests.support.ports import reserved_port_run
 from tests.support.servers import ServerUrls, unique_token
 
 CATALOG = load_catalog()
@@ -284,7 +284,7 @@ def test_up_with_more_stream_replicas_than_the_cluster_has_nodes_says_so(
     }
     try:
         result = subprocess.run(
-            [sys.executable, "-m", "dxtalent", "up", "--port-base", str(_free_port_run())],
+            [sys.executable, "-m", "dxtalent", "up", "--port-base", str(reserved_port_run())],
             env=env,
             capture_output=True,
             text=True,
