@@ -100,6 +100,13 @@ class ServiceContext:
     pruner: InboxPruner | None = None
 
 
+#: The default `ConsumerSpec.min_batch_interval_s` of the consumers on the path from an
+#: inbound fact to LevelCertified (enrollment's and certification's): under a steady load
+#: their batches start at most this often and gather what arrived meanwhile, for fewer
+#: per-batch costs (decision 0345); a fact after an idle spell is applied at once.
+CRITICAL_PATH_BATCH_INTERVAL_S = 0.02
+
+
 @dataclass(frozen=True)
 class ConsumerSpec:
     """A durable consumer of a service: which stream and subjects, how its messages are

@@ -7,7 +7,7 @@ import pytest
 from pydantic import ValidationError
 
 from dxtalent_infra.consumer import MAX_BATCH_INTERVAL_S, ConsumerOptions
-from dxtalent_infra.runtime import batch_interval
+from dxtalent_infra.runtime import CRITICAL_PATH_BATCH_INTERVAL_S, batch_interval
 from dxtalent_infra.settings import Settings
 from tests.unit.contracts.test_subjects_documented import service_specs
 
@@ -16,16 +16,16 @@ def intervals(settings: Settings) -> dict[str, float]:
     return {c.durable: batch_interval(settings, c) for s in service_specs() for c in s.consumers}
 
 
-def test_reporting_spaces_its_batches_by_default_and_the_critical_path_does_not(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    """Unset, each consumer takes its service's default: the read model waits between
-    batches, enrollment and certification (CourseCompleted to LevelCertified) never do."""
+def test_every_consumer_spaces_its_batches_by_default(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Unset, each consumer takes its service's default: the read model waits longest
+    between batches; enrollment and certification (CourseCompleted to LevelCertified) wait
+    the critical path's short interval (decision 0345)."""
     monkeypatch.delenv("DXT_BATCH_INTERVAL_MS", raising=False)
-    got = intervals(Settings())
-    assert got.pop("reporting") == 0.2
-    assert set(got) == {"enrollment", "certification"}
-    assert set(got.values()) == {0.0}
+    assert intervals(Settings()) == {
+        "reporting": 0.2,
+        "enrollment": CRITICAL_PATH_BATCH_INTERVAL_S,
+        "certification": CRITICAL_PATH_BATCH_INTERVAL_S,
+    }
 
 
 @pytest.mark.parametrize(("value", "seconds"), [("0", 0.0), ("250", 0.25), ("", 0.2)])
