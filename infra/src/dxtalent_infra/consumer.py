@@ -111,7 +111,8 @@ class ConsumerOptions:
     acknowledgement; `fetch_timeout` is how long one fetch waits for a first message from
     the standing pull request (an idle consumer's loop turns at this pace; the server is
     asked again only every `fetch_timeout.EXPIRES_S`); once one came, a batch takes what
-    arrives within `fetch_timeout.FILL_S` (see that module, decision 0315).
+    arrives within `fetch_timeout.FILL_S` (see that module, decision 0315), or only what is
+    queued when `min_batch_interval` gathers the batches (0345).
 
     `min_batch_interval` (seconds, 0 = none): a batch starts at least this long after the
     previous one started, unless it was fetched full. Under a steady trickle that makes
@@ -233,7 +234,10 @@ class JetStreamConsumer:
             ),
         )
         subscriber(self._on_batch)
-        fetch_timeout.batching(self._stream_name, self._durable, 2 * self._opts.batch_size)
+        # a consumer that spaces its batches out gathers them by its interval: its first
+        # message after an idle spell is not held for the fill window (decision 0345)
+        fill = 0.0 if self._opts.min_batch_interval > 0 else fetch_timeout.FILL_S
+        fetch_timeout.batching(self._stream_name, self._durable, 2 * self._opts.batch_size, fill)
         return subscriber
 
     # --- lifecycle ---------------------------------------------------------------------------

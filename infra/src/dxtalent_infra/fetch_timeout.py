@@ -19,7 +19,9 @@ Fixes and changes between nats-py 2.16 and FastStream 0.7.8:
    is over whatever was heard). Under a steady load the server pushes each message as it
    is stored; a fetch takes them from the subscription's queue: the first one waited for as
    long as the caller allows, then what is queued, and when nothing more was, what comes
-   within `FILL_S`. After a fetch that came back short, the next one ends at once, which
+   within `FILL_S` (a consumer that spaces its batches out, `min_batch_interval`, takes
+   only what is queued: its interval gathers the rest, decision 0345). After a fetch that
+   came back short, the next one ends at once, which
    makes FastStream's loop hand over the batch it has (a lone message is not held for the
    loop's whole timeout: median 101 ms instead of 17 at each hop, 0110). What is queued
    counts as owed until taken, so messages delivered and not yet applied are at most the
@@ -52,7 +54,8 @@ _MARK = "_dxtalent_timeout_as_nats_error"
 _SHORT = "_dxtalent_last_fetch_short"
 _STATE = "_dxtalent_pull_state"
 
-#: How long a batch that has its first message waits for more to arrive (seconds).
+#: How long a batch that has its first message waits for more to arrive (seconds), by
+#: default (`batching`).
 FILL_S = 0.005
 
 #: How long the consumers' standing pull request lives (seconds): renewed when half of it
@@ -60,15 +63,17 @@ FILL_S = 0.005
 EXPIRES_S = 5.0
 
 #: The (stream, durable) pairs whose fetches behave as in 2. (the services' consumers), with
-#: how many messages their standing request asks for; any other pull subscription in the
-#: process keeps nats-py's behaviour, with fix 1 only.
-_BATCHING: dict[tuple[object, object], int] = {}
+#: how many messages their standing request asks for and their fill window (seconds); any
+#: other pull subscription in the process keeps nats-py's behaviour, with fix 1 only.
+_BATCHING: dict[tuple[object, object], tuple[int, float]] = {}
 
 
-def batching(stream: str, durable: str, size: int = 1000) -> None:
+def batching(stream: str, durable: str, size: int = 1000, fill: float = FILL_S) -> None:
     """Give the pull subscriptions of `durable` on `stream` the batch behaviour of 2., with
-    a standing request for `size` messages (the consumer passes twice its batch size)."""
-    _BATCHING[(stream, durable)] = max(1, size)
+    a standing request for `size` messages (the consumer passes twice its batch size) and a
+    batch waiting up to `fill` seconds for more after its first message (0: it takes what is
+    queued; a consumer that spaces its batches out gathers them by its interval instead)."""
+    _BATCHING[(stream, durable)] = (max(1, size), max(0.0, fill))
 
 
 class _Pull:
@@ -190,11 +195,12 @@ async def _wait_one(
 async def _standing_fetch(
     subscription: Any,
     size: int,
+    fill: float,
     batch: int,
     timeout: float | None,  # noqa: ASYNC109 (nats-py's signature)
 ) -> list[Any]:
     """A batch fetch from the standing request (2.): the first message, waited for up to
-    `timeout`, then what is queued and what arrives within `FILL_S` of it, up to `batch`.
+    `timeout`, then what is queued and what arrives within `fill` of it, up to `batch`.
     A status that ended the request with an error raises it when nothing was taken."""
     state = _state(subscription, size)
     await _ask(subscription, state)
@@ -207,7 +213,7 @@ async def _standing_fetch(
             raise error
         await _ask(subscription, state)
         raise nats.errors.TimeoutError
-    fill_until = time.monotonic() + FILL_S
+    fill_until = time.monotonic() + fill
     while error is None:
         error = _take(subscription, state, batch, got)
         remaining = fill_until - time.monotonic()
@@ -239,13 +245,13 @@ def install(cls: Any = JetStreamContext.PullSubscription) -> None:
         timeout: float | None = 5,  # noqa: ASYNC109 (nats-py's signature)
         **kwargs: Any,
     ) -> Any:
-        size = _BATCHING.get((getattr(self, "_stream", None), getattr(self, "_consumer", None)))
-        if size is None:
+        how = _BATCHING.get((getattr(self, "_stream", None), getattr(self, "_consumer", None)))
+        if how is None:
             return await fetch_once(self, batch, timeout, **kwargs)
         if getattr(self, _SHORT, False):  # the batch so far is all there is: hand it over
             setattr(self, _SHORT, False)
             raise nats.errors.TimeoutError
-        got = await _standing_fetch(self, size, batch, timeout)
+        got = await _standing_fetch(self, *how, batch, timeout)
         setattr(self, _SHORT, len(got) < batch)
         return got
 

@@ -4,13 +4,18 @@ from __future__ import annotations
 
 import asyncio
 import json
+from typing import cast
 
+import asyncpg
 import nats.errors
 import nats.js.errors
 import pytest
+from faststream.nats import NatsBroker
 from nats.js.client import JetStreamContext
 
 from dxtalent_infra import consumer, fetch_timeout
+from dxtalent_infra.delivery import Delivery
+from dxtalent_infra.topology import Topology
 
 
 class _Subscription:
@@ -36,6 +41,28 @@ def test_the_consumer_installs_the_fix_on_nats_pull_subscriptions() -> None:
     assert consumer.JetStreamConsumer is not None
     wrapped: object = JetStreamContext.PullSubscription.fetch
     assert getattr(wrapped, "_dxtalent_timeout_as_nats_error", False) is True
+
+
+@pytest.mark.parametrize(("interval", "fill"), [(0.0, fetch_timeout.FILL_S), (0.02, 0.0)])
+def test_a_consumer_that_spaces_its_batches_out_has_no_fill_window(
+    interval: float, fill: float
+) -> None:
+    """The consumer registers its durable's standing request (twice its batch) with the fill
+    window, or with none when `min_batch_interval` gathers its batches (decision 0345)."""
+    durable = f"fill-{interval}"
+    consumer.JetStreamConsumer(
+        NatsBroker(),
+        cast(asyncpg.Pool, None),  # not used before `run`
+        "schema",
+        Topology(),
+        consumer.Subscription("DX_EVENTS", durable, _no_handler, "dx.deadletter.test"),
+        options=consumer.ConsumerOptions(batch_size=50, min_batch_interval=interval),
+    )
+    assert fetch_timeout._BATCHING[(Topology().stream("DX_EVENTS"), durable)] == (100, fill)
+
+
+async def _no_handler(conn: asyncpg.Connection, delivery: Delivery) -> None:
+    raise AssertionError("never called")
 
 
 class _Queue:
@@ -123,10 +150,10 @@ class _PullSubscription:
         raise AssertionError("replaced by install")
 
 
-def _standing(size: int = 10) -> _PullSubscription:
+def _standing(size: int = 10, fill: float = fetch_timeout.FILL_S) -> _PullSubscription:
     fetch_timeout.install(_PullSubscription)
-    sub = _PullSubscription(durable=f"standing-{size}")
-    fetch_timeout.batching("STREAM", sub._consumer, size)
+    sub = _PullSubscription(durable=f"standing-{size}-{fill}")
+    fetch_timeout.batching("STREAM", sub._consumer, size, fill)
     return sub
 
 
@@ -171,6 +198,17 @@ async def test_a_lone_message_waits_the_fill_window_at_most() -> None:
     started = loop.time()
     assert len(await sub.fetch(5, timeout=1.0)) == 1
     assert loop.time() - started < 0.5
+
+
+@pytest.mark.parametrize(("fill", "taken"), [(0.5, 2), (0.0, 1)])
+async def test_the_fill_window_is_the_subscriptions_own(fill: float, taken: int) -> None:
+    """A batch takes what arrives within its subscription's fill window after the first
+    message; with none (a consumer that gathers its batches by an interval) only what is
+    queued, and a message 50 ms behind is left for the next batch."""
+    sub = _standing(10, fill)
+    sub._sub.push(_Msg())
+    asyncio.get_running_loop().call_later(0.05, sub._sub.push, _Msg())
+    assert len(await sub.fetch(5, timeout=1.0)) == taken
 
 
 async def test_a_request_ended_by_the_server_is_renewed_at_once() -> None:
