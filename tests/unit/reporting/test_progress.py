@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Mapping
 from decimal import Decimal
+
+from hypothesis import given
+from hypothesis import strategies as st
 
 from dxtalent_contracts.catalog import load_catalog
 from dxtalent_reporting.domain.progress import (
@@ -12,6 +16,7 @@ from dxtalent_reporting.domain.progress import (
     Standing,
     percent,
     progress_by_department,
+    progress_from_tally,
     target_progress,
 )
 
@@ -152,3 +157,38 @@ def test_progress_by_department_gives_one_report_per_department() -> None:
         UNKNOWN_DEPARTMENT: (1, 1),
     }
     assert reports["D-A"].levels[0].target == 100  # the city's target, shared
+
+
+def defined_level(
+    level: int, target: int | None, tally: Mapping[tuple[int, bool], int]
+) -> LevelProgress:
+    """One level as the rules define it, summed over the tally (what the one-pass
+    `progress_from_tally` must give)."""
+    reached = sum(k for (h, employed), k in tally.items() if employed and h >= level)
+    return LevelProgress(
+        level=level,
+        target=target,
+        reached=reached,
+        exactly=sum(k for (h, employed), k in tally.items() if employed and h == level),
+        percent=percent(reached, target),
+        left=sum(k for (h, employed), k in tally.items() if not employed and h >= level),
+    )
+
+
+# highest levels up to two above the catalog's top: a catalog edited to fewer levels
+tallies = st.dictionaries(
+    st.tuples(st.integers(0, CATALOG.top_level + 2), st.booleans()), st.integers(1, 10_000)
+)
+
+
+@given(tallies, st.sampled_from([2024, 2025, 2026, 2027, 2030]))
+def test_a_report_from_a_tally_is_each_level_as_defined(
+    tally: dict[tuple[int, bool], int], year: int
+) -> None:
+    day = d(f"{year + 1}-03-31")
+    progress = progress_from_tally(CATALOG, year, day, "D-A", tally)
+    assert progress.levels == tuple(
+        defined_level(n, CATALOG.target(year, n), tally) for n in range(1, CATALOG.top_level + 1)
+    )
+    assert progress.left == sum(k for (h, employed), k in tally.items() if not employed and h >= 1)
+    assert (progress.fiscal_year, progress.as_of, progress.department) == (year, day, "D-A")

@@ -138,9 +138,10 @@ class ReportPeriod:
     as_of: dt.date
 
 
-def report_period(fiscal_year: FiscalYearParam, as_of: AsOfParam = None) -> ReportPeriod:
+async def report_period(fiscal_year: FiscalYearParam, as_of: AsOfParam = None) -> ReportPeriod:
     """The request's fiscal year and report date; 422 naming the year's days when `as_of` is
-    outside the year."""
+    outside the year. A coroutine, though it awaits nothing: FastAPI runs a plain function
+    dependency in its thread pool, a hand-over to a thread and back on every request."""
     try:
         today = japan_date(dt.datetime.now(dt.UTC))
         return ReportPeriod(fiscal_year, report_date(fiscal_year, as_of, today))
@@ -151,57 +152,65 @@ def report_period(fiscal_year: FiscalYearParam, as_of: AsOfParam = None) -> Repo
 Period = Annotated[ReportPeriod, Depends(report_period)]
 
 
-def _levels(progress: Progress) -> list[LevelProgressOut]:
+def _levels(progress: Progress) -> list[dict[str, object]]:
+    """The levels of a report as the fields of `LevelProgressOut`."""
     return [
-        LevelProgressOut(
-            level=p.level,
-            target=p.target,
-            reached=p.reached,
-            exactly=p.exactly,
-            percent=None if p.percent is None else float(p.percent),
-            left=p.left,
-        )
+        {
+            "level": p.level,
+            "target": p.target,
+            "reached": p.reached,
+            "exactly": p.exactly,
+            "percent": None if p.percent is None else float(p.percent),
+            "left": p.left,
+        }
         for p in progress.levels
     ]
 
 
 def progress_report(progress: Progress) -> ProgressReport:
     """The JSON body of a `Progress`."""
-    return ProgressReport(
-        fiscal_year=progress.fiscal_year,
-        fiscal_year_label=progress.fiscal_year_label,
-        as_of=progress.as_of,
-        department=progress.department,
-        levels=_levels(progress),
-        left=progress.left,
+    return ProgressReport.model_validate(
+        {
+            "fiscal_year": progress.fiscal_year,
+            "fiscal_year_label": progress.fiscal_year_label,
+            "as_of": progress.as_of,
+            "department": progress.department,
+            "levels": _levels(progress),
+            "left": progress.left,
+        }
     )
 
 
 def departments_report(
     ctx: ServiceContext, fiscal_year: int, as_of: dt.date, data: ReportData
 ) -> DepartmentsReport:
-    """Every department the report date places someone in, or that nominated a leader."""
+    """Every department the report date places someone in, or that nominated a leader.
+
+    The body is validated once, as plain data (pydantic-core walks it): constructing each
+    level's and department's model in Python cost as much as computing the reports."""
     reports = by_department(ctx.catalog, fiscal_year, data, as_of)
     rows = [
-        DepartmentProgressOut(
-            department=code,
-            department_name=data.department_names.get(code),
-            nominated_leader=code in data.nominated_departments,
-            levels=_levels(reports[code]),
-            left=reports[code].left,
-        )
+        {
+            "department": code,
+            "department_name": data.department_names.get(code),
+            "nominated_leader": code in data.nominated_departments,
+            "levels": _levels(reports[code]),
+            "left": reports[code].left,
+        }
         for code in sorted(reports)
     ]
-    return DepartmentsReport(
-        fiscal_year=fiscal_year,
-        fiscal_year_label=reiwa_label(fiscal_year),
-        as_of=as_of,
-        departments=rows,
-        without_nominated_leader=[
-            r.department
-            for r in rows
-            if not r.nominated_leader and r.department != UNKNOWN_DEPARTMENT
-        ],
+    return DepartmentsReport.model_validate(
+        {
+            "fiscal_year": fiscal_year,
+            "fiscal_year_label": reiwa_label(fiscal_year),
+            "as_of": as_of,
+            "departments": rows,
+            "without_nominated_leader": [
+                r["department"]
+                for r in rows
+                if not r["nominated_leader"] and r["department"] != UNKNOWN_DEPARTMENT
+            ],
+        }
     )
 
 

@@ -63,8 +63,9 @@ class Sessions:
             return False
         return True
 
-    def guard(self, request: Request) -> None:
-        """A page dependency: no valid session → 303 to the login form, naming the page."""
+    async def guard(self, request: Request) -> None:
+        """A page dependency: no valid session → 303 to the login form, naming the page (a
+        coroutine: run on the loop, not in FastAPI's thread pool)."""
         if not self.valid(request):
             target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
             raise HTTPException(

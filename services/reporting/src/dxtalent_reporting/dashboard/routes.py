@@ -37,10 +37,11 @@ from dxtalent_reporting.queries import report_date
 TEMPLATES = Jinja2Templates(directory=Path(__file__).parent / "templates")
 
 
-def page_period(
+async def page_period(
     fiscal_year: Annotated[int | None, Query(ge=2019, le=2100)] = None, as_of: AsOfParam = None
 ) -> ReportPeriod:
     """The page's fiscal year and date; without a year, the one `as_of` (default today) is in.
+    (A coroutine so that FastAPI runs it on the loop, not in its thread pool: `report_period`.)
 
     Unlike the API, a date outside the chosen year is not an error: a person who picks another
     year in the form still sends the old date, and gets the new year's default date instead.

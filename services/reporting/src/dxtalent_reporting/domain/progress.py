@@ -120,33 +120,37 @@ def progress_from_tally(
     tally: Mapping[tuple[int, bool], int],
 ) -> Progress:
     """Progress of `fiscal_year` on `day` from how many employees hold each highest level
-    (0: none), employed or not on `day`: all a report counts (see `domain.placements`)."""
-    levels = tuple(
-        _level_progress(n, catalog.target(fiscal_year, n), tally)
-        for n in range(1, catalog.top_level + 1)
-    )
+    (0: none), employed or not on `day`: all a report counts (see `domain.placements`).
+
+    Level N: `reached` counts the employed holding N or higher, `exactly` those holding N,
+    `left` the departed holding N or higher; `Progress.left` the departed holding any. One
+    pass over the tally, then running sums from the top level down: a departments report
+    makes one per department on every request."""
+    top = catalog.top_level
+    # employees by highest level, employed / departed; a level above the catalog's top (a
+    # catalog edited since) reaches every level and is exactly none of them
+    employed = [0] * (top + 2)
+    departed = [0] * (top + 2)
+    for (highest, is_employed), k in tally.items():
+        (employed if is_employed else departed)[min(highest, top + 1)] += k
+    reached = employed[top + 1]
+    gone = departed[top + 1]
+    levels: list[LevelProgress] = []
+    for level in range(top, 0, -1):
+        reached += employed[level]
+        gone += departed[level]
+        target = catalog.target(fiscal_year, level)
+        levels.append(
+            LevelProgress(level, target, reached, employed[level], percent(reached, target), gone)
+        )
+    levels.reverse()
     return Progress(
         fiscal_year=fiscal_year,
         fiscal_year_label=reiwa_label(fiscal_year),
         as_of=day,
         department=department,
-        levels=levels,
-        left=sum(k for (h, employed), k in tally.items() if not employed and h >= 1),
-    )
-
-
-def _level_progress(
-    level: int, target: int | None, tally: Mapping[tuple[int, bool], int]
-) -> LevelProgress:
-    """Counts for one level from the highest levels held by employed and departed staff."""
-    reached = sum(k for (h, employed), k in tally.items() if employed and h >= level)
-    return LevelProgress(
-        level=level,
-        target=target,
-        reached=reached,
-        exactly=sum(k for (h, employed), k in tally.items() if employed and h == level),
-        percent=percent(reached, target),
-        left=sum(k for (h, employed), k in tally.items() if not employed and h >= level),
+        levels=tuple(levels),
+        left=gone,
     )
 
 
