@@ -265,11 +265,17 @@ class Catalog(_Frozen):
             required |= set(rule.required) | set(rule.duty)
         return frozenset(required)
 
-    def target(self, fiscal_year: int, level: int) -> int | None:
+    @cached_property
+    def headcount_by_year_level(self) -> dict[tuple[int, int], int]:
+        """Each (fiscal year, level)'s headcount target; the first one listed when a year and
+        level are listed twice."""
+        out: dict[tuple[int, int], int] = {}
         for t in self.targets:
-            if t.fiscal_year == fiscal_year and t.level == level:
-                return t.headcount
-        return None
+            out.setdefault((t.fiscal_year, t.level), t.headcount)
+        return out
+
+    def target(self, fiscal_year: int, level: int) -> int | None:
+        return self.headcount_by_year_level.get((fiscal_year, level))
 
     @property
     def fiscal_years(self) -> list[int]:

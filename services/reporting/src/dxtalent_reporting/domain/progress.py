@@ -16,6 +16,7 @@ Decisions where the rules (docs/rules.md) are silent:
 from __future__ import annotations
 
 import datetime as dt
+import functools
 from collections import Counter
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -85,8 +86,11 @@ class Progress:
     left: int
 
 
+@functools.lru_cache(maxsize=4096)
 def percent(reached: int, target: int | None) -> Decimal | None:
-    """reached / target × 100, rounded half-up to one decimal; None for a target of 0 or None."""
+    """reached / target × 100, rounded half-up to one decimal; None for a target of 0 or None.
+    Kept for the pairs last asked (the same few come back with every departments report, and
+    the decimal arithmetic cost more than the rest of a level)."""
     if not target:
         return None
     return (Decimal(reached) * 100 / Decimal(target)).quantize(_ONE_DECIMAL, ROUND_HALF_UP)
