@@ -464,9 +464,6 @@ async def run_service(
             log_config=None,
             access_log=False,
             lifespan="on",
-            # the C parser (uvicorn's "standard" choice); uvicorn's default without it is
-            # h11, pure Python, a tenth of a report request's time (decision 0350)
-            http="httptools",
         )
     )
     if stop is None:
