@@ -131,12 +131,13 @@ def progress_from_tally(
     pass over the tally, then running sums from the top level down: a departments report
     makes one per department on every request."""
     top = catalog.top_level
-    # employees by highest level, employed / departed; a level above the catalog's top (a
-    # catalog edited since) reaches every level and is exactly none of them
+    # employees by highest level, employed / departed; none (0) counts nowhere, and a level
+    # above the catalog's top (a catalog edited since) reaches every level, exactly none
     employed = [0] * (top + 2)
     departed = [0] * (top + 2)
     for (highest, is_employed), k in tally.items():
-        (employed if is_employed else departed)[min(highest, top + 1)] += k
+        if highest > 0:
+            (employed if is_employed else departed)[min(highest, top + 1)] += k
     reached = employed[top + 1]
     gone = departed[top + 1]
     levels: list[LevelProgress] = []
