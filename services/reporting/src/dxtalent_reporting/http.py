@@ -31,6 +31,7 @@ from dxtalent_contracts.types import ID_PATTERN
 from dxtalent_infra.http_api import INVALID, ErrorBody, invalid_parameter, v1_router
 from dxtalent_infra.runtime import ServiceContext
 from dxtalent_reporting.csv_export import MEDIA_TYPE, csv_filename, progress_csv
+from dxtalent_reporting.domain.placements import Tally
 from dxtalent_reporting.domain.progress import UNKNOWN_DEPARTMENT, Progress, progress_from_tally
 from dxtalent_reporting.queries import ReportData, ReportReader, by_department, report_date
 
@@ -232,11 +233,10 @@ def routes(ctx: ServiceContext) -> APIRouter:
             raise HTTPException(503, "the database does not answer; try again") from exc
 
     async def city_or_department(period: ReportPeriod, department: str | None) -> Progress:
-        async def query(conn: asyncpg.Connection) -> ReportData:
-            return await reader.standings(conn, period.fiscal_year, period.as_of)
+        async def query(conn: asyncpg.Connection) -> Tally:
+            return await reader.tally(conn, period.fiscal_year, period.as_of, department)
 
-        data = await read(query)
-        tally = data.city() if department is None else data.tallies.get(department, {})
+        tally = await read(query)
         return progress_from_tally(ctx.catalog, period.fiscal_year, period.as_of, department, tally)
 
     @router.get(

@@ -4,15 +4,16 @@ A report reads the placement counts of the read model (`domain.placements`, kept
 `placements.PlacementWriter` in the consumer's transaction): per department, level and
 employment, how many employees the report date places there. It adds the yearly sums of the
 fiscal years before the report's and the daily changes of its own year up to `as_of`, so its
-cost grows with the departments and days, not with the city's headcount. A departments report
-also reads the departments that nominated a leader in the year and the departments' names; each
+cost grows with the departments and days, not with the city's headcount. A city-wide or one
+department's report has PostgreSQL sum over the departments too (`ReportReader.tally`: a row per
+level and employment to decode and read, not one per department). A departments report also
+reads the departments that nominated a leader in the year and the departments' names; each
 report is one statement, so it sees the tables at one instant while the consumer writes.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
@@ -36,13 +37,6 @@ class ReportData:
     tallies: Mapping[str, Tally]
     nominated_departments: frozenset[str] = frozenset()
     department_names: Mapping[str, str] = field(default_factory=dict)
-
-    def city(self) -> Tally:
-        """The city-wide tally: every department's summed."""
-        out: Counter[tuple[int, bool]] = Counter()
-        for tally in self.tallies.values():
-            out.update(tally)
-        return out
 
 
 def report_date(fiscal_year: int, as_of: dt.date | None, today: dt.date) -> dt.date:
@@ -86,7 +80,16 @@ class ReportReader:
               SELECT department, level, employed, n FROM {q}.placement_days
               WHERE day BETWEEN $2 AND $3) changes
             GROUP BY department, level, employed HAVING sum(n) <> 0"""
-        self._counts = counts
+        # one department's or the city's (`$4` null) rows summed over the departments; the
+        # condition on `$4` is decided when the statement is planned for its parameters
+        self._tally = f"""
+            SELECT level, employed, sum(n)::int AS n FROM (
+              SELECT level, employed, n FROM {q}.placement_years
+              WHERE fiscal_year < $1 AND ($4::text IS NULL OR department = $4)
+              UNION ALL
+              SELECT level, employed, n FROM {q}.placement_days
+              WHERE day BETWEEN $2 AND $3 AND ($4::text IS NULL OR department = $4)) changes
+            GROUP BY level, employed HAVING sum(n) <> 0"""
         # of each department: the name on its record in force on the report date with the
         # latest date (then fact id), else on its latest record; two index look-ups each
         latest = (
@@ -109,13 +112,15 @@ class ReportReader:
               coalesce(({latest.format(" AND r.effective_date <= $3")}), ({latest.format("")}))
             FROM codes d"""
 
-    async def standings(
-        self, conn: asyncpg.Connection, fiscal_year: int, as_of: dt.date
-    ) -> ReportData:
-        """The tallies of `fiscal_year` on `as_of` (for the city-wide or one department's
-        report)."""
-        rows = await conn.fetch(self._counts, fiscal_year, fiscal_year_start(fiscal_year), as_of)
-        return ReportData(tallies=MappingProxyType(tallies((r[0], r[1], r[2], r[3]) for r in rows)))
+    async def tally(
+        self, conn: asyncpg.Connection, fiscal_year: int, as_of: dt.date, department: str | None
+    ) -> Tally:
+        """The employees per (highest level, employed) of `fiscal_year` on `as_of` in
+        `department`, or in the whole city for None (a city-wide or one department's report)."""
+        rows = await conn.fetch(
+            self._tally, fiscal_year, fiscal_year_start(fiscal_year), as_of, department
+        )
+        return {(r[0], r[1]): r[2] for r in rows}
 
     async def departments(
         self, conn: asyncpg.Connection, fiscal_year: int, as_of: dt.date

@@ -44,10 +44,8 @@ class PageBuilder:
 
     async def progress(self, conn: asyncpg.Connection, p: ReportPeriod) -> PageView:
         catalog = self.ctx.catalog
-        data = await self.reports.standings(conn, p.fiscal_year, p.as_of)
-        report = progress_report(
-            progress_from_tally(catalog, p.fiscal_year, p.as_of, None, data.city())
-        )
+        tally = await self.reports.tally(conn, p.fiscal_year, p.as_of, None)
+        report = progress_report(progress_from_tally(catalog, p.fiscal_year, p.as_of, None, tally))
         first, last = plan_months(catalog)
         monthly = await self.reads.monthly_reached(conn, first, last, catalog.top_level)
         trainees = await self.reads.trainees_reached(conn, p.as_of)
