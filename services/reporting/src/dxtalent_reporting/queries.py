@@ -29,7 +29,8 @@ from dxtalent_reporting.domain.progress import Progress, progress_from_tally
 
 @dataclass(frozen=True)
 class ReportData:
-    """Everything a report of one fiscal year on one date needs, read at one instant.
+    """Everything a departments report of one fiscal year on one date needs, read at one
+    instant (a city-wide or one department's report needs only its `Tally`).
 
     `tallies` maps each department someone is placed in on the date to its employees per
     (highest level, employed)."""
