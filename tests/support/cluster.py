@@ -24,9 +24,14 @@ from typing import Any
 
 import pytest
 
-from dxtalent_infra.servers import free_port, nats_server_binary, port_open
+from dxtalent_infra.servers import nats_server_binary, port_open
+from tests.support.ports import reserved_port_run
 
 CLUSTER_NAME = "dxt-test"
+
+
+class NodeExitedError(RuntimeError):
+    """A node of the cluster exited while the cluster was to become healthy."""
 
 
 @dataclass
@@ -35,10 +40,18 @@ class ClusterNode:
 
     name: str
     store_dir: Path
-    client_port: int = field(default_factory=free_port)
-    route_port: int = field(default_factory=free_port)
-    monitor_port: int = field(default_factory=free_port)
+    client_port: int
+    route_port: int
+    monitor_port: int
     proc: subprocess.Popen[bytes] | None = None
+
+    @classmethod
+    def on_reserved_ports(cls, name: str, store_dir: Path) -> ClusterNode:
+        """A node on a run of three ports reserved for this process (`ports`): distinct from
+        every other node's and kept from other test workers (ports picked one by one with
+        `free_port` could repeat, and a node that cannot bind its port never joins)."""
+        base = reserved_port_run(3)
+        return cls(name, store_dir, client_port=base, route_port=base + 1, monitor_port=base + 2)
 
     @property
     def url(self) -> str:
@@ -58,6 +71,14 @@ class ClusterNode:
             f"cluster {{ name: {CLUSTER_NAME}, listen: 127.0.0.1:{self.route_port}, "
             f"routes: [{routes}] }}\n"
         )
+
+    def log_tail(self, lines: int = 5) -> str:
+        """The last lines of this node's log (why it exited)."""
+        log_file = self.store_dir.parent / "nats-server.log"
+        try:
+            return " | ".join(log_file.read_text(errors="replace").splitlines()[-lines:])
+        except OSError:
+            return f"no log at {log_file}"
 
     def monitor(self, path: str) -> Any:
         """A monitoring endpoint's JSON (`/jsz?...`, `/connz`, `/healthz`)."""
@@ -79,8 +100,11 @@ class NatsCluster:
     kills: list[str] = field(default_factory=list)
 
     def __post_init__(self) -> None:
-        self.nodes = [
-            ClusterNode(f"n{i + 1}", self.root / f"n{i + 1}" / "jetstream")
+        self.nodes = self._new_nodes()
+
+    def _new_nodes(self) -> list[ClusterNode]:
+        return [
+            ClusterNode.on_reserved_ports(f"n{i + 1}", self.root / f"n{i + 1}" / "jetstream")
             for i in range(self.size)
         ]
 
@@ -92,11 +116,23 @@ class NatsCluster:
     def node(self, name: str) -> ClusterNode:
         return next(n for n in self.nodes if n.name == name)
 
-    def start(self, timeout: float = 60.0) -> NatsCluster:
-        for node in self.nodes:
-            self._launch(node)
-        self.wait_healthy(timeout)
-        return self
+    def start(self, timeout: float = 60.0, attempts: int = 3) -> NatsCluster:
+        """Launch every node and wait until the cluster is healthy. A node that exits while
+        starting (its port taken meanwhile by another process of the machine) makes the
+        cluster start again on newly reserved ports, up to `attempts` times."""
+        for attempt in range(1, attempts + 1):
+            for node in self.nodes:
+                self._launch(node)
+            try:
+                self.wait_healthy(timeout)
+                return self
+            except NodeExitedError:
+                if attempt == attempts:
+                    raise
+                self.stop()
+                shutil.rmtree(self.root, ignore_errors=True)
+                self.nodes = self._new_nodes()
+        raise AssertionError("unreachable")
 
     def _launch(self, node: ClusterNode) -> None:
         node.store_dir.mkdir(parents=True, exist_ok=True)
@@ -110,10 +146,19 @@ class NatsCluster:
         )
 
     def wait_healthy(self, timeout: float = 60.0) -> None:
-        """Until every running node listens and reports JetStream healthy (a meta leader
-        elected, its streams caught up: `/healthz`)."""
+        """Until every running node listens, reports JetStream healthy (a meta leader
+        elected, its streams caught up: `/healthz`) and counts every node of the cluster as
+        a peer of its meta group (`/healthz` alone says ok on two nodes while the third has
+        not joined, and an R3 stream cannot be placed yet). A node started that exited
+        raises at once, with the end of its log."""
         deadline = time.monotonic() + timeout
         while True:
+            for node in self.nodes:
+                if node.proc is not None and not node.running:
+                    raise NodeExitedError(
+                        f"NATS node {node.name} exited with {node.proc.returncode}: "
+                        f"{node.log_tail()}"
+                    )
             running = [n for n in self.nodes if n.running]
             if all(port_open(n.client_port) and self._healthy(n) for n in running):
                 return
@@ -121,12 +166,14 @@ class NatsCluster:
                 raise TimeoutError(f"NATS cluster not healthy within {timeout}s under {self.root}")
             time.sleep(0.1)
 
-    @staticmethod
-    def _healthy(node: ClusterNode) -> bool:
+    def _healthy(self, node: ClusterNode) -> bool:
         try:
-            return bool(node.monitor("/healthz").get("status") == "ok")
+            if node.monitor("/healthz").get("status") != "ok":
+                return False
+            meta = node.monitor("/jsz").get("meta_cluster") or {}
         except OSError:
             return False
+        return bool(meta.get("leader")) and meta.get("cluster_size") == self.size
 
     def kill(self, name: str) -> None:
         """SIGKILL one node: no goodbye to its peers or clients."""
