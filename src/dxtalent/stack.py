@@ -24,7 +24,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from dxtalent.errors import UserError
 from dxtalent.nats_tools import NatsAuth, connect
-from dxtalent_infra.servers import EmbeddedNats, EmbeddedPostgres, free_port
+from dxtalent_infra.servers import EmbeddedNats, EmbeddedPostgres, free_port, free_ports
 
 log = structlog.get_logger(__name__)
 
@@ -197,8 +197,9 @@ class LocalStack:
         return self.services[name]
 
     def start_services(self, names: tuple[str, ...] = SERVICES) -> None:
-        for name in names:
-            self.start_service(name)
+        """Start `names`, each on its own free port (picked together, so none repeats)."""
+        for name, port in zip(names, free_ports(len(names)), strict=True):
+            self.start_service(name, port)
 
     def kill_service(self, name: str, sig: int = signal.SIGKILL) -> None:
         svc = self.services[name]

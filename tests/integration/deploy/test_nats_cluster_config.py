@@ -26,7 +26,7 @@ import pytest
 import yaml
 from nats.js import api
 
-from dxtalent_infra.servers import EmbeddedNats, free_port
+from dxtalent_infra.servers import EmbeddedNats, free_ports
 from tests.support.polling import eventually
 from tests.support.tls import loopback_tls
 
@@ -56,7 +56,7 @@ class Node:
         self.name, self.route_password = name, route_password
         self.dir = root / name
         self.dir.mkdir()
-        self.client, self.cluster, self.http = free_port(), free_port(), free_port()
+        self.client, self.cluster, self.http = free_ports(3)
         self.server: EmbeddedNats | None = None
 
     def start(self, root: Path, peers: list[Node]) -> Node:

@@ -34,7 +34,7 @@ from dxtalent_enrollment.service import SPEC as ENROLLMENT
 from dxtalent_infra.inbox_retention import prune_inbox
 from dxtalent_infra.migrations import MigrationPrivilegeError, quote_ident
 from dxtalent_infra.runtime import ServiceSpec, migrate_service, run_service
-from dxtalent_infra.servers import free_port, postgres_bin_dir
+from dxtalent_infra.servers import free_ports, postgres_bin_dir
 from dxtalent_infra.settings import Settings
 from dxtalent_infra.topology import Topology
 from dxtalent_reporting.service import SPEC as REPORTING
@@ -411,7 +411,7 @@ async def test_the_services_run_end_to_end_as_their_restricted_roles(
         raw = event.to_json_bytes()
         items.append((subject_for(raw)[0], raw, event.id))
     stop = asyncio.Event()
-    ports = {role: free_port() for role in SPECS}
+    ports = dict(zip(SPECS, free_ports(len(SPECS)), strict=True))
     tasks = [
         asyncio.create_task(
             run_service(
