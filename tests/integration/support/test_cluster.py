@@ -4,26 +4,14 @@ the cluster start again on other ports instead of leaving a two-node cluster beh
 
 from __future__ import annotations
 
-import shutil
 import socket
-import tempfile
-from collections.abc import Iterator
 from pathlib import Path
-
-import pytest
 
 from tests.support.cluster import NatsCluster
 
 
-@pytest.fixture
-def root() -> Iterator[Path]:
-    path = Path(tempfile.mkdtemp(prefix="dxt-cluster-"))
-    yield path
-    shutil.rmtree(path, ignore_errors=True)
-
-
-def test_a_started_cluster_has_every_node_in_its_meta_group(root: Path) -> None:
-    cluster = NatsCluster(root).start()
+def test_a_started_cluster_has_every_node_in_its_meta_group(tmp_path: Path) -> None:
+    cluster = NatsCluster(tmp_path).start()
     try:
         ports = [p for n in cluster.nodes for p in (n.client_port, n.route_port, n.monitor_port)]
         assert len(set(ports)) == len(ports), ports
@@ -35,8 +23,10 @@ def test_a_started_cluster_has_every_node_in_its_meta_group(root: Path) -> None:
         cluster.stop()
 
 
-def test_a_node_whose_port_is_taken_makes_the_cluster_start_on_other_ports(root: Path) -> None:
-    cluster = NatsCluster(root)
+def test_a_node_whose_port_is_taken_makes_the_cluster_start_on_other_ports(
+    tmp_path: Path,
+) -> None:
+    cluster = NatsCluster(tmp_path)
     taken = cluster.nodes[1].client_port
     with socket.socket() as squatter:
         squatter.bind(("127.0.0.1", taken))
