@@ -18,7 +18,7 @@ import shutil
 import ssl
 import urllib.request
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import nats
@@ -52,11 +52,15 @@ def _write_pki(directory: Path) -> None:
 class Node:
     """One server of the cluster: its ports and the EmbeddedNats running the shipped config."""
 
-    def __init__(self, root: Path, name: str, route_password: str = ROUTE_PASSWORD) -> None:
+    def __init__(
+        self, root: Path, name: str, ports: Sequence[int], route_password: str = ROUTE_PASSWORD
+    ) -> None:
+        """`ports`: client, cluster and monitoring, picked with every other node's at once
+        (`free_ports`), so no node gets another's port."""
         self.name, self.route_password = name, route_password
         self.dir = root / name
         self.dir.mkdir()
-        self.client, self.cluster, self.http = free_ports(3)
+        self.client, self.cluster, self.http = ports
         self.server: EmbeddedNats | None = None
 
     def start(self, root: Path, peers: list[Node]) -> Node:
@@ -99,7 +103,8 @@ class Node:
 def cluster(tmp_path: Path) -> Iterator[list[Node]]:
     (tmp_path / "pki").mkdir()
     _write_pki(tmp_path / "pki")
-    nodes = [Node(tmp_path, f"nats-{n}") for n in range(3)]
+    ports = free_ports(9)
+    nodes = [Node(tmp_path, f"nats-{n}", ports[3 * n : 3 * n + 3]) for n in range(3)]
     try:
         for node in nodes:
             node.start(tmp_path, nodes)
@@ -146,7 +151,9 @@ async def test_the_shipped_cluster_config_forms_a_tls_cluster_with_route_auth(
     finally:
         await nc.close()
 
-    intruder = Node(tmp_path, "intruder", route_password="wrong").start(tmp_path, cluster)
+    intruder = Node(tmp_path, "intruder", free_ports(3), route_password="wrong").start(
+        tmp_path, cluster
+    )
     try:
 
         async def refused() -> bool:
