@@ -117,9 +117,8 @@ def _serve(console: Console, reporting: str) -> None:
     """Print the dashboard's URL and keep the system up until Ctrl-C (or SIGTERM)."""
     console.print(f"ダッシュボード / dashboard: [bold]{reporting}/dashboard/progress[/bold]")
     console.print("serving until Ctrl-C …")
-    # a background job starts with SIGINT ignored; SIGTERM must stop the stack cleanly too
+    # a background job starts with SIGINT ignored (SIGTERM stops it through `running_stack`)
     signal.signal(signal.SIGINT, signal.default_int_handler)
-    signal.signal(signal.SIGTERM, signal.default_int_handler)
     try:
         while True:
             time.sleep(3600)

@@ -10,6 +10,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 import urllib.error
 import urllib.parse
@@ -294,13 +295,35 @@ def messages_per_batch(
 
 @contextlib.contextmanager
 def running_stack(stack: LocalStack, services: tuple[str, ...] = SERVICES) -> Iterator[LocalStack]:
-    """Servers and services up for the block; everything stopped after, whatever happens."""
+    """Servers and services up for the block; everything stopped after, whatever happens,
+    SIGTERM included (`sigterm_interrupts`)."""
+    with sigterm_interrupts():
+        try:
+            stack.start_servers()
+            stack.start_services(services)
+            yield stack
+        finally:
+            stack.stop()
+
+
+@contextlib.contextmanager
+def sigterm_interrupts() -> Iterator[None]:
+    """For the block, SIGTERM raises KeyboardInterrupt as Ctrl-C does, so that the `finally`
+    blocks stopping what this process started still run: by default SIGTERM ends the process
+    at once and leaves its services and servers running (`timeout`, a CI job's end, `kill`).
+    Only where Python can take the signal (the main thread) and only while SIGTERM has its
+    default action: a caller that handles it (`dxtalent up`) keeps its own handler."""
+    if (
+        threading.current_thread() is not threading.main_thread()
+        or signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL
+    ):
+        yield
+        return
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
     try:
-        stack.start_servers()
-        stack.start_services(services)
-        yield stack
+        yield
     finally:
-        stack.stop()
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
 
 
 def _without_password(dsn: str) -> str:
